@@ -1,0 +1,1024 @@
+//! Atomic, durable replacement of one file: [`write`], [`OpenOptions`] and [`AtomicFile`].
+
+use crate::ctx::{is_unsupported, Ctx, Feature};
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::sys::{errnos::*, Fd, FileType, FsKind, RenameMode, Stat, SyncKind, Sys};
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How much of a write must be on stable storage when the call returns.
+///
+/// Whatever the level, a reader never sees a half-written file: the replacement is atomic. The
+/// level decides what a power cut (or kernel crash) can do to a write that has returned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Durability {
+    /// No `fsync` at all. After a power cut the file may be the old content, the new content,
+    /// or **empty** (on xfs, ext4 `noauto_da_alloc` and others). For tests and scratch data
+    /// only.
+    None,
+    /// `fsync` of the file, not of its directory. After a power cut the file is the old or the
+    /// new content, never empty or mixed, but a write that returned may be undone (the rename
+    /// was not yet durable). For bulk work that can redo its last writes.
+    File,
+    /// `fsync` of the file and of its directory (the default). When the call returns, the new
+    /// content survives a power cut.
+    #[default]
+    Full,
+}
+
+/// What to do when the target path is a symbolic link.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Symlinks {
+    /// Replace the file the link points to (through any number of links); the link stays a
+    /// link. The default, and what `echo > link` does. A dangling link gets its target created.
+    #[default]
+    Follow,
+    /// Replace the link itself with a regular file.
+    Replace,
+    /// Fail with [`ErrorKind::Symlink`].
+    Refuse,
+}
+
+/// How the temporary file is made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TempFile {
+    /// `O_TMPFILE` where the file system supports it (decided per mount), else a named temp.
+    #[default]
+    Auto,
+    /// Always `O_TMPFILE` (a file with no name until it is complete); fails with
+    /// [`ErrorKind::Unsupported`] where the file system lacks it.
+    Unnamed,
+    /// Always a named temp file, `.NAME.untorn-XXXXXXXX.tmp` beside the target.
+    Named,
+}
+
+/// Options for an atomic write, in the style of [`std::fs::OpenOptions`].
+///
+/// ```
+/// use untorn::{Durability, OpenOptions};
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("secret.json");
+/// OpenOptions::new()
+///     .mode(0o600)
+///     .durability(Durability::Full)
+///     .write(&path, b"{\"token\": \"...\"}\n")?;
+/// # Ok::<(), untorn::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct OpenOptions {
+    durability: Durability,
+    mode: Option<u32>,
+    keep_owner: bool,
+    symlinks: Symlinks,
+    no_clobber: bool,
+    temp: TempFile,
+    ctx: Arc<Ctx>,
+}
+
+impl fmt::Debug for OpenOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenOptions")
+            .field("durability", &self.durability)
+            .field("mode", &self.mode.map(|m| format!("{m:o}")))
+            .field("keep_owner", &self.keep_owner)
+            .field("symlinks", &self.symlinks)
+            .field("no_clobber", &self.no_clobber)
+            .field("temp", &self.temp)
+            .finish()
+    }
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions::new()
+    }
+}
+
+impl OpenOptions {
+    /// The defaults: full durability, keep the replaced file's mode and owner, follow
+    /// symlinks, replace an existing file, `O_TMPFILE` where available.
+    pub fn new() -> OpenOptions {
+        OpenOptions {
+            durability: Durability::Full,
+            mode: None,
+            keep_owner: true,
+            symlinks: Symlinks::Follow,
+            no_clobber: false,
+            temp: TempFile::Auto,
+            ctx: Ctx::real(),
+        }
+    }
+
+    /// How much must be on stable storage when a write returns (default [`Durability::Full`]).
+    pub fn durability(&mut self, d: Durability) -> &mut Self {
+        self.durability = d;
+        self
+    }
+
+    /// The permission bits of the written file (e.g. `0o600`), whether it is new or replaces
+    /// another. Without it, a replacement keeps the replaced file's mode, and a new file gets
+    /// `0o666` less the process's umask, as `open(2)` would give it.
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = Some(mode & 0o7777);
+        self
+    }
+
+    /// Whether a replacement keeps the replaced file's owner and group (default `true`).
+    /// Changing the owner needs privilege: without it, untorn keeps what it can (the group, if
+    /// the process is a member) and goes on.
+    pub fn keep_owner(&mut self, keep: bool) -> &mut Self {
+        self.keep_owner = keep;
+        self
+    }
+
+    /// What to do when the path is a symbolic link (default [`Symlinks::Follow`]).
+    pub fn symlinks(&mut self, s: Symlinks) -> &mut Self {
+        self.symlinks = s;
+        self
+    }
+
+    /// Fail with [`ErrorKind::AlreadyExists`] instead of replacing an existing file. The check
+    /// and the creation are one atomic step (`renameat2(RENAME_NOREPLACE)`, or `linkat`), so two
+    /// racing creators never both succeed.
+    pub fn no_clobber(&mut self, yes: bool) -> &mut Self {
+        self.no_clobber = yes;
+        self
+    }
+
+    /// How the temporary file is made (default [`TempFile::Auto`]).
+    pub fn temp_file(&mut self, t: TempFile) -> &mut Self {
+        self.temp = t;
+        self
+    }
+
+    /// Routes every system call through `sys` (for tests: recording, fault injection, crash
+    /// simulation). Not part of the stable API.
+    #[doc(hidden)]
+    pub fn sys(&mut self, sys: Arc<dyn Sys>) -> &mut Self {
+        self.ctx = Ctx::new(sys);
+        self
+    }
+
+    /// Replaces the file at `path` with `contents`, atomically and (by default) durably.
+    /// See [`write`](crate::write) for the protocol and what a crash leaves behind.
+    pub fn write(&self, path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> Result<()> {
+        let mut f = self.open(path)?;
+        f.write_all_bytes(contents.as_ref())?;
+        f.commit().map_err(|e| e.error)
+    }
+
+    /// Starts a streaming replacement of the file at `path`: write into the returned
+    /// [`AtomicFile`], then [`commit`](AtomicFile::commit) it. Nothing is visible at `path`
+    /// until then.
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<AtomicFile> {
+        let path = path.as_ref();
+        let started = Instant::now();
+        let r = AtomicFile::open(self, path, started);
+        if let Err(e) = &r {
+            tracing::debug!(
+                target: "untorn",
+                op = "write",
+                path = %path.display(),
+                bytes = 0u64,
+                duration_us = started.elapsed().as_micros() as u64,
+                outcome = "failed",
+                error = %e,
+            );
+        }
+        r
+    }
+}
+
+/// Replaces the file at `path` with `contents`: atomically (a reader sees the whole old or the
+/// whole new content, never a mix) and durably (when it returns, the new content survives a
+/// power cut).
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("state.json");
+/// untorn::write(&path, "{\"count\": 1}\n")?;
+/// assert_eq!(std::fs::read_to_string(&path)?, "{\"count\": 1}\n");
+/// # Ok::<(), untorn::Error>(())
+/// ```
+///
+/// # Protocol, and what a crash at each step leaves
+///
+/// 1. Open the target's directory; follow symlinks to the file they name.
+///    *Crash: nothing has changed.*
+/// 2. Create a temp file in that same directory (never `$TMPDIR`: a rename cannot cross file
+///    systems), `O_TMPFILE` where supported, else `.NAME.untorn-XXXXXXXX.tmp` created with
+///    `O_CREAT | O_EXCL | O_NOFOLLOW`, mode `0600` so that nobody else can read the new data.
+///    *Crash: the target is untouched; a named temp may be left (recognisable by its name,
+///    removed by `untorn clean`); an unnamed one vanishes.*
+/// 3. Write all the data; set the final owner and mode (the replaced file's, by default).
+/// 4. `fsync` the temp file: its data must be on disk before any name points at it, or a power
+///    cut after the rename leaves an **empty** file (rust-atomicwrites#36, seen here on xfs
+///    and ext4 `noauto_da_alloc`).
+/// 5. For `O_TMPFILE`: `linkat` it to a temp name (on btrfs followed by another `fdatasync`,
+///    since an fsync of a nameless file may be a no-op there: atomic-write-file#6).
+/// 6. Publish it: `renameat2(RENAME_EXCHANGE)` over an existing target (the old file stays
+///    reachable under the temp name until step 7, so a failed directory fsync can be undone),
+///    plain `rename` for a new file, `RENAME_NOREPLACE` for no-clobber.
+///    *Crash before step 7 completes: the old or the new content, whole.*
+/// 7. `fsync` the directory: the rename is durable only after it (atomic-write-file#8); a
+///    failure here swaps the old file back and returns the error.
+///    *Crash after: the new content.*
+/// 8. Unlink the temp name, which now holds the old content. *Crash before that is durable:
+///    the new content, and possibly the old one under a temp name.*
+///
+/// On any error the target is left as it was and the temp file is removed.
+pub fn write(path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> Result<()> {
+    OpenOptions::new().write(path, contents)
+}
+
+/// Size of the write buffer of an [`AtomicFile`].
+const BUF_CAP: usize = 64 * 1024;
+
+/// Prefix and suffix of named temp files: `.NAME.untorn-XXXXXXXX.tmp`.
+const TEMP_MARK: &str = ".untorn-";
+const TEMP_SUFFIX: &str = ".tmp";
+/// Linux's NAME_MAX: a temp name must fit, so a long target name is shortened in it.
+const NAME_MAX: usize = 255;
+
+/// If `name` is the name of an untorn temp file (`.NAME.untorn-XXXXXXXX.tmp`), the name of the
+/// file it was meant to replace (possibly shortened, for very long names).
+///
+/// ```
+/// use std::ffi::OsStr;
+/// assert_eq!(
+///     untorn::temp_file_target(OsStr::new(".a.json.untorn-0123abcd.tmp")),
+///     Some(OsStr::new("a.json").to_owned())
+/// );
+/// assert_eq!(untorn::temp_file_target(OsStr::new("a.json")), None);
+/// ```
+pub fn temp_file_target(name: &OsStr) -> Option<OsString> {
+    let b = name.as_bytes();
+    let rest = b.strip_prefix(b".")?.strip_suffix(TEMP_SUFFIX.as_bytes())?;
+    if rest.len() < TEMP_MARK.len() + 8 {
+        return None;
+    }
+    let (target, tail) = rest.split_at(rest.len() - TEMP_MARK.len() - 8);
+    let hex = tail.strip_prefix(TEMP_MARK.as_bytes())?;
+    if target.is_empty() || !hex.iter().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(OsString::from_vec(target.to_vec()))
+}
+
+fn temp_name(target: &OsStr) -> OsString {
+    let b = target.as_bytes();
+    let room = NAME_MAX - 1 - TEMP_MARK.len() - 8 - TEMP_SUFFIX.len();
+    let b = &b[..b.len().min(room)];
+    let mut v = Vec::with_capacity(NAME_MAX);
+    v.push(b'.');
+    v.extend_from_slice(b);
+    v.extend_from_slice(TEMP_MARK.as_bytes());
+    v.extend_from_slice(format!("{:08x}", fastrand::u32(..)).as_bytes());
+    v.extend_from_slice(TEMP_SUFFIX.as_bytes());
+    OsString::from_vec(v)
+}
+
+/// Splits a path into its directory (`.` for a bare name) and its file name; rejects paths
+/// that cannot name a file (empty, `/`, `..`, a trailing slash).
+fn split(path: &Path) -> Result<(PathBuf, OsString)> {
+    let bytes = path.as_os_str().as_bytes();
+    let bad = |why: &str| {
+        Err(Error::new(
+            Op::Resolve,
+            path,
+            ErrorKind::InvalidInput,
+            why.into(),
+        ))
+    };
+    if bytes.is_empty() {
+        return bad("the path is empty");
+    }
+    if bytes.ends_with(b"/") {
+        return bad("the path ends in '/', which names a directory");
+    }
+    let name = match path.file_name() {
+        Some(n) if !bytes.ends_with(b"/.") && !bytes.ends_with(b"/..") && bytes != b"." => n,
+        _ => return bad("the path does not name a file"),
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((dir, name.to_owned()))
+}
+
+/// Where a path resolved to: the directory that holds the file to replace, its name, and what
+/// is there now.
+struct Target {
+    dir: Fd,
+    /// The directory as the user would name it (for messages).
+    dir_path: PathBuf,
+    name: OsString,
+    existing: Option<Stat>,
+}
+
+impl Target {
+    fn path(&self) -> PathBuf {
+        join(&self.dir_path, &self.name)
+    }
+}
+
+fn join(dir: &Path, name: &OsStr) -> PathBuf {
+    if dir == Path::new(".") {
+        PathBuf::from(name)
+    } else {
+        dir.join(name)
+    }
+}
+
+/// Resolves `path` according to the symlink policy: at most 40 links, like the kernel.
+fn resolve(sys: &dyn Sys, path: &Path, policy: Symlinks) -> Result<Target> {
+    let (mut dir_path, mut name) = split(path)?;
+    let mut dir = sys
+        .open_dir(None, &dir_path)
+        .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+    for _ in 0..40 {
+        let here = join(&dir_path, &name);
+        let st = match sys.stat_at(&dir, &name, false) {
+            Ok(st) => st,
+            Err(e) if e.raw_os_error() == Some(ENOENT) => {
+                return Ok(Target {
+                    dir,
+                    dir_path,
+                    name,
+                    existing: None,
+                })
+            }
+            Err(e) => return Err(Error::io(Op::Stat, here, e)),
+        };
+        match (st.file_type(), policy) {
+            (FileType::Regular, _) | (FileType::Symlink, Symlinks::Replace) => {
+                return Ok(Target {
+                    dir,
+                    dir_path,
+                    name,
+                    existing: Some(st),
+                })
+            }
+            (FileType::Directory, _) => {
+                return Err(Error::new(
+                    Op::Resolve,
+                    here,
+                    ErrorKind::IsADirectory,
+                    "is a directory".into(),
+                ))
+            }
+            (FileType::Other, _) => return Err(Error::new(
+                Op::Resolve,
+                here,
+                ErrorKind::NotAFile,
+                "not a regular file (a FIFO, socket or device); untorn replaces only regular files"
+                    .into(),
+            )),
+            (FileType::Symlink, Symlinks::Refuse) => {
+                return Err(Error::new(
+                    Op::Resolve,
+                    here,
+                    ErrorKind::Symlink,
+                    "is a symbolic link, and the symlink policy is 'refuse'".into(),
+                ))
+            }
+            (FileType::Symlink, Symlinks::Follow) => {
+                let link = sys
+                    .read_link(&dir, &name)
+                    .map_err(|e| Error::io(Op::ReadLink, &here, e))?;
+                let (ldir, lname) = split(&link).map_err(|e| {
+                    e.with_note(format!("the symlink '{}' points there", here.display()))
+                })?;
+                let link_has_dir = link.parent().is_some_and(|p| !p.as_os_str().is_empty());
+                if link.is_absolute() {
+                    dir = sys
+                        .open_dir(None, &ldir)
+                        .map_err(|e| Error::io(Op::OpenDir, &ldir, e))?;
+                    dir_path = ldir;
+                } else if link_has_dir {
+                    let shown = dir_path.join(&ldir);
+                    dir = sys
+                        .open_dir(Some(&dir), &ldir)
+                        .map_err(|e| Error::io(Op::OpenDir, &shown, e))?;
+                    dir_path = shown;
+                }
+                name = lname;
+            }
+        }
+    }
+    Err(Error::new(
+        Op::Resolve,
+        path,
+        ErrorKind::Symlink,
+        "too many levels of symbolic links".into(),
+    ))
+}
+
+/// The temporary file of an [`AtomicFile`].
+struct Temp {
+    fd: Fd,
+    /// Its name in the directory, once it has one (always for a named temp; after `linkat` for
+    /// an `O_TMPFILE` one).
+    name: Option<OsString>,
+    unnamed: bool,
+}
+
+/// How far a commit has come; a failed commit resumes from here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Progress {
+    metadata_set: bool,
+    synced: bool,
+    /// The new content is at the target's name.
+    published: bool,
+    /// Publishing swapped names: the temp name now holds the old file.
+    exchanged: bool,
+    /// Everything is done (committed, or discarded).
+    finished: bool,
+}
+
+/// A replacement of one file, written as a stream; nothing is visible at the target until
+/// [`commit`](AtomicFile::commit).
+///
+/// Writes are buffered (64 KiB), so small writes (from `serde_json::to_writer`, `write!`) cost
+/// no system call each. Dropping an uncommitted `AtomicFile` discards it: the temp file is
+/// removed and the target stays as it was. Prefer [`discard`](AtomicFile::discard), which
+/// reports errors.
+///
+/// ```
+/// use std::io::Write;
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("log.txt");
+/// let mut f = untorn::OpenOptions::new().open(&path)?;
+/// for i in 0..3 {
+///     writeln!(f, "line {i}")?;
+/// }
+/// f.commit()?;
+/// assert_eq!(std::fs::read_to_string(&path)?, "line 0\nline 1\nline 2\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct AtomicFile {
+    ctx: Arc<Ctx>,
+    opts: OpenOptions,
+    target: Target,
+    dev: u64,
+    fs: FsKind,
+    temp: Temp,
+    final_mode: u32,
+    buf: Vec<u8>,
+    bytes: u64,
+    progress: Progress,
+    started: Instant,
+}
+
+impl fmt::Debug for AtomicFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AtomicFile")
+            .field("path", &self.target.path())
+            .field("temp", &self.temp.name)
+            .field("bytes", &self.bytes)
+            .field("progress", &self.progress)
+            .finish()
+    }
+}
+
+/// A commit that failed: the error, and the [`AtomicFile`] back, so that the caller can retry
+/// ([`commit`](AtomicFile::commit) resumes where it stopped, e.g. after space was freed) or
+/// [`discard`](AtomicFile::discard) it. Dropping it discards the write.
+#[derive(Debug)]
+pub struct CommitError {
+    /// What went wrong.
+    pub error: Error,
+    /// The uncommitted file.
+    pub file: AtomicFile,
+}
+
+impl CommitError {
+    /// Splits it into the error and the file.
+    pub fn into_parts(self) -> (Error, AtomicFile) {
+        (self.error, self.file)
+    }
+}
+
+impl fmt::Display for CommitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl std::error::Error for CommitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.error)
+    }
+}
+
+impl From<CommitError> for Error {
+    fn from(e: CommitError) -> Error {
+        e.error
+    }
+}
+
+impl From<CommitError> for io::Error {
+    fn from(e: CommitError) -> io::Error {
+        e.error.into()
+    }
+}
+
+impl AtomicFile {
+    fn open(opts: &OpenOptions, path: &Path, started: Instant) -> Result<AtomicFile> {
+        let ctx = opts.ctx.clone();
+        let sys = &*ctx.sys;
+        let target = resolve(sys, path, opts.symlinks)?;
+        let dst = sys
+            .stat(&target.dir)
+            .map_err(|e| Error::io(Op::Stat, &target.dir_path, e))?;
+        let dev = dst.dev;
+        let fs = ctx.fs_kind(dev, &target.dir);
+
+        let final_mode = match (opts.mode, target.existing) {
+            (Some(m), _) => m,
+            (None, Some(st)) if st.file_type() == FileType::Regular => st.permissions(),
+            _ => 0o666 & !sys.umask(),
+        };
+
+        // The temp is created 0600 (owner only) whatever the final mode, so that nobody can
+        // open it and read the new data before it is complete; the final mode is set at commit.
+        let want_unnamed = match opts.temp {
+            TempFile::Named => false,
+            TempFile::Unnamed => true,
+            TempFile::Auto => ctx.has(dev, Feature::Tmpfile) != Some(false),
+        };
+        let mut temp = None;
+        if want_unnamed {
+            match sys.create_unnamed(&target.dir, 0o600) {
+                Ok(fd) => {
+                    ctx.learn(dev, Feature::Tmpfile, true);
+                    temp = Some(Temp {
+                        fd,
+                        name: None,
+                        unnamed: true,
+                    });
+                }
+                Err(e) if is_unsupported(e.raw_os_error()) => {
+                    ctx.learn(dev, Feature::Tmpfile, false);
+                    if opts.temp == TempFile::Unnamed {
+                        return Err(Error::io(Op::CreateTemp, target.path(), e)
+                            .with_kind(ErrorKind::Unsupported)
+                            .with_note("this file system does not support O_TMPFILE"));
+                    }
+                }
+                Err(e) => return Err(Error::io(Op::CreateTemp, target.path(), e)),
+            }
+        }
+        let temp = match temp {
+            Some(t) => t,
+            None => {
+                let mut tries = 0;
+                loop {
+                    let name = temp_name(&target.name);
+                    match sys.create_temp(&target.dir, &name, 0o600) {
+                        Ok(fd) => {
+                            break Temp {
+                                fd,
+                                name: Some(name),
+                                unnamed: false,
+                            }
+                        }
+                        Err(e) if e.raw_os_error() == Some(EEXIST) && tries < 100 => tries += 1,
+                        Err(e) => return Err(Error::io(Op::CreateTemp, target.path(), e)),
+                    }
+                }
+            }
+        };
+        Ok(AtomicFile {
+            ctx,
+            opts: opts.clone(),
+            target,
+            dev,
+            fs,
+            temp,
+            final_mode,
+            buf: Vec::new(),
+            bytes: 0,
+            progress: Progress::default(),
+            started,
+        })
+    }
+
+    /// The path this file will replace (after following symlinks).
+    pub fn target_path(&self) -> PathBuf {
+        self.target.path()
+    }
+
+    /// The temp file's path, if it has a name (a named temp, or an `O_TMPFILE` being
+    /// committed); `None` while it is an unnamed `O_TMPFILE`.
+    pub fn temp_path(&self) -> Option<PathBuf> {
+        self.temp
+            .name
+            .as_ref()
+            .map(|n| join(&self.target.dir_path, n))
+    }
+
+    fn sys(&self) -> &dyn Sys {
+        &*self.ctx.sys
+    }
+
+    fn temp_display(&self) -> PathBuf {
+        self.temp_path().unwrap_or_else(|| self.target.path())
+    }
+
+    /// Writes `data` to the temp file, all of it, retrying short writes.
+    fn write_through(&mut self, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            match self.ctx.sys.write(&self.temp.fd, data) {
+                Ok(0) => {
+                    return Err(Error::io(
+                        Op::Write,
+                        self.target.path(),
+                        io::Error::from(io::ErrorKind::WriteZero),
+                    ))
+                }
+                Ok(n) => {
+                    data = &data[n..];
+                    self.bytes += n as u64;
+                }
+                Err(e) => return Err(Error::io(Op::Write, self.target.path(), e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes out the buffer; on error, what was not written stays buffered.
+    fn flush_buf(&mut self) -> Result<()> {
+        let mut done = 0;
+        let mut result = Ok(());
+        while done < self.buf.len() {
+            match self.ctx.sys.write(&self.temp.fd, &self.buf[done..]) {
+                Ok(0) => {
+                    result = Err(Error::io(
+                        Op::Write,
+                        self.target.path(),
+                        io::Error::from(io::ErrorKind::WriteZero),
+                    ));
+                    break;
+                }
+                Ok(n) => {
+                    done += n;
+                    self.bytes += n as u64;
+                }
+                Err(e) => {
+                    result = Err(Error::io(Op::Write, self.target.path(), e));
+                    break;
+                }
+            }
+        }
+        self.buf.drain(..done);
+        result
+    }
+
+    /// Whole-buffer write used by [`write`]: no copy through the buffer for large data.
+    fn write_all_bytes(&mut self, data: &[u8]) -> Result<()> {
+        if self.buf.len() + data.len() <= BUF_CAP {
+            self.buf.extend_from_slice(data);
+            return Ok(());
+        }
+        self.flush_buf()?;
+        self.write_through(data)
+    }
+
+    /// Makes the new content visible at the target and, by default, durable. On success the
+    /// target holds exactly what was written; on error it holds what it held before, and the
+    /// [`AtomicFile`] comes back in the [`CommitError`] to retry or discard.
+    pub fn commit(mut self) -> Result<(), CommitError> {
+        match self.commit_steps() {
+            Ok(()) => {
+                self.progress.finished = true;
+                self.trace("committed", None);
+                Ok(())
+            }
+            Err(error) => {
+                self.trace("failed", Some(&error));
+                Err(CommitError { error, file: self })
+            }
+        }
+    }
+
+    fn commit_steps(&mut self) -> Result<()> {
+        if self.progress.finished {
+            return Err(Error::new(
+                Op::Rename,
+                self.temp_display(),
+                ErrorKind::InvalidInput,
+                "this write was already finished".into(),
+            )
+            .with_other(self.target.path()));
+        }
+        self.flush_buf()?;
+        if !self.progress.metadata_set {
+            self.set_metadata()?;
+            self.progress.metadata_set = true;
+        }
+        let durable = self.opts.durability != Durability::None;
+        if durable && !self.progress.synced {
+            // The data (and the mode and owner just set) must be on disk before any name points
+            // at this inode; otherwise a power cut after the rename leaves an empty file.
+            self.sys()
+                .sync(&self.temp.fd, SyncKind::All)
+                .map_err(|e| Error::io(Op::Sync, self.temp_display(), e))?;
+            self.progress.synced = true;
+        }
+        if self.temp.name.is_none() {
+            self.link_unnamed()?;
+        }
+        if !self.progress.published {
+            self.publish()?;
+        }
+        if self.opts.durability == Durability::Full {
+            // A rename is durable only once its directory is: without this fsync a power cut
+            // can bring the old content back after the write "succeeded" (atomic-write-file#8).
+            if let Err(e) = self.sys().sync_dir(&self.target.dir) {
+                let err = Error::io(Op::SyncDir, &self.target.dir_path, e);
+                return Err(self.unpublish(err));
+            }
+        }
+        if self.progress.exchanged {
+            // The temp name now holds the old content. Removing it need not be durable: if a
+            // crash brings it back, it is a recognisable orphan for `untorn clean`.
+            if let Some(name) = self.temp.name.take() {
+                if let Err(e) = self.sys().unlink(&self.target.dir, &name) {
+                    tracing::warn!(target: "untorn", temp = %join(&self.target.dir_path, &name).display(), error = %e, "could not remove the replaced file's temp name");
+                }
+            }
+        }
+        self.temp.name = None;
+        Ok(())
+    }
+
+    fn set_metadata(&mut self) -> Result<()> {
+        let sys = &*self.ctx.sys;
+        let st = sys
+            .stat(&self.temp.fd)
+            .map_err(|e| Error::io(Op::Stat, self.temp_display(), e))?;
+        if let (true, Some(old)) = (self.opts.keep_owner, self.target.existing) {
+            if old.file_type() == FileType::Regular && (old.uid != st.uid || old.gid != st.gid) {
+                // Owner first: chown clears setuid/setgid bits, which the chmod below restores.
+                let r = sys.set_owner(&self.temp.fd, Some(old.uid), Some(old.gid));
+                match r {
+                    Ok(()) => {}
+                    Err(e) if matches!(e.raw_os_error(), Some(EPERM | EACCES)) => {
+                        // Not privileged: keep at least the group if we may (a member of it).
+                        let _ = sys.set_owner(&self.temp.fd, None, Some(old.gid));
+                        tracing::debug!(target: "untorn", path = %self.target.path().display(), "owner not kept: not permitted");
+                    }
+                    Err(e) => return Err(Error::io(Op::SetOwner, self.temp_display(), e)),
+                }
+            }
+        }
+        if st.permissions() != self.final_mode || self.final_mode & 0o6000 != 0 {
+            sys.set_mode(&self.temp.fd, self.final_mode)
+                .map_err(|e| Error::io(Op::SetMode, self.temp_display(), e))?;
+        }
+        Ok(())
+    }
+
+    /// Gives an `O_TMPFILE` temp a name: the target itself for no-clobber, else a temp name.
+    fn link_unnamed(&mut self) -> Result<()> {
+        let sys = &*self.ctx.sys;
+        if self.opts.no_clobber {
+            // linkat fails with EEXIST if the target exists: an atomic no-clobber create.
+            match sys.link_unnamed(&self.temp.fd, &self.target.dir, &self.target.name) {
+                Ok(()) => {
+                    self.temp.name = Some(self.target.name.clone());
+                    self.progress.published = true;
+                }
+                Err(e) => {
+                    let err = Error::io(Op::Create, self.target.path(), e);
+                    return Err(if err.kind() == ErrorKind::AlreadyExists {
+                        err.with_note("no-clobber: it exists")
+                    } else {
+                        err
+                    });
+                }
+            }
+        } else {
+            let mut tries = 0;
+            loop {
+                let name = temp_name(&self.target.name);
+                match sys.link_unnamed(&self.temp.fd, &self.target.dir, &name) {
+                    Ok(()) => {
+                        self.temp.name = Some(name);
+                        break;
+                    }
+                    Err(e) if e.raw_os_error() == Some(EEXIST) && tries < 100 => tries += 1,
+                    Err(e) => {
+                        return Err(Error::io(Op::Link, self.target.path(), e)
+                            .with_other(join(&self.target.dir_path, &name)))
+                    }
+                }
+            }
+        }
+        if self.fs == FsKind::Btrfs && self.opts.durability != Durability::None {
+            // btrfs may skip the data of an fsync'd O_TMPFILE until it has a name
+            // (atomic-write-file#6): sync again now that it has one.
+            sys.sync(&self.temp.fd, SyncKind::Data)
+                .map_err(|e| Error::io(Op::Sync, self.temp_display(), e))?;
+        }
+        Ok(())
+    }
+
+    /// Puts the temp at the target's name.
+    fn publish(&mut self) -> Result<()> {
+        let sys = &*self.ctx.sys;
+        let dir = &self.target.dir;
+        let tname = self.temp.name.clone().expect("a named temp");
+        let tpath = join(&self.target.dir_path, &tname);
+        let name = &self.target.name;
+        let rename_err =
+            |e: io::Error| Error::io(Op::Rename, &tpath, e).with_other(self.target.path());
+
+        if self.opts.no_clobber {
+            if self.ctx.has(self.dev, Feature::NoReplace) != Some(false) {
+                match sys.rename(dir, &tname, dir, name, RenameMode::NoReplace) {
+                    Ok(()) => {
+                        self.ctx.learn(self.dev, Feature::NoReplace, true);
+                        self.progress.published = true;
+                        return Ok(());
+                    }
+                    Err(e) if is_unsupported(e.raw_os_error()) => {
+                        self.ctx.learn(self.dev, Feature::NoReplace, false)
+                    }
+                    Err(e) if e.raw_os_error() == Some(EEXIST) => {
+                        return Err(Error::io(Op::Create, self.target.path(), e)
+                            .with_note("no-clobber: it exists"))
+                    }
+                    Err(e) => return Err(rename_err(e)),
+                }
+            }
+            // No RENAME_NOREPLACE here: link (fails if the target exists), then drop the temp
+            // name.
+            sys.link(dir, &tname, dir, name).map_err(|e| {
+                let err = Error::io(Op::Create, self.target.path(), e);
+                if err.kind() == ErrorKind::AlreadyExists {
+                    err.with_note("no-clobber: it exists")
+                } else {
+                    err
+                }
+            })?;
+            self.progress.published = true;
+            if let Err(e) = sys.unlink(dir, &tname) {
+                tracing::warn!(target: "untorn", temp = %tpath.display(), error = %e, "could not remove temp name");
+            }
+            self.temp.name = Some(name.clone());
+            return Ok(());
+        }
+
+        let existed = self.target.existing.is_some_and(|s| {
+            s.file_type() == FileType::Regular || self.opts.symlinks == Symlinks::Replace
+        });
+        if existed && self.ctx.has(self.dev, Feature::Exchange) != Some(false) {
+            match sys.rename(dir, &tname, dir, name, RenameMode::Exchange) {
+                Ok(()) => {
+                    self.ctx.learn(self.dev, Feature::Exchange, true);
+                    self.progress.published = true;
+                    self.progress.exchanged = true;
+                    return Ok(());
+                }
+                Err(e) if is_unsupported(e.raw_os_error()) => {
+                    self.ctx.learn(self.dev, Feature::Exchange, false)
+                }
+                // The target went away since we looked: a plain rename below.
+                Err(e) if e.raw_os_error() == Some(ENOENT) => {}
+                Err(e) => return Err(rename_err(e)),
+            }
+        }
+        sys.rename(dir, &tname, dir, name, RenameMode::Replace)
+            .map_err(rename_err)?;
+        self.progress.published = true;
+        Ok(())
+    }
+
+    /// Undoes the publication after the directory fsync failed, so that the target is as it
+    /// was and the temp holds the new content again (ready for a retry or a discard).
+    fn unpublish(&mut self, err: Error) -> Error {
+        let sys = &*self.ctx.sys;
+        let dir = &self.target.dir;
+        let name = &self.target.name;
+        let undone = if self.progress.exchanged {
+            let t = self.temp.name.clone().expect("exchanged under a temp name");
+            sys.rename(dir, &t, dir, name, RenameMode::Exchange).is_ok()
+        } else if self.opts.no_clobber || self.target.existing.is_none() {
+            // A new file: move it back to a temp name.
+            let t = temp_name(name);
+            let ok = sys
+                .rename(dir, name, dir, &t, RenameMode::NoReplace)
+                .is_ok();
+            if ok {
+                self.temp.name = Some(t);
+            }
+            ok
+        } else {
+            false
+        };
+        if undone {
+            self.progress.published = false;
+            self.progress.exchanged = false;
+            err.with_note("the target was left as it was")
+        } else {
+            self.progress.finished = true;
+            self.temp.name = None;
+            err.with_note(
+                "the new content is in place but may not survive a power cut; \
+                 --durability file accepts this file system's limits",
+            )
+        }
+    }
+
+    /// Abandons the write: removes the temp file; the target stays as it was.
+    pub fn discard(mut self) -> Result<()> {
+        let r = self.remove_temp();
+        self.progress.finished = true;
+        self.trace("discarded", r.as_ref().err());
+        r
+    }
+
+    fn remove_temp(&mut self) -> Result<()> {
+        if self.progress.finished || self.progress.published {
+            return Ok(());
+        }
+        if let Some(name) = self.temp.name.take() {
+            self.ctx
+                .sys
+                .unlink(&self.target.dir, &name)
+                .map_err(|e| Error::io(Op::Remove, join(&self.target.dir_path, &name), e))?;
+        }
+        Ok(())
+    }
+
+    fn trace(&self, outcome: &'static str, err: Option<&Error>) {
+        let path = self.target.path();
+        let duration_us = self.started.elapsed().as_micros() as u64;
+        match err {
+            None => tracing::debug!(
+                target: "untorn",
+                op = "write",
+                path = %path.display(),
+                bytes = self.bytes,
+                duration_us,
+                outcome,
+                temp = if self.temp.unnamed { "unnamed" } else { "named" },
+            ),
+            Some(e) => tracing::debug!(
+                target: "untorn",
+                op = "write",
+                path = %path.display(),
+                bytes = self.bytes,
+                duration_us,
+                outcome,
+                error = %e,
+            ),
+        }
+    }
+}
+
+impl io::Write for AtomicFile {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + data.len() > BUF_CAP {
+            self.flush_buf()?;
+        }
+        if data.len() >= BUF_CAP {
+            // Large writes bypass the buffer: one system call, possibly short.
+            return match self.ctx.sys.write(&self.temp.fd, data) {
+                Ok(n) => {
+                    self.bytes += n as u64;
+                    Ok(n)
+                }
+                Err(e) => Err(Error::io(Op::Write, self.target.path(), e).into()),
+            };
+        }
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(BUF_CAP);
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    /// Writes out the buffer to the temp file. It does not make anything visible or durable:
+    /// that is [`commit`](AtomicFile::commit)'s job.
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_buf().map_err(Into::into)
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.progress.finished {
+            let r = self.remove_temp();
+            self.trace("discarded", r.as_ref().err());
+        }
+    }
+}

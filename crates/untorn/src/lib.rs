@@ -1,0 +1,68 @@
+//! untorn keeps files whole.
+//!
+//! Scripts, agents and services keep their state in plain files. An interrupted write empties
+//! them, and a power cut can leave half a file. untorn makes every change to such a file
+//! all-or-nothing and durable once it returns.
+//!
+//! - [`write`] replaces a file with a buffer: the common case, one call.
+//! - [`OpenOptions`] sets durability, permissions, the symlink policy, no-clobber and the temp
+//!   strategy, and [`OpenOptions::open`] streams a replacement through an [`AtomicFile`].
+//!
+//! # What is guaranteed
+//!
+//! - **Atomic**: every reader, and the file after any crash, sees the whole old content or the
+//!   whole new content; never a mix, never an empty or truncated file.
+//! - **Durable** (with the default [`Durability::Full`]): once a call returns `Ok`, the new
+//!   content survives a power cut.
+//! - **Nothing lost on error**: if a call returns an error, the target is as it was and the temp
+//!   file is gone. The error names the step and the path ([`Error`]).
+//! - **Metadata kept**: a replacement keeps the replaced file's mode, owner and group (owner
+//!   and group as far as the process may set them); symlinks are followed.
+//! - **Never silently weaker**: a rename across file systems is an error, never a copy; a file
+//!   system that cannot fsync a directory gives an error unless the caller chose a weaker
+//!   [`Durability`].
+//!
+//! # What is not
+//!
+//! - Concurrent writers are not serialised: the last commit wins, whole. For read-modify-write
+//!   use a lock (a later release).
+//! - Hard links to the target keep the old content (the target gets a new inode), and extended
+//!   attributes, ACLs and SELinux labels of the replaced file are not copied yet.
+//! - After a crash, a temp file (`.NAME.untorn-XXXXXXXX.tmp`) may be left beside the target;
+//!   [`temp_file_target`] recognises the names.
+//!
+//! # How it works
+//!
+//! The exact sequence of system calls of [`write`] (default options, a file that exists):
+//!
+//! ```text
+//! openat(AT_FDCWD, "dir", O_RDONLY|O_DIRECTORY|O_CLOEXEC)       = dirfd
+//! newfstatat(dirfd, "a.json", AT_SYMLINK_NOFOLLOW)              (mode, owner, symlink?)
+//! fstat(dirfd)                                                  (which mount)
+//! openat(dirfd, ".", O_WRONLY|O_TMPFILE|O_CLOEXEC, 0600)        = fd   (else a named temp)
+//! write(fd, ...)                                                ...
+//! fstat(fd); fchown(fd, ...) if needed; fchmod(fd, old mode)
+//! fsync(fd)                                                     data durable before any name
+//! linkat(fd, "", dirfd, ".a.json.untorn-1a2b3c4d.tmp", AT_EMPTY_PATH)
+//! renameat2(dirfd, ".a.json.untorn-1a2b3c4d.tmp", dirfd, "a.json", RENAME_EXCHANGE)
+//! fsync(dirfd)                                                  the rename durable
+//! unlinkat(dirfd, ".a.json.untorn-1a2b3c4d.tmp", 0)             the old content
+//! ```
+//!
+//! [`write`] documents what a crash at each step leaves behind.
+//!
+//! Every system call goes through one internal module (`sys`), so that tests can record the
+//! calls, fail any one of them, and (later) simulate crashes.
+
+mod atomic;
+mod ctx;
+mod error;
+pub mod sys;
+
+pub use atomic::{
+    temp_file_target, write, AtomicFile, CommitError, Durability, OpenOptions, Symlinks, TempFile,
+};
+pub use error::{Error, ErrorKind, Op, Result};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,228 @@
+//! The kernel, on Linux, through `rustix` (safe wrappers over the raw system calls: no libc
+//! buffering, no `unsafe` here).
+
+use super::{Fd, FsKind, LockKind, OpenHow, RenameMode, Stat, SyncKind, Sys};
+use rustix::fs::{self as rfs, AtFlags, FlockOperation, Mode, OFlags, RenameFlags, CWD};
+use rustix::io::Errno;
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Real;
+
+/// Retries a call interrupted by a signal (`EINTR`); anything else is returned as it is.
+fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(Errno::INTR) => continue,
+            r => return r.map_err(io::Error::from),
+        }
+    }
+}
+
+fn mode(m: u32) -> Mode {
+    Mode::from_raw_mode(m)
+}
+
+fn stat_of(s: &rfs::Stat) -> Stat {
+    Stat {
+        dev: s.st_dev as u64,
+        ino: s.st_ino as u64,
+        mode: s.st_mode as u32,
+        uid: s.st_uid as u32,
+        gid: s.st_gid as u32,
+        nlink: s.st_nlink as u64,
+        size: s.st_size as u64,
+        mtime_ns: s.st_mtime as i128 * 1_000_000_000 + s.st_mtime_nsec as i128,
+    }
+}
+
+impl Sys for Real {
+    fn open_dir(&self, at: Option<&Fd>, path: &Path) -> io::Result<Fd> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = match at {
+            Some(d) => {
+                let d = d.os()?;
+                retry(|| rfs::openat(d, path, flags, Mode::empty()))?
+            }
+            None => retry(|| rfs::openat(CWD, path, flags, Mode::empty()))?,
+        };
+        Ok(Fd::Os(fd))
+    }
+
+    fn create_temp(&self, dir: &Fd, name: &OsStr, m: u32) -> io::Result<Fd> {
+        let d = dir.os()?;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        Ok(Fd::Os(retry(|| rfs::openat(d, name, flags, mode(m)))?))
+    }
+
+    fn create_unnamed(&self, dir: &Fd, m: u32) -> io::Result<Fd> {
+        let d = dir.os()?;
+        let flags = OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC;
+        Ok(Fd::Os(retry(|| rfs::openat(d, ".", flags, mode(m)))?))
+    }
+
+    fn open_file(&self, dir: &Fd, name: &OsStr, how: OpenHow, m: u32) -> io::Result<Fd> {
+        let d = dir.os()?;
+        let mut flags = match (how.read, how.write || how.append) {
+            (true, true) => OFlags::RDWR,
+            (false, true) => OFlags::WRONLY,
+            _ => OFlags::RDONLY,
+        } | OFlags::CLOEXEC;
+        if how.append {
+            flags |= OFlags::APPEND;
+        }
+        if how.create {
+            flags |= OFlags::CREATE;
+        }
+        if how.exclusive {
+            flags |= OFlags::EXCL;
+        }
+        if how.no_follow {
+            flags |= OFlags::NOFOLLOW;
+        }
+        Ok(Fd::Os(retry(|| rfs::openat(d, name, flags, mode(m)))?))
+    }
+
+    fn write(&self, fd: &Fd, buf: &[u8]) -> io::Result<usize> {
+        let fd = fd.os()?;
+        retry(|| rustix::io::write(fd, buf))
+    }
+
+    fn read_at(&self, fd: &Fd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let fd = fd.os()?;
+        retry(|| rustix::io::pread(fd, &mut *buf, offset))
+    }
+
+    fn sync(&self, fd: &Fd, kind: SyncKind) -> io::Result<()> {
+        let fd = fd.os()?;
+        match kind {
+            SyncKind::All => retry(|| rfs::fsync(fd)),
+            SyncKind::Data => retry(|| rfs::fdatasync(fd)),
+        }
+    }
+
+    fn sync_dir(&self, dir: &Fd) -> io::Result<()> {
+        let fd = dir.os()?;
+        retry(|| rfs::fsync(fd))
+    }
+
+    fn rename(
+        &self,
+        from_dir: &Fd,
+        from: &OsStr,
+        to_dir: &Fd,
+        to: &OsStr,
+        mode: RenameMode,
+    ) -> io::Result<()> {
+        let (a, b) = (from_dir.os()?, to_dir.os()?);
+        let flags = match mode {
+            RenameMode::Replace => RenameFlags::empty(),
+            RenameMode::NoReplace => RenameFlags::NOREPLACE,
+            RenameMode::Exchange => RenameFlags::EXCHANGE,
+        };
+        retry(|| rfs::renameat_with(a, from, b, to, flags))
+    }
+
+    fn link(&self, from_dir: &Fd, from: &OsStr, to_dir: &Fd, to: &OsStr) -> io::Result<()> {
+        let (a, b) = (from_dir.os()?, to_dir.os()?);
+        retry(|| rfs::linkat(a, from, b, to, AtFlags::empty()))
+    }
+
+    fn link_unnamed(&self, fd: &Fd, to_dir: &Fd, to: &OsStr) -> io::Result<()> {
+        let (f, d) = (fd.os()?, to_dir.os()?);
+        // `AT_EMPTY_PATH` needs CAP_DAC_READ_SEARCH; without it (ENOENT), the documented
+        // alternative is to link the descriptor's `/proc/self/fd` entry (open(2), O_TMPFILE).
+        match retry(|| rfs::linkat(f, "", d, to, AtFlags::EMPTY_PATH)) {
+            Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {
+                use std::os::fd::AsRawFd;
+                let proc = format!("/proc/self/fd/{}", f.as_raw_fd());
+                retry(|| rfs::linkat(CWD, proc.as_str(), d, to, AtFlags::SYMLINK_FOLLOW))
+            }
+            r => r,
+        }
+    }
+
+    fn unlink(&self, dir: &Fd, name: &OsStr) -> io::Result<()> {
+        let d = dir.os()?;
+        retry(|| rfs::unlinkat(d, name, AtFlags::empty()))
+    }
+
+    fn stat_at(&self, dir: &Fd, name: &OsStr, follow: bool) -> io::Result<Stat> {
+        let d = dir.os()?;
+        let flags = if follow {
+            AtFlags::empty()
+        } else {
+            AtFlags::SYMLINK_NOFOLLOW
+        };
+        Ok(stat_of(&retry(|| rfs::statat(d, name, flags))?))
+    }
+
+    fn stat(&self, fd: &Fd) -> io::Result<Stat> {
+        let f = fd.os()?;
+        Ok(stat_of(&retry(|| rfs::fstat(f))?))
+    }
+
+    fn read_link(&self, dir: &Fd, name: &OsStr) -> io::Result<PathBuf> {
+        let d = dir.os()?;
+        let target = retry(|| rfs::readlinkat(d, name, Vec::new()))?;
+        Ok(PathBuf::from(OsStr::from_bytes(target.as_bytes())))
+    }
+
+    fn set_mode(&self, fd: &Fd, m: u32) -> io::Result<()> {
+        let f = fd.os()?;
+        retry(|| rfs::fchmod(f, mode(m)))
+    }
+
+    fn set_owner(&self, fd: &Fd, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+        let f = fd.os()?;
+        let uid = uid.map(rfs::Uid::from_raw);
+        let gid = gid.map(rfs::Gid::from_raw);
+        retry(|| rfs::fchown(f, uid, gid))
+    }
+
+    fn fs_kind(&self, fd: &Fd) -> io::Result<FsKind> {
+        let f = fd.os()?;
+        let st = retry(|| rfs::fstatfs(f))?;
+        // Magic numbers from linux/magic.h.
+        Ok(match st.f_type as i64 {
+            0xEF53 => FsKind::Ext4,
+            0x5846_5342 => FsKind::Xfs,
+            0x9123_683E => FsKind::Btrfs,
+            0x0102_1994 => FsKind::Tmpfs,
+            0x794C_7630 => FsKind::Overlay,
+            0x6969 => FsKind::Nfs,
+            0x6573_5546 => FsKind::Fuse,
+            other => FsKind::Other(other),
+        })
+    }
+
+    fn umask(&self) -> u32 {
+        // umask(2) can only be read by setting it, which races with other threads creating
+        // files; Linux 4.7+ reports it in /proc/self/status instead.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            .unwrap_or(0o022)
+    }
+
+    fn lock(&self, fd: &Fd, kind: LockKind, blocking: bool) -> io::Result<()> {
+        let f = fd.os()?;
+        let op = match (kind, blocking) {
+            (LockKind::Shared, true) => FlockOperation::LockShared,
+            (LockKind::Shared, false) => FlockOperation::NonBlockingLockShared,
+            (LockKind::Exclusive, true) => FlockOperation::LockExclusive,
+            (LockKind::Exclusive, false) => FlockOperation::NonBlockingLockExclusive,
+            (LockKind::Unlock, _) => FlockOperation::Unlock,
+        };
+        // A blocking flock interrupted by a signal returns EINTR; callers that want a timeout
+        // rely on that, so it is not retried here.
+        rfs::flock(f, op).map_err(io::Error::from)
+    }
+}

@@ -1,0 +1,255 @@
+//! The one module that touches the file system.
+//!
+//! Every other module of untorn reaches the kernel through the [`Sys`] trait, never through
+//! `std::fs` or `rustix` directly. That seam is what lets tests put another implementation in
+//! place of the kernel: [`testing::Recorder`] records the sequence of calls, [`testing::FailNth`]
+//! fails the Nth call with a chosen error, and a crash simulator (later) keeps a durable and a
+//! volatile copy of an in-memory tree.
+//!
+//! The seam costs one indirect call per system call (a few nanoseconds next to the microseconds
+//! of the call itself, and the milliseconds of an `fsync`).
+//!
+//! This module is public only so that tests and benchmarks outside the crate can use it; it is
+//! not part of untorn's stable API.
+#![doc(hidden)]
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub use linux::Real;
+
+#[cfg(not(target_os = "linux"))]
+mod unsupported;
+#[cfg(not(target_os = "linux"))]
+pub use unsupported::Real;
+
+pub mod testing;
+
+/// An open file or directory, as the [`Sys`] implementation that opened it knows it.
+///
+/// The real implementation hands out kernel descriptors; a simulator hands out its own numbers.
+/// Closing happens on drop.
+pub enum Fd {
+    /// A kernel file descriptor.
+    Os(OwnedFd),
+    /// A handle of a simulated file system.
+    Sim(u64),
+}
+
+impl Fd {
+    /// The kernel descriptor, or `EBADF` for a simulated handle given to the real system.
+    pub fn os(&self) -> io::Result<BorrowedFd<'_>> {
+        match self {
+            Fd::Os(fd) => Ok(fd.as_fd()),
+            Fd::Sim(_) => Err(io::Error::from_raw_os_error(
+                rustix::io::Errno::BADF.raw_os_error(),
+            )),
+        }
+    }
+}
+
+impl fmt::Debug for Fd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fd::Os(fd) => write!(f, "Fd({:?})", fd),
+            Fd::Sim(n) => write!(f, "SimFd({n})"),
+        }
+    }
+}
+
+/// What a file's metadata says, as far as untorn needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub dev: u64,
+    pub ino: u64,
+    /// Type and permission bits, as in `st_mode`.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u64,
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i128,
+}
+
+/// The kind of file a [`Stat`] describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileType {
+    Regular,
+    Directory,
+    Symlink,
+    Other,
+}
+
+impl Stat {
+    pub fn file_type(&self) -> FileType {
+        match self.mode & 0o170000 {
+            0o100000 => FileType::Regular,
+            0o040000 => FileType::Directory,
+            0o120000 => FileType::Symlink,
+            _ => FileType::Other,
+        }
+    }
+
+    /// The permission bits (including setuid, setgid and sticky).
+    pub fn permissions(&self) -> u32 {
+        self.mode & 0o7777
+    }
+}
+
+/// How far an `fsync` reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncKind {
+    /// `fsync`: data and all metadata.
+    All,
+    /// `fdatasync`: data and the metadata needed to read it back (size).
+    Data,
+}
+
+/// What a rename may do to an existing target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RenameMode {
+    /// `renameat`: replace the target if it exists.
+    Replace,
+    /// `renameat2(RENAME_NOREPLACE)`: fail with `EEXIST` if the target exists.
+    NoReplace,
+    /// `renameat2(RENAME_EXCHANGE)`: swap the two names; both must exist.
+    Exchange,
+}
+
+/// A lock request for [`Sys::lock`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockKind {
+    Shared,
+    Exclusive,
+    Unlock,
+}
+
+/// What a file system is, as far as untorn's protocol cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsKind {
+    Ext4,
+    Xfs,
+    Btrfs,
+    Tmpfs,
+    Overlay,
+    Nfs,
+    Fuse,
+    Other(i64),
+}
+
+/// How a regular file is opened by [`Sys::open_file`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenHow {
+    pub read: bool,
+    pub write: bool,
+    pub append: bool,
+    /// Create it if it is missing (with the mode given to `open_file`).
+    pub create: bool,
+    /// Fail with `EEXIST` if it exists (with `create`).
+    pub exclusive: bool,
+    /// Fail with `ELOOP` if the last component is a symbolic link.
+    pub no_follow: bool,
+}
+
+/// The system calls untorn makes. One implementation talks to the kernel ([`Real`]); tests put
+/// others in its place.
+///
+/// Every method is one system call (or, where noted, a fixed short sequence), returns the OS
+/// error unchanged, and retries nothing except `EINTR`.
+pub trait Sys: Send + Sync + fmt::Debug {
+    /// `openat(at, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)`; `at = None` means the current
+    /// directory.
+    fn open_dir(&self, at: Option<&Fd>, path: &Path) -> io::Result<Fd>;
+    /// `openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)`: a new,
+    /// named temporary file. Never follows a symlink, never opens an existing file.
+    fn create_temp(&self, dir: &Fd, name: &OsStr, mode: u32) -> io::Result<Fd>;
+    /// `openat(dir, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, mode)`: a file without a name.
+    fn create_unnamed(&self, dir: &Fd, mode: u32) -> io::Result<Fd>;
+    /// `openat(dir, name, flags, mode)` for a regular file, with `O_CLOEXEC`.
+    fn open_file(&self, dir: &Fd, name: &OsStr, how: OpenHow, mode: u32) -> io::Result<Fd>;
+    /// `write(fd, buf)`: may write less than `buf`.
+    fn write(&self, fd: &Fd, buf: &[u8]) -> io::Result<usize>;
+    /// `pread(fd, buf, offset)`.
+    fn read_at(&self, fd: &Fd, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// `fsync(fd)` or `fdatasync(fd)` of a file.
+    fn sync(&self, fd: &Fd, kind: SyncKind) -> io::Result<()>;
+    /// `fsync(dir)`: makes the directory's entries (creates, renames, links, unlinks) durable.
+    fn sync_dir(&self, dir: &Fd) -> io::Result<()>;
+    /// `renameat2(from_dir, from, to_dir, to, flags)`.
+    fn rename(
+        &self,
+        from_dir: &Fd,
+        from: &OsStr,
+        to_dir: &Fd,
+        to: &OsStr,
+        mode: RenameMode,
+    ) -> io::Result<()>;
+    /// `linkat(from_dir, from, to_dir, to, 0)`: a second name; fails with `EEXIST`.
+    fn link(&self, from_dir: &Fd, from: &OsStr, to_dir: &Fd, to: &OsStr) -> io::Result<()>;
+    /// Gives a name to a file opened with [`Sys::create_unnamed`]: `linkat(fd, "", dir, to,
+    /// AT_EMPTY_PATH)`, or through `/proc/self/fd` where that needs a privilege the process
+    /// lacks. Fails with `EEXIST` if `to` exists.
+    fn link_unnamed(&self, fd: &Fd, to_dir: &Fd, to: &OsStr) -> io::Result<()>;
+    /// `unlinkat(dir, name, 0)`.
+    fn unlink(&self, dir: &Fd, name: &OsStr) -> io::Result<()>;
+    /// `fstatat(dir, name)`, following a final symlink or not.
+    fn stat_at(&self, dir: &Fd, name: &OsStr, follow: bool) -> io::Result<Stat>;
+    /// `fstat(fd)`.
+    fn stat(&self, fd: &Fd) -> io::Result<Stat>;
+    /// `readlinkat(dir, name)`.
+    fn read_link(&self, dir: &Fd, name: &OsStr) -> io::Result<PathBuf>;
+    /// `fchmod(fd, mode)`.
+    fn set_mode(&self, fd: &Fd, mode: u32) -> io::Result<()>;
+    /// `fchown(fd, uid, gid)`; `None` leaves that id as it is.
+    fn set_owner(&self, fd: &Fd, uid: Option<u32>, gid: Option<u32>) -> io::Result<()>;
+    /// `fstatfs(fd)`, reduced to the kinds untorn cares about.
+    fn fs_kind(&self, fd: &Fd) -> io::Result<FsKind>;
+    /// The process's umask, read without changing it (`/proc/self/status`).
+    fn umask(&self) -> u32;
+    /// `flock(fd, op)`, blocking or not (`LOCK_NB`).
+    fn lock(&self, fd: &Fd, kind: LockKind, blocking: bool) -> io::Result<()>;
+}
+
+/// The errno of an `io::Error`, if it has one.
+pub fn errno(e: &io::Error) -> Option<i32> {
+    e.raw_os_error()
+}
+
+/// Errno values the rest of the crate matches on, named once here.
+pub mod errnos {
+    use rustix::io::Errno;
+    pub const EEXIST: i32 = Errno::EXIST.raw_os_error();
+    pub const ENOENT: i32 = Errno::NOENT.raw_os_error();
+    pub const EINVAL: i32 = Errno::INVAL.raw_os_error();
+    pub const EISDIR: i32 = Errno::ISDIR.raw_os_error();
+    pub const ENOTDIR: i32 = Errno::NOTDIR.raw_os_error();
+    pub const EOPNOTSUPP: i32 = Errno::OPNOTSUPP.raw_os_error();
+    pub const ENOSYS: i32 = Errno::NOSYS.raw_os_error();
+    pub const EPERM: i32 = Errno::PERM.raw_os_error();
+    pub const EACCES: i32 = Errno::ACCESS.raw_os_error();
+    pub const ELOOP: i32 = Errno::LOOP.raw_os_error();
+    pub const EXDEV: i32 = Errno::XDEV.raw_os_error();
+    pub const EROFS: i32 = Errno::ROFS.raw_os_error();
+    pub const ENOSPC: i32 = Errno::NOSPC.raw_os_error();
+    pub const EDQUOT: i32 = Errno::DQUOT.raw_os_error();
+    pub const ENAMETOOLONG: i32 = Errno::NAMETOOLONG.raw_os_error();
+    pub const EAGAIN: i32 = Errno::AGAIN.raw_os_error();
+    pub const EINTR: i32 = Errno::INTR.raw_os_error();
+    pub const EIO: i32 = Errno::IO.raw_os_error();
+    pub const EBUSY: i32 = Errno::BUSY.raw_os_error();
+    pub const ENOLCK: i32 = Errno::NOLCK.raw_os_error();
+    pub const ETIMEDOUT: i32 = Errno::TIMEDOUT.raw_os_error();
+    pub const EBADF: i32 = Errno::BADF.raw_os_error();
+}
+
+/// An `io::Error` from a raw errno.
+pub fn os_error(errno: i32) -> io::Error {
+    io::Error::from_raw_os_error(errno)
+}

@@ -1,0 +1,318 @@
+//! [`Sys`] implementations for tests: a [`Probe`] wraps another implementation (normally the
+//! real one), records every call in order, and can fail the Nth call of a chosen kind with a
+//! chosen errno, in the spirit of SQLite's fault-injection VFS.
+
+use super::{Fd, FsKind, LockKind, OpenHow, RenameMode, Stat, SyncKind, Sys};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The kinds of call a [`Probe`] tells apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Call {
+    OpenDir,
+    CreateTemp,
+    CreateUnnamed,
+    OpenFile,
+    Write,
+    ReadAt,
+    Sync,
+    SyncDir,
+    Rename,
+    Link,
+    LinkUnnamed,
+    Unlink,
+    StatAt,
+    Stat,
+    ReadLink,
+    SetMode,
+    SetOwner,
+    FsKind,
+    Umask,
+    Lock,
+}
+
+/// One recorded call: its kind and a short description naming the files involved, e.g.
+/// `rename .a.json.untorn-1a2b3c4d.tmp -> a.json (Exchange)` or `sync a.json.untorn-….tmp`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub call: Call,
+    pub detail: String,
+    /// Whether the probe made this call fail.
+    pub failed: bool,
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} {}", self.call, self.detail)?;
+        if self.failed {
+            write!(f, " [injected failure]")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct Plan {
+    call: Option<Call>,
+    nth: usize,
+    errno: i32,
+    seen: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    events: Vec<Event>,
+    plan: Option<Plan>,
+    /// Labels of open descriptors (by raw fd number), so that `write` and `sync` name the file.
+    labels: HashMap<i32, String>,
+}
+
+/// Records calls and injects failures; wraps another [`Sys`].
+#[derive(Debug, Clone)]
+pub struct Probe {
+    inner: Arc<dyn Sys>,
+    state: Arc<Mutex<State>>,
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Probe::new(Arc::new(super::Real))
+    }
+}
+
+impl Probe {
+    /// A probe in front of `inner`.
+    pub fn new(inner: Arc<dyn Sys>) -> Probe {
+        Probe {
+            inner,
+            state: Arc::default(),
+        }
+    }
+
+    /// A probe in front of the real file system.
+    pub fn real() -> Probe {
+        Probe::default()
+    }
+
+    /// Makes the `nth` call (counting from 1) of kind `call` (any kind, if `None`) fail with
+    /// `errno`, without reaching the inner implementation. Counting starts now.
+    pub fn fail_nth(&self, call: Option<Call>, nth: usize, errno: i32) {
+        let mut st = self.state.lock().unwrap();
+        st.plan = Some(Plan {
+            call,
+            nth,
+            errno,
+            seen: 0,
+        });
+    }
+
+    /// Whether the planned failure has been injected.
+    pub fn fired(&self) -> bool {
+        let st = self.state.lock().unwrap();
+        st.events.iter().any(|e| e.failed)
+    }
+
+    /// All calls so far, in order.
+    pub fn events(&self) -> Vec<Event> {
+        self.state.lock().unwrap().events.clone()
+    }
+
+    /// The calls so far, one per line, for assertion messages.
+    pub fn transcript(&self) -> String {
+        let evs = self.events();
+        let mut s = String::new();
+        for e in evs {
+            s.push_str(&e.to_string());
+            s.push('\n');
+        }
+        s
+    }
+
+    /// Forgets the calls recorded so far.
+    pub fn clear(&self) {
+        self.state.lock().unwrap().events.clear();
+    }
+
+    /// How many calls of kind `call` were made.
+    pub fn count(&self, call: Call) -> usize {
+        let st = self.state.lock().unwrap();
+        st.events
+            .iter()
+            .filter(|e| e.call == call && !e.failed)
+            .count()
+    }
+
+    fn label(&self, fd: &Fd) -> String {
+        let st = self.state.lock().unwrap();
+        match fd {
+            Fd::Os(f) => {
+                use std::os::fd::AsRawFd;
+                st.labels
+                    .get(&f.as_raw_fd())
+                    .cloned()
+                    .unwrap_or_else(|| format!("fd{}", f.as_raw_fd()))
+            }
+            Fd::Sim(n) => st
+                .labels
+                .get(&(-(*n as i32) - 1))
+                .cloned()
+                .unwrap_or_else(|| format!("sim{n}")),
+        }
+    }
+
+    fn name(&self, fd: &Fd, label: String) {
+        let key = match fd {
+            Fd::Os(f) => {
+                use std::os::fd::AsRawFd;
+                f.as_raw_fd()
+            }
+            Fd::Sim(n) => -(*n as i32) - 1,
+        };
+        self.state.lock().unwrap().labels.insert(key, label);
+    }
+
+    /// Records the call; returns the injected error if this is the call to fail.
+    fn enter(&self, call: Call, detail: impl FnOnce() -> String) -> io::Result<()> {
+        let detail = detail();
+        let mut st = self.state.lock().unwrap();
+        let mut fail = None;
+        if let Some(p) = st.plan.as_mut() {
+            if p.call.is_none_or(|c| c == call) {
+                p.seen += 1;
+                if p.seen == p.nth {
+                    fail = Some(p.errno);
+                }
+            }
+        }
+        st.events.push(Event {
+            call,
+            detail,
+            failed: fail.is_some(),
+        });
+        match fail {
+            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+            None => Ok(()),
+        }
+    }
+}
+
+fn s(p: &OsStr) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+impl Sys for Probe {
+    fn open_dir(&self, at: Option<&Fd>, path: &Path) -> io::Result<Fd> {
+        self.enter(Call::OpenDir, || path.display().to_string())?;
+        let fd = self.inner.open_dir(at, path)?;
+        self.name(&fd, path.display().to_string());
+        Ok(fd)
+    }
+    fn create_temp(&self, dir: &Fd, name: &OsStr, mode: u32) -> io::Result<Fd> {
+        self.enter(Call::CreateTemp, || format!("{} mode {:o}", s(name), mode))?;
+        let fd = self.inner.create_temp(dir, name, mode)?;
+        self.name(&fd, s(name));
+        Ok(fd)
+    }
+    fn create_unnamed(&self, dir: &Fd, mode: u32) -> io::Result<Fd> {
+        self.enter(Call::CreateUnnamed, || {
+            format!("in {} mode {:o}", self.label(dir), mode)
+        })?;
+        let fd = self.inner.create_unnamed(dir, mode)?;
+        self.name(&fd, "<unnamed>".into());
+        Ok(fd)
+    }
+    fn open_file(&self, dir: &Fd, name: &OsStr, how: OpenHow, mode: u32) -> io::Result<Fd> {
+        self.enter(Call::OpenFile, || format!("{} {:?}", s(name), how))?;
+        let fd = self.inner.open_file(dir, name, how, mode)?;
+        self.name(&fd, s(name));
+        Ok(fd)
+    }
+    fn write(&self, fd: &Fd, buf: &[u8]) -> io::Result<usize> {
+        self.enter(Call::Write, || {
+            format!("{} {} bytes", self.label(fd), buf.len())
+        })?;
+        self.inner.write(fd, buf)
+    }
+    fn read_at(&self, fd: &Fd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.enter(Call::ReadAt, || format!("{} at {offset}", self.label(fd)))?;
+        self.inner.read_at(fd, buf, offset)
+    }
+    fn sync(&self, fd: &Fd, kind: SyncKind) -> io::Result<()> {
+        self.enter(Call::Sync, || format!("{} ({kind:?})", self.label(fd)))?;
+        self.inner.sync(fd, kind)
+    }
+    fn sync_dir(&self, dir: &Fd) -> io::Result<()> {
+        self.enter(Call::SyncDir, || self.label(dir))?;
+        self.inner.sync_dir(dir)
+    }
+    fn rename(
+        &self,
+        from_dir: &Fd,
+        from: &OsStr,
+        to_dir: &Fd,
+        to: &OsStr,
+        mode: RenameMode,
+    ) -> io::Result<()> {
+        self.enter(Call::Rename, || {
+            format!("{} -> {} ({mode:?})", s(from), s(to))
+        })?;
+        self.inner.rename(from_dir, from, to_dir, to, mode)
+    }
+    fn link(&self, from_dir: &Fd, from: &OsStr, to_dir: &Fd, to: &OsStr) -> io::Result<()> {
+        self.enter(Call::Link, || format!("{} -> {}", s(from), s(to)))?;
+        self.inner.link(from_dir, from, to_dir, to)
+    }
+    fn link_unnamed(&self, fd: &Fd, to_dir: &Fd, to: &OsStr) -> io::Result<()> {
+        self.enter(Call::LinkUnnamed, || {
+            format!("{} -> {}", self.label(fd), s(to))
+        })?;
+        self.inner.link_unnamed(fd, to_dir, to)?;
+        self.name(fd, s(to));
+        Ok(())
+    }
+    fn unlink(&self, dir: &Fd, name: &OsStr) -> io::Result<()> {
+        self.enter(Call::Unlink, || s(name))?;
+        self.inner.unlink(dir, name)
+    }
+    fn stat_at(&self, dir: &Fd, name: &OsStr, follow: bool) -> io::Result<Stat> {
+        self.enter(Call::StatAt, || s(name))?;
+        self.inner.stat_at(dir, name, follow)
+    }
+    fn stat(&self, fd: &Fd) -> io::Result<Stat> {
+        self.enter(Call::Stat, || self.label(fd))?;
+        self.inner.stat(fd)
+    }
+    fn read_link(&self, dir: &Fd, name: &OsStr) -> io::Result<PathBuf> {
+        self.enter(Call::ReadLink, || s(name))?;
+        self.inner.read_link(dir, name)
+    }
+    fn set_mode(&self, fd: &Fd, mode: u32) -> io::Result<()> {
+        self.enter(Call::SetMode, || format!("{} {mode:o}", self.label(fd)))?;
+        self.inner.set_mode(fd, mode)
+    }
+    fn set_owner(&self, fd: &Fd, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+        self.enter(Call::SetOwner, || {
+            format!("{} {uid:?}:{gid:?}", self.label(fd))
+        })?;
+        self.inner.set_owner(fd, uid, gid)
+    }
+    fn fs_kind(&self, fd: &Fd) -> io::Result<FsKind> {
+        self.enter(Call::FsKind, || self.label(fd))?;
+        self.inner.fs_kind(fd)
+    }
+    fn umask(&self) -> u32 {
+        // Cannot fail; recorded for completeness.
+        let _ = self.enter(Call::Umask, String::new);
+        self.inner.umask()
+    }
+    fn lock(&self, fd: &Fd, kind: LockKind, blocking: bool) -> io::Result<()> {
+        self.enter(Call::Lock, || {
+            format!("{} {kind:?} blocking={blocking}", self.label(fd))
+        })?;
+        self.inner.lock(fd, kind, blocking)
+    }
+}
