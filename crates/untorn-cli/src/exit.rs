@@ -1,0 +1,131 @@
+//! Exit codes: the one place where untorn's error kinds become numbers.
+//!
+//! The table is part of untorn's interface: scripts match on these numbers, so a code never
+//! changes meaning once released. New codes are only ever added.
+
+use untorn::ErrorKind;
+
+/// Success.
+pub const OK: u8 = 0;
+/// An error with no more specific code below (an I/O error, ...).
+pub const FAILURE: u8 = 1;
+/// The command line was wrong (unknown flag, missing argument, bad value).
+pub const USAGE: u8 = 2;
+/// A file or directory does not exist.
+pub const NOT_FOUND: u8 = 3;
+/// Permission denied.
+pub const PERMISSION: u8 = 4;
+/// The file system is read-only.
+pub const READ_ONLY: u8 = 5;
+/// No space left on the device, or quota exceeded.
+pub const NO_SPACE: u8 = 6;
+/// The file exists and `--no-clobber` was given.
+pub const EXISTS: u8 = 7;
+/// The target is not something untorn can replace: a directory, a FIFO or device, a refused
+/// symlink, a name too long, an invalid path.
+pub const BAD_TARGET: u8 = 8;
+/// The file system cannot give the guarantee asked for (no directory fsync, no `O_TMPFILE`
+/// when forced, a rename across file systems).
+pub const UNSUPPORTED: u8 = 9;
+/// Interrupted by SIGINT (128 + 2, the shell's convention).
+pub const INTERRUPTED: u8 = 130;
+
+/// The rows of the table, for `--help` and the README.
+pub const TABLE: &[(u8, &str)] = &[
+    (OK, "success"),
+    (FAILURE, "an error not listed below (e.g. an I/O error)"),
+    (USAGE, "bad command line"),
+    (NOT_FOUND, "a file or directory does not exist"),
+    (PERMISSION, "permission denied"),
+    (READ_ONLY, "read-only file system"),
+    (NO_SPACE, "no space left on device (or quota exceeded)"),
+    (EXISTS, "the file exists (--no-clobber)"),
+    (
+        BAD_TARGET,
+        "not a file untorn can replace: a directory, FIFO, device, refused symlink, bad or too long name",
+    ),
+    (
+        UNSUPPORTED,
+        "the file system cannot give the guarantee (directory fsync, O_TMPFILE, cross-device)",
+    ),
+    (INTERRUPTED, "interrupted (SIGINT)"),
+];
+
+/// The exit code for an error of kind `kind`.
+pub fn for_kind(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::NotFound => NOT_FOUND,
+        ErrorKind::PermissionDenied => PERMISSION,
+        ErrorKind::ReadOnly => READ_ONLY,
+        ErrorKind::NoSpace => NO_SPACE,
+        ErrorKind::AlreadyExists => EXISTS,
+        ErrorKind::IsADirectory
+        | ErrorKind::NotADirectory
+        | ErrorKind::NotAFile
+        | ErrorKind::Symlink
+        | ErrorKind::NameTooLong
+        | ErrorKind::InvalidInput
+        | ErrorKind::Busy => BAD_TARGET,
+        ErrorKind::Unsupported | ErrorKind::CrossDevice => UNSUPPORTED,
+        _ => FAILURE,
+    }
+}
+
+/// The table as text, for `--help`.
+pub fn help_table() -> String {
+    let mut s = String::from("Exit codes:\n");
+    for (code, what) in TABLE {
+        s.push_str(&format!("  {code:>3}  {what}\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_and_listed_once() {
+        let mut seen = std::collections::HashSet::new();
+        for (code, _) in TABLE {
+            assert!(seen.insert(*code), "code {code} listed twice");
+        }
+    }
+
+    #[test]
+    fn every_kind_maps_to_a_listed_code() {
+        use ErrorKind::*;
+        for k in [
+            NotFound,
+            PermissionDenied,
+            AlreadyExists,
+            CrossDevice,
+            ReadOnly,
+            NoSpace,
+            IsADirectory,
+            NotADirectory,
+            NotAFile,
+            Symlink,
+            NameTooLong,
+            InvalidInput,
+            Unsupported,
+            WouldBlock,
+            TimedOut,
+            Io,
+            Busy,
+            Other,
+        ] {
+            let c = for_kind(k);
+            assert!(TABLE.iter().any(|(t, _)| *t == c), "{k:?} -> {c}");
+        }
+    }
+
+    #[test]
+    fn readme_lists_the_same_table() {
+        let readme = include_str!("../../../README.md");
+        for (code, what) in TABLE {
+            let row = format!("| {code} | {what} |");
+            assert!(readme.contains(&row), "README lacks the row `{row}`");
+        }
+    }
+}
