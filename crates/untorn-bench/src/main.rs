@@ -1,1 +1,857 @@
-fn main() {}
+//! Benchmark of untorn against the bare protocol and a peer crate, as ratios measured in one
+//! run.
+//!
+//! ```text
+//! cargo run --release -p untorn-bench -- --dir DIR [--quick]
+//! sudo scripts/bench-ext4.sh [--quick]        # the same, on a fresh journaled ext4 loop mount
+//! ```
+//!
+//! # What is measured
+//!
+//! 1. **Latency of one durable atomic replacement** of an existing file in `DIR`, at 1 KiB,
+//!    64 KiB, 1 MiB and 64 MiB, for three contenders:
+//!    - `untorn::write(path, data)` with the default options (full durability, `O_TMPFILE`
+//!      where supported, `RENAME_EXCHANGE`, keep mode and owner);
+//!    - **floor**: the bare protocol written by hand with rustix: `open` the directory,
+//!      `openat(O_CREAT|O_EXCL)` a named temp beside the target, `write` all, `fsync`,
+//!      `renameat` over the target, `fsync` the directory, `close`. Nothing less is both atomic
+//!      and durable, so nothing correct can be much faster;
+//!    - the `atomic-write-file` crate (`AtomicWriteFile::open`, `write_all`, `commit`).
+//!
+//!    Each contender replaces its own file of the same size in the same directory. The
+//!    contenders are **interleaved**: every round runs each contender once, in a fresh random
+//!    order, so that the noise of a shared machine (other tenants, writeback, journal commits of
+//!    a neighbour) falls on all of them alike. A few warm-up rounds are not counted, and each
+//!    file is read back and checked after them.
+//! 2. **Which system calls** one write makes (1 KiB, after a warm-up), counted with `strace`
+//!    when it is installed: untorn's protocol makes a few more than the floor (`fstat`s,
+//!    `fchmod`, `linkat`, the `unlinkat` of the old content after the exchange).
+//! 3. **Peak memory of streaming 1 GiB** through an [`untorn::AtomicFile`] (default
+//!    [`untorn::Durability::Full`]) from a generator, in 1 MiB and 8 KiB chunks, never holding
+//!    the content. It runs in a child process (this binary, hidden subcommand `stream-1g`);
+//!    the peak RSS is the child's `VmHWM`, read by the parent from `/proc/<pid>/status` while
+//!    the child waits before exiting, and cross-checked by the child's own reading.
+//!
+//! # How to read the results
+//!
+//! Times are **medians** over the rounds. `untorn/floor` is the ratio of the medians: 1.00
+//! means untorn costs exactly what the bare system calls cost, 1.05 means 5% more. The goal
+//! checked is untorn ≤ 1.05 × floor at every size; a miss prints FAIL but the exit code stays 0
+//! (this is a report). Next to the ratio are a 95% bootstrap interval of it (rounds resampled
+//! with their pairing kept) and the median of the per-round ratios: if the interval straddles
+//! 1.05, the machine is too noisy to decide at that size, so run again with more rounds.
+//!
+//! At small sizes nearly all of the time is the two journal commits (the temp file's `fsync`
+//! and the directory's `fsync`), so the ratios show the cost of the extra system calls and of
+//! any extra journal work; at 64 MiB the data write dominates and all contenders converge.
+//! Numbers only mean something on a file system like the one users have: run it on a journaled
+//! ext4 (`scripts/bench-ext4.sh`); the root fs of the development VMs has no journal and
+//! synchronous discard.
+//!
+//! # Options
+//!
+//! `--quick` (few rounds, one stream), `--rounds N` (same count at every size), `--sizes
+//! 1K,64K,1M,64M`, `--order random|blocked` (blocked runs all rounds of one contender, then the
+//! next: to check that interleaving does not favour anyone), `--variants` (adds untorn with a
+//! named temp and with `Durability::File`), `--no-stream`, `--no-syscalls`.
+
+use std::error::Error;
+use std::ffi::{OsStr, OsString};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use atomic_write_file::AtomicWriteFile;
+use rustix::fs::{self as rfs, Mode, OFlags};
+use untorn::{Durability, OpenOptions, TempFile};
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+/// The goal: untorn at most this many times the floor.
+const GOAL: f64 = 1.05;
+/// The memory budget of a streaming write.
+const RSS_BUDGET_MIB: f64 = 16.0;
+/// Strace markers: `open`s of paths that do not exist, easy to find in a trace.
+const MARK_BEGIN: &str = "/nonexistent-untorn-bench/begin";
+const MARK_END: &str = "/nonexistent-untorn-bench/end";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = match args.first().map(String::as_str) {
+        Some("stream-1g") => stream_child(&args[1..]),
+        Some("syscalls") => syscalls_child(&args[1..]),
+        _ => run(&args),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("untorn-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+const USAGE: &str = "usage: untorn-bench --dir DIR [--quick] [--rounds N] [--sizes 1K,64K,1M,64M] \
+[--order random|blocked] [--variants] [--no-stream] [--no-syscalls]";
+
+#[derive(Debug)]
+struct Args {
+    dir: PathBuf,
+    quick: bool,
+    rounds: Option<usize>,
+    sizes: Vec<usize>,
+    blocked: bool,
+    variants: bool,
+    stream: bool,
+    syscalls: bool,
+}
+
+fn parse_args(args: &[String]) -> Res<Args> {
+    let mut a = Args {
+        dir: PathBuf::new(),
+        quick: false,
+        rounds: None,
+        sizes: vec![KIB, 64 * KIB, MIB, 64 * MIB],
+        blocked: false,
+        variants: false,
+        stream: true,
+        syscalls: true,
+    };
+    let mut dir = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--dir" => dir = Some(PathBuf::from(value("--dir")?)),
+            "--quick" => a.quick = true,
+            "--rounds" => a.rounds = Some(value("--rounds")?.parse()?),
+            "--sizes" => {
+                a.sizes = value("--sizes")?
+                    .split(',')
+                    .map(parse_size)
+                    .collect::<Res<_>>()?
+            }
+            "--order" => match value("--order")?.as_str() {
+                "random" => a.blocked = false,
+                "blocked" => a.blocked = true,
+                o => return Err(format!("unknown order '{o}'\n{USAGE}").into()),
+            },
+            "--variants" => a.variants = true,
+            "--no-stream" => a.stream = false,
+            "--no-syscalls" => a.syscalls = false,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            o => return Err(format!("unknown argument '{o}'\n{USAGE}").into()),
+        }
+    }
+    a.dir = dir.ok_or_else(|| format!("--dir is required\n{USAGE}"))?;
+    if a.rounds == Some(0) {
+        return Err("--rounds must be at least 1".into());
+    }
+    Ok(a)
+}
+
+fn parse_size(s: &str) -> Res<usize> {
+    let s = s.trim();
+    let (num, mul) = match s.as_bytes().last() {
+        Some(b'K' | b'k') => (&s[..s.len() - 1], KIB),
+        Some(b'M' | b'm') => (&s[..s.len() - 1], MIB),
+        Some(b'G' | b'g') => (&s[..s.len() - 1], 1024 * MIB),
+        _ => (s, 1),
+    };
+    Ok(num.parse::<usize>()? * mul)
+}
+
+fn size_label(n: usize) -> String {
+    if n >= MIB && n % MIB == 0 {
+        format!("{} MiB", n / MIB)
+    } else if n >= KIB && n % KIB == 0 {
+        format!("{} KiB", n / KIB)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// Rounds (counted) and warm-up rounds at a size.
+fn rounds_for(size: usize, a: &Args) -> (usize, usize) {
+    let warm = if size >= 16 * MIB { 2 } else { 5 };
+    let n = match (a.rounds, a.quick) {
+        (Some(n), _) => n,
+        (None, true) if size >= 16 * MIB => 5,
+        (None, true) if size >= MIB => 30,
+        (None, true) => 50,
+        (None, false) if size >= 16 * MIB => 25,
+        (None, false) if size >= MIB => 300,
+        (None, false) => 1000,
+    };
+    (n, warm)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The contenders.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// `untorn::write`, default options.
+    Untorn,
+    /// untorn with chosen options (only with `--variants`).
+    UntornWith(TempFile, Durability),
+    /// The bare protocol, by hand.
+    Floor,
+    /// The atomic-write-file crate.
+    Awf,
+}
+
+struct Contender {
+    label: &'static str,
+    kind: Kind,
+    dir: PathBuf,
+    target: PathBuf,
+    name: OsString,
+    /// The floor's temp name.
+    temp: OsString,
+}
+
+impl Contender {
+    fn new(label: &'static str, key: &str, kind: Kind, dir: &Path) -> Contender {
+        let name = OsString::from(format!("untorn-bench-{key}.dat"));
+        let temp = OsString::from(format!(".untorn-bench-{key}.dat.floor-tmp"));
+        Contender {
+            label,
+            kind,
+            dir: dir.to_path_buf(),
+            target: dir.join(&name),
+            name,
+            temp,
+        }
+    }
+
+    fn write(&self, data: &[u8]) -> Res<()> {
+        match self.kind {
+            Kind::Untorn => untorn::write(&self.target, data)?,
+            Kind::UntornWith(t, d) => OpenOptions::new()
+                .temp_file(t)
+                .durability(d)
+                .write(&self.target, data)?,
+            Kind::Floor => floor_write(&self.dir, &self.temp, &self.name, data)?,
+            Kind::Awf => {
+                let mut f = AtomicWriteFile::open(&self.target)?;
+                f.write_all(data)?;
+                f.commit()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn cleanup(&self) {
+        let _ = std::fs::remove_file(&self.target);
+        let _ = std::fs::remove_file(self.dir.join(&self.temp));
+    }
+}
+
+/// The floor: the least a durable atomic replacement can do, with the raw system calls.
+fn floor_write(dir: &Path, temp: &OsStr, name: &OsStr, data: &[u8]) -> rustix::io::Result<()> {
+    let dirfd = rfs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let fd = rfs::openat(
+        &dirfd,
+        temp,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )?;
+    let mut rest = data;
+    while !rest.is_empty() {
+        match rustix::io::write(&fd, rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    rfs::fsync(&fd)?;
+    drop(fd);
+    rfs::renameat(&dirfd, temp, &dirfd, name)?;
+    rfs::fsync(&dirfd)
+}
+
+fn contenders(dir: &Path, variants: bool) -> Vec<Contender> {
+    let mut v = vec![
+        Contender::new("untorn::write", "untorn", Kind::Untorn, dir),
+        Contender::new("floor (rustix)", "floor", Kind::Floor, dir),
+        Contender::new("atomic-write-file", "awf", Kind::Awf, dir),
+    ];
+    if variants {
+        v.push(Contender::new(
+            "untorn, named temp",
+            "untorn-named",
+            Kind::UntornWith(TempFile::Named, Durability::Full),
+            dir,
+        ));
+        v.push(Contender::new(
+            "untorn, Durability::File",
+            "untorn-file",
+            Kind::UntornWith(TempFile::Auto, Durability::File),
+            dir,
+        ));
+    }
+    v
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small statistics helpers.
+
+/// xorshift64*: reproducible shuffles and bootstrap resamples, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((s.len() - 1) as f64 * p).round() as usize;
+    s[i]
+}
+
+/// 95% bootstrap interval of median(a) / median(b), resampling rounds (pairs kept together).
+fn ratio_ci(a: &[f64], b: &[f64], rng: &mut Rng) -> (f64, f64) {
+    let n = a.len().min(b.len());
+    if n < 5 {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut ratios = Vec::with_capacity(1000);
+    let (mut ra, mut rb) = (vec![0.0; n], vec![0.0; n]);
+    for _ in 0..1000 {
+        for i in 0..n {
+            let j = rng.below(n);
+            ra[i] = a[j];
+            rb[i] = b[j];
+        }
+        ratios.push(median(&ra) / median(&rb));
+    }
+    (percentile(&ratios, 0.025), percentile(&ratios, 0.975))
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if ns < 10_000.0 {
+        format!("{:.1} µs", ns / 1e3)
+    } else if ns < 1e6 {
+        format!("{:.0} µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The latency benchmark.
+
+struct SizeResult {
+    size: usize,
+    rounds: usize,
+    /// Per contender, per round, nanoseconds.
+    times: Vec<Vec<f64>>,
+}
+
+fn make_data(size: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng(seed | 1);
+    let mut v = Vec::with_capacity(size + 8);
+    while v.len() < size {
+        v.extend_from_slice(&rng.next().to_le_bytes());
+    }
+    v.truncate(size);
+    v
+}
+
+fn bench_size(cs: &[Contender], size: usize, a: &Args, rng: &mut Rng) -> Res<SizeResult> {
+    let (rounds, warm) = rounds_for(size, a);
+    let data = make_data(size, size as u64 ^ 0x5eed);
+    for c in cs {
+        c.cleanup();
+        // An existing file of the same size, with the usual mode, to be replaced.
+        std::fs::write(&c.target, &data)?;
+    }
+    let mut order: Vec<usize> = (0..cs.len()).collect();
+    for _ in 0..warm {
+        rng.shuffle(&mut order);
+        for &i in &order {
+            cs[i].write(&data)?;
+        }
+    }
+    for c in cs {
+        let back = std::fs::read(&c.target)?;
+        if back != data {
+            return Err(format!("{}: read back differs from what was written", c.label).into());
+        }
+    }
+    let mut times = vec![Vec::with_capacity(rounds); cs.len()];
+    let mut timed = |i: usize| -> Res<()> {
+        let t = Instant::now();
+        cs[i].write(&data)?;
+        times[i].push(t.elapsed().as_nanos() as f64);
+        Ok(())
+    };
+    if a.blocked {
+        for i in 0..cs.len() {
+            for _ in 0..rounds {
+                timed(i)?;
+            }
+        }
+    } else {
+        for _ in 0..rounds {
+            rng.shuffle(&mut order);
+            for &i in &order {
+                timed(i)?;
+            }
+        }
+    }
+    for c in cs {
+        if std::fs::metadata(&c.target)?.len() != size as u64 {
+            return Err(format!("{}: the file has the wrong size after the run", c.label).into());
+        }
+        c.cleanup();
+    }
+    Ok(SizeResult {
+        size,
+        rounds,
+        times,
+    })
+}
+
+fn print_latency(cs: &[Contender], results: &[SizeResult], rng: &mut Rng) {
+    let (u, f, w) = (0, 1, 2);
+    println!("## Median latency of one durable atomic replacement\n");
+    print!("| size | rounds |");
+    for c in cs {
+        print!(" {} |", c.label);
+    }
+    println!(" untorn/floor | awf/floor | untorn ≤ {GOAL:.2}× floor |");
+    print!("|---|---:|");
+    for _ in cs {
+        print!("---:|");
+    }
+    println!("---:|---:|---|");
+    for r in results {
+        let med: Vec<f64> = r.times.iter().map(|t| median(t)).collect();
+        let ru = med[u] / med[f];
+        print!("| {} | {} |", size_label(r.size), r.rounds);
+        for m in &med {
+            print!(" {} |", fmt_ns(*m));
+        }
+        println!(
+            " {:.3} | {:.3} | {} |",
+            ru,
+            med[w] / med[f],
+            if ru <= GOAL { "PASS" } else { "FAIL" }
+        );
+    }
+
+    println!("\n## Spread (is the ratio decided?)\n");
+    println!(
+        "| size | untorn/floor 95% CI | untorn/floor, median of per-round ratios | \
+         awf/floor 95% CI | floor p10–p90 | untorn p10–p90 |"
+    );
+    println!("|---|---|---:|---|---|---|");
+    for r in results {
+        let (lo, hi) = ratio_ci(&r.times[u], &r.times[f], rng);
+        let (alo, ahi) = ratio_ci(&r.times[w], &r.times[f], rng);
+        let paired: Vec<f64> = r.times[u]
+            .iter()
+            .zip(&r.times[f])
+            .map(|(a, b)| a / b)
+            .collect();
+        let decided = if hi <= GOAL {
+            " (below goal)"
+        } else if lo > GOAL {
+            " (above goal)"
+        } else {
+            " (straddles goal)"
+        };
+        println!(
+            "| {} | {:.3}–{:.3}{} | {:.3} | {:.3}–{:.3} | {}–{} | {}–{} |",
+            size_label(r.size),
+            lo,
+            hi,
+            if lo.is_nan() { "" } else { decided },
+            median(&paired),
+            alo,
+            ahi,
+            fmt_ns(percentile(&r.times[f], 0.1)),
+            fmt_ns(percentile(&r.times[f], 0.9)),
+            fmt_ns(percentile(&r.times[u], 0.1)),
+            fmt_ns(percentile(&r.times[u], 0.9)),
+        );
+    }
+    if cs.len() > 3 {
+        println!("\n## Variants / floor (ratio of medians)\n");
+        print!("| size |");
+        for c in &cs[3..] {
+            print!(" {} |", c.label);
+        }
+        println!();
+        print!("|---|");
+        for _ in &cs[3..] {
+            print!("---:|");
+        }
+        println!();
+        for r in results {
+            print!("| {} |", size_label(r.size));
+            for t in &r.times[3..] {
+                print!(" {:.3} |", median(t) / median(&r.times[f]));
+            }
+            println!();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// System calls per write, with strace.
+
+/// Hidden subcommand: `syscalls CONTENDER SIZE DIR`: two warm-up writes, then one write between
+/// two marker `open`s, for strace.
+fn syscalls_child(args: &[String]) -> Res<()> {
+    let [which, size, dir] = args else {
+        return Err("usage: untorn-bench syscalls untorn|floor|awf SIZE DIR".into());
+    };
+    let dir = Path::new(dir);
+    let c = contenders(dir, false)
+        .into_iter()
+        .find(|c| c.name.as_bytes() == format!("untorn-bench-{which}.dat").as_bytes())
+        .ok_or_else(|| format!("unknown contender '{which}'"))?;
+    let data = make_data(parse_size(size)?, 1);
+    c.cleanup();
+    std::fs::write(&c.target, &data)?;
+    c.write(&data)?;
+    c.write(&data)?;
+    let _ = rfs::open(MARK_BEGIN, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
+    c.write(&data)?;
+    let _ = rfs::open(MARK_END, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
+    c.cleanup();
+    Ok(())
+}
+
+fn have_strace() -> bool {
+    Command::new("strace")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The system calls of one write by `which`, in order, from an strace of the child.
+fn trace_one(exe: &Path, which: &str, size: usize, dir: &Path) -> Res<Vec<String>> {
+    let out = dir.join(format!("untorn-bench-strace-{which}.txt"));
+    let status = Command::new("strace")
+        .args(["-qq", "-e", "signal=none", "-o"])
+        .arg(&out)
+        .arg(exe)
+        .args(["syscalls", which, &size.to_string()])
+        .arg(dir)
+        .status()?;
+    let text = std::fs::read_to_string(&out);
+    let _ = std::fs::remove_file(&out);
+    if !status.success() {
+        return Err(format!("strace of '{which}' failed: {status}").into());
+    }
+    let mut inside = false;
+    let mut calls = Vec::new();
+    for line in text?.lines() {
+        if line.contains(MARK_BEGIN) {
+            inside = true;
+        } else if line.contains(MARK_END) {
+            break;
+        } else if inside {
+            if let Some(name) = line.split('(').next().filter(|n| {
+                !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            }) {
+                calls.push(name.to_string());
+            }
+        }
+    }
+    Ok(calls)
+}
+
+fn print_syscalls(exe: &Path, dir: &Path) -> Res<()> {
+    println!("\n## System calls of one 1 KiB write (strace, after warm-up)\n");
+    println!("| contender | calls | sequence |");
+    println!("|---|---:|---|");
+    for (label, which) in [
+        ("untorn::write", "untorn"),
+        ("floor (rustix)", "floor"),
+        ("atomic-write-file", "awf"),
+    ] {
+        let calls = trace_one(exe, which, KIB, dir)?;
+        println!("| {label} | {} | {} |", calls.len(), calls.join(", "));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Peak memory of a 1 GiB streaming write.
+
+/// Reads a `kB` field (`VmHWM`, `VmRSS`) of a `/proc/<pid>/status` file, in KiB.
+fn status_kib(status: &str, field: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Hidden subcommand: `stream-1g DIR CHUNK`: streams 1 GiB from a generator through an
+/// `AtomicFile` (default options: full durability), commits, prints its own peak RSS, then
+/// waits for its standard input to close so that the parent can read `/proc/<pid>/status`.
+fn stream_child(args: &[String]) -> Res<()> {
+    let [dir, chunk] = args else {
+        return Err("usage: untorn-bench stream-1g DIR CHUNK".into());
+    };
+    const TOTAL: u64 = 1 << 30;
+    let chunk = parse_size(chunk)?;
+    let target = Path::new(dir).join("untorn-bench-stream-1g.dat");
+    let _ = std::fs::remove_file(&target);
+    let hwm_before = status_kib(&std::fs::read_to_string("/proc/self/status")?, "VmHWM");
+    let t = Instant::now();
+    let mut f = OpenOptions::new().open(&target)?;
+    let mut buf = vec![0u8; chunk];
+    let mut rng = Rng(0x1234_5678);
+    let mut left = TOTAL;
+    while left > 0 {
+        let n = (left as usize).min(chunk);
+        for w in buf[..n].chunks_mut(8) {
+            let x = rng.next().to_le_bytes();
+            w.copy_from_slice(&x[..w.len()]);
+        }
+        f.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    f.commit()?;
+    let secs = t.elapsed().as_secs_f64();
+    let len = std::fs::metadata(&target)?.len();
+    std::fs::remove_file(&target)?;
+    if len != TOTAL {
+        return Err(format!("streamed file has {len} bytes, not {TOTAL}").into());
+    }
+    let hwm = status_kib(&std::fs::read_to_string("/proc/self/status")?, "VmHWM");
+    println!(
+        "bytes={len} secs={secs:.3} self_vmhwm_kib={} start_vmhwm_kib={}",
+        hwm.unwrap_or(0),
+        hwm_before.unwrap_or(0)
+    );
+    std::io::stdout().flush()?;
+    // Wait for the parent to have read our status.
+    let mut sink = Vec::new();
+    std::io::stdin().read_to_end(&mut sink)?;
+    Ok(())
+}
+
+struct StreamResult {
+    chunk: usize,
+    secs: f64,
+    parent_kib: u64,
+    self_kib: u64,
+    start_kib: u64,
+}
+
+fn field(line: &str, key: &str) -> Option<String> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .map(str::to_string)
+}
+
+fn run_stream(exe: &Path, dir: &Path, chunk: usize) -> Res<StreamResult> {
+    let mut child = Command::new(exe)
+        .arg("stream-1g")
+        .arg(dir)
+        .arg(chunk.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let stdout = child.stdout.take().ok_or("no child stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    // The child is alive, blocked on its stdin: its peak RSS is in its status.
+    let parent_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| status_kib(&s, "VmHWM"));
+    drop(child.stdin.take());
+    let status = child.wait()?;
+    if !status.success() || line.is_empty() {
+        return Err(format!("the streaming child failed ({status})").into());
+    }
+    let num = |k: &str| -> Res<f64> {
+        Ok(field(&line, k)
+            .ok_or_else(|| format!("child output lacks {k}: {line}"))?
+            .parse()?)
+    };
+    Ok(StreamResult {
+        chunk,
+        secs: num("secs")?,
+        parent_kib: parent_kib.ok_or("could not read the child's VmHWM")?,
+        self_kib: num("self_vmhwm_kib")? as u64,
+        start_kib: num("start_vmhwm_kib")? as u64,
+    })
+}
+
+fn print_stream(results: &[StreamResult]) {
+    println!(
+        "\n## Peak memory streaming 1 GiB through AtomicFile (Durability::Full, child process)\n"
+    );
+    println!(
+        "| chunk | time (write + commit) | peak RSS (VmHWM, read by parent) | \
+         child's own VmHWM at end | VmHWM at child start | ≤ {RSS_BUDGET_MIB:.0} MiB |"
+    );
+    println!("|---|---:|---:|---:|---:|---|");
+    for r in results {
+        let mib = r.parent_kib as f64 / 1024.0;
+        println!(
+            "| {} | {:.2} s ({:.0} MiB/s) | {:.1} MiB | {:.1} MiB | {:.1} MiB | {} |",
+            size_label(r.chunk),
+            r.secs,
+            1024.0 / r.secs,
+            mib,
+            r.self_kib as f64 / 1024.0,
+            r.start_kib as f64 / 1024.0,
+            if mib <= RSS_BUDGET_MIB {
+                "PASS"
+            } else {
+                "FAIL"
+            }
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn fs_description(dir: &Path) -> String {
+    let Ok(fd) = rfs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return "?".into();
+    };
+    let kind = match rfs::fstatfs(&fd).map(|s| s.f_type as i64) {
+        Ok(0xEF53) => "ext2/3/4".to_string(),
+        Ok(0x5846_5342) => "xfs".into(),
+        Ok(0x9123_683E) => "btrfs".into(),
+        Ok(0x0102_1994) => "tmpfs".into(),
+        Ok(other) => format!("magic {other:#x}"),
+        Err(e) => format!("fstatfs failed: {e}"),
+    };
+    // The mount's options, from the longest mount point that is a prefix of the directory.
+    let canon = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let best = mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 4 && canon.starts_with(f[1])).then(|| (f[1].len(), l.to_string()))
+        })
+        .max_by_key(|(n, _)| *n);
+    match best {
+        Some((_, l)) => format!("{kind}; mount: `{l}`"),
+        None => kind,
+    }
+}
+
+fn run(args: &[String]) -> Res<()> {
+    let a = parse_args(args)?;
+    std::fs::create_dir_all(&a.dir)?;
+    let exe = std::env::current_exe()?;
+    let cs = contenders(&a.dir, a.variants);
+
+    println!("# untorn-bench\n");
+    println!("- directory: `{}`", a.dir.display());
+    println!("- file system: {}", fs_description(&a.dir));
+    println!(
+        "- mode: {}, order: {}",
+        if a.quick { "quick" } else { "full" },
+        if a.blocked {
+            "blocked (all rounds of one contender, then the next)"
+        } else {
+            "interleaved, random order each round"
+        }
+    );
+    println!(
+        "- kernel: {}",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+    );
+    println!();
+
+    // Memory first: nothing else has run in a child yet, and the page cache is calm.
+    let mut streams = Vec::new();
+    if a.stream {
+        let chunks: &[usize] = if a.quick { &[MIB] } else { &[MIB, 8 * KIB] };
+        for &chunk in chunks {
+            eprintln!("streaming 1 GiB in {} chunks...", size_label(chunk));
+            streams.push(run_stream(&exe, &a.dir, chunk)?);
+        }
+    }
+
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut results = Vec::new();
+    for &size in &a.sizes {
+        eprintln!("benchmarking {}...", size_label(size));
+        results.push(bench_size(&cs, size, &a, &mut rng)?);
+    }
+    print_latency(&cs, &results, &mut rng);
+
+    if a.syscalls {
+        if have_strace() {
+            print_syscalls(&exe, &a.dir)?;
+        } else {
+            println!("\n(strace not installed: system calls not counted)");
+        }
+    }
+    if !streams.is_empty() {
+        print_stream(&streams);
+    }
+    Ok(())
+}

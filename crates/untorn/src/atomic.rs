@@ -694,6 +694,9 @@ impl AtomicFile {
     /// Makes the new content visible at the target and, by default, durable. On success the
     /// target holds exactly what was written; on error it holds what it held before, and the
     /// [`AtomicFile`] comes back in the [`CommitError`] to retry or discard.
+    // The error hands the whole file back (like `tempfile::PersistError`); it is returned once
+    // per write, next to several system calls, so its size costs nothing measurable.
+    #[allow(clippy::result_large_err)]
     pub fn commit(mut self) -> Result<(), CommitError> {
         match self.commit_steps() {
             Ok(()) => {
@@ -1021,4 +1024,9 @@ impl Drop for AtomicFile {
             self.trace("discarded", r.as_ref().err());
         }
     }
+}
+
+#[cfg(test)]
+pub(crate) fn temp_name_for_tests(target: &str) -> OsString {
+    temp_name(OsStr::new(target))
 }

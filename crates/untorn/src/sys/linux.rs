@@ -27,6 +27,8 @@ fn mode(m: u32) -> Mode {
     Mode::from_raw_mode(m)
 }
 
+// The field types of `struct stat` differ between architectures.
+#[allow(clippy::unnecessary_cast)]
 fn stat_of(s: &rfs::Stat) -> Stat {
     Stat {
         dev: s.st_dev as u64,
