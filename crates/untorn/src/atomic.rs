@@ -77,7 +77,7 @@ pub struct OpenOptions {
     symlinks: Symlinks,
     no_clobber: bool,
     temp: TempFile,
-    ctx: Arc<Ctx>,
+    pub(crate) ctx: Arc<Ctx>,
 }
 
 impl fmt::Debug for OpenOptions {
@@ -161,6 +161,11 @@ impl OpenOptions {
     #[doc(hidden)]
     pub fn sys(&mut self, sys: Arc<dyn Sys>) -> &mut Self {
         self.ctx = Ctx::new(sys);
+        self
+    }
+
+    pub(crate) fn with_ctx(&mut self, ctx: Arc<Ctx>) -> &mut Self {
+        self.ctx = ctx;
         self
     }
 
@@ -285,7 +290,7 @@ fn temp_name(target: &OsStr) -> OsString {
 
 /// Splits a path into its directory (`.` for a bare name) and its file name; rejects paths
 /// that cannot name a file (empty, `/`, `..`, a trailing slash).
-fn split(path: &Path) -> Result<(PathBuf, OsString)> {
+pub(crate) fn split(path: &Path) -> Result<(PathBuf, OsString)> {
     let bytes = path.as_os_str().as_bytes();
     let bad = |why: &str| {
         Err(Error::new(

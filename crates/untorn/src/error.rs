@@ -50,6 +50,12 @@ pub enum ErrorKind {
     Io,
     /// The target is busy (`EBUSY`), e.g. it is a mount point.
     Busy,
+    /// The content is not valid for its format (JSON, YAML, TOML); [`Error::location`] says
+    /// where.
+    InvalidContent,
+    /// An external filter (`untorn edit`) failed: it exited non-zero, was killed, or could not
+    /// be started.
+    FilterFailed,
     /// Anything else; the source error says what.
     Other,
 }
@@ -115,6 +121,8 @@ impl ErrorKind {
             ErrorKind::TimedOut => io::ErrorKind::TimedOut,
             ErrorKind::Io | ErrorKind::Other => io::ErrorKind::Other,
             ErrorKind::Busy => io::ErrorKind::ResourceBusy,
+            ErrorKind::InvalidContent => io::ErrorKind::InvalidData,
+            ErrorKind::FilterFailed => io::ErrorKind::Other,
         }
     }
 }
@@ -157,6 +165,12 @@ pub enum Op {
     Read,
     /// Taking a lock.
     Lock,
+    /// Parsing content (JSON, YAML, TOML).
+    Parse,
+    /// Rendering a value as JSON, YAML or TOML.
+    Serialize,
+    /// Running an external filter.
+    Filter,
 }
 
 impl Op {
@@ -179,6 +193,9 @@ impl Op {
             Op::Open => "open",
             Op::Read => "read",
             Op::Lock => "lock",
+            Op::Parse => "parse",
+            Op::Serialize => "serialize",
+            Op::Filter => "edit",
         }
     }
 }
@@ -195,6 +212,8 @@ pub struct Error {
     other: Option<PathBuf>,
     note: Option<String>,
     source: Option<io::Error>,
+    location: Option<(usize, usize)>,
+    format: Option<crate::Format>,
 }
 
 impl Error {
@@ -206,6 +225,8 @@ impl Error {
             other: None,
             note: None,
             source: Some(source),
+            location: None,
+            format: None,
         }
     }
 
@@ -217,6 +238,8 @@ impl Error {
             other: None,
             note: Some(note),
             source: None,
+            location: None,
+            format: None,
         }
     }
 
@@ -230,6 +253,21 @@ impl Error {
     pub(crate) fn with_note(mut self, note: impl Into<String>) -> Error {
         self.note = Some(note.into());
         self
+    }
+
+    pub(crate) fn with_location(mut self, line: usize, column: usize) -> Error {
+        self.location = Some((line, column));
+        self
+    }
+
+    pub(crate) fn with_format(mut self, f: crate::Format) -> Error {
+        self.format = Some(f);
+        self
+    }
+
+    /// For content that failed to parse: the 1-based line and column of the first problem.
+    pub fn location(&self) -> Option<(usize, usize)> {
+        self.location
     }
 
     pub(crate) fn with_kind(mut self, kind: ErrorKind) -> Error {
@@ -282,6 +320,9 @@ fn describe(e: &io::Error) -> String {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "cannot {} '{}'", self.op.verb(), self.path.display())?;
+        if let Some(fmt) = self.format {
+            write!(f, " as {fmt}")?;
+        }
         if let Some(o) = &self.other {
             let joiner = match self.op {
                 Op::Rename => "over",

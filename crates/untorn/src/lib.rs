@@ -57,12 +57,24 @@
 mod atomic;
 mod ctx;
 mod error;
+mod format;
+pub mod lock;
 pub mod sys;
+mod update;
 
 pub use atomic::{
     temp_file_target, write, AtomicFile, CommitError, Durability, OpenOptions, Symlinks, TempFile,
 };
 pub use error::{Error, ErrorKind, Op, Result};
+pub use format::Format;
+pub use lock::{lock, lock_path_for, lock_shared, Lock, LockOptions, Wait};
+pub use update::{read, update, UpdateOptions};
+#[cfg(feature = "json")]
+pub use update::{read_json, update_json};
+#[cfg(feature = "toml")]
+pub use update::{read_toml, update_toml};
+#[cfg(feature = "yaml")]
+pub use update::{read_yaml, update_yaml};
 
 #[cfg(test)]
 mod tests;

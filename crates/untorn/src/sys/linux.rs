@@ -199,6 +199,9 @@ impl Sys for Real {
             0x794C_7630 => FsKind::Overlay,
             0x6969 => FsKind::Nfs,
             0x6573_5546 => FsKind::Fuse,
+            // CIFS, SMB2, Ceph, 9p, AFS (kAFS), Lustre, Coda.
+            0xFF53_4D42 | 0xFE53_4D42 | 0x00C3_6400 | 0x0102_1997 | 0x6B41_4653 | 0x0BD0_0BD0
+            | 0x7375_7245 => FsKind::Network,
             other => FsKind::Other(other),
         })
     }
@@ -226,5 +229,10 @@ impl Sys for Real {
         // A blocking flock interrupted by a signal returns EINTR; callers that want a timeout
         // rely on that, so it is not retried here.
         rfs::flock(f, op).map_err(io::Error::from)
+    }
+
+    fn duplicate(&self, fd: &Fd) -> io::Result<Fd> {
+        let f = fd.os()?;
+        Ok(Fd::Os(f.try_clone_to_owned()?))
     }
 }

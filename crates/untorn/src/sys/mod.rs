@@ -141,7 +141,17 @@ pub enum FsKind {
     Overlay,
     Nfs,
     Fuse,
+    /// CIFS/SMB, Ceph, 9p, AFS, Lustre, GlusterFS: file systems shared between machines.
+    Network,
     Other(i64),
+}
+
+impl FsKind {
+    /// Whether other machines may use the same files (so a lock taken here may not exclude
+    /// them): NFS, FUSE (which can be anything, sshfs included) and the other network kinds.
+    pub fn is_shared_between_machines(self) -> bool {
+        matches!(self, FsKind::Nfs | FsKind::Fuse | FsKind::Network)
+    }
 }
 
 /// How a regular file is opened by [`Sys::open_file`].
@@ -213,8 +223,12 @@ pub trait Sys: Send + Sync + fmt::Debug {
     fn fs_kind(&self, fd: &Fd) -> io::Result<FsKind>;
     /// The process's umask, read without changing it (`/proc/self/status`).
     fn umask(&self) -> u32;
-    /// `flock(fd, op)`, blocking or not (`LOCK_NB`).
+    /// `flock(fd, op)`, blocking or not (`LOCK_NB`). A blocking call interrupted by a signal
+    /// returns `EINTR`.
     fn lock(&self, fd: &Fd, kind: LockKind, blocking: bool) -> io::Result<()>;
+    /// `fcntl(fd, F_DUPFD_CLOEXEC)`: a second descriptor of the same open file (and so of the
+    /// same flock lock).
+    fn duplicate(&self, fd: &Fd) -> io::Result<Fd>;
 }
 
 /// The errno of an `io::Error`, if it has one.

@@ -33,6 +33,7 @@ pub enum Call {
     FsKind,
     Umask,
     Lock,
+    Duplicate,
 }
 
 /// One recorded call: its kind and a short description naming the files involved, e.g.
@@ -69,6 +70,8 @@ struct State {
     plan: Option<Plan>,
     /// Labels of open descriptors (by raw fd number), so that `write` and `sync` name the file.
     labels: HashMap<i32, String>,
+    /// What `fs_kind` answers instead of asking the kernel.
+    fs_kind: Option<FsKind>,
 }
 
 /// Records calls and injects failures; wraps another [`Sys`].
@@ -108,6 +111,11 @@ impl Probe {
             errno,
             seen: 0,
         });
+    }
+
+    /// Makes `fs_kind` answer `kind` (e.g. to pretend the files are on NFS).
+    pub fn pretend_fs(&self, kind: FsKind) {
+        self.state.lock().unwrap().fs_kind = Some(kind);
     }
 
     /// Whether the planned failure has been injected.
@@ -302,6 +310,9 @@ impl Sys for Probe {
     }
     fn fs_kind(&self, fd: &Fd) -> io::Result<FsKind> {
         self.enter(Call::FsKind, || self.label(fd))?;
+        if let Some(k) = self.state.lock().unwrap().fs_kind {
+            return Ok(k);
+        }
         self.inner.fs_kind(fd)
     }
     fn umask(&self) -> u32 {
@@ -314,5 +325,12 @@ impl Sys for Probe {
             format!("{} {kind:?} blocking={blocking}", self.label(fd))
         })?;
         self.inner.lock(fd, kind, blocking)
+    }
+    fn duplicate(&self, fd: &Fd) -> io::Result<Fd> {
+        self.enter(Call::Duplicate, || self.label(fd))?;
+        let d = self.inner.duplicate(fd)?;
+        let l = self.label(fd);
+        self.name(&d, l);
+        Ok(d)
     }
 }

@@ -78,4 +78,7 @@ impl Sys for Real {
     fn lock(&self, _: &Fd, _: LockKind, _: bool) -> io::Result<()> {
         no()
     }
+    fn duplicate(&self, _: &Fd) -> io::Result<Fd> {
+        no()
+    }
 }

@@ -1,0 +1,299 @@
+//! Locked read-modify-write: [`update`], its typed variants ([`update_json`], ...) and reads
+//! under a shared lock ([`read`], [`read_json`], ...).
+//!
+//! An update takes the exclusive lock of the file (`FILE.lock`, see [`crate::lock`]), reads the
+//! file, lets the caller compute the new content, writes it with the atomic, durable replace,
+//! and releases the lock. Two processes updating the same file therefore never lose each
+//! other's change, and a crash at any point leaves the old or the new content.
+
+use crate::atomic::{split, OpenOptions};
+use crate::ctx::Ctx;
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::lock::{Lock, LockOptions};
+use crate::sys::{errnos::*, FileType, OpenHow, Sys};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Options for [`update`] and [`read`]: how to lock, and how to write.
+///
+/// ```
+/// use std::time::Duration;
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("count.txt");
+/// let mut opts = untorn::UpdateOptions::new();
+/// opts.timeout(Duration::from_secs(2));
+/// opts.update(&path, |old: Option<&[u8]>| {
+///     let n: u64 = old.map_or(0, |b| String::from_utf8_lossy(b).trim().parse().unwrap_or(0));
+///     Ok::<_, untorn::Error>(Some(format!("{}\n", n + 1).into_bytes()))
+/// })?;
+/// assert_eq!(std::fs::read_to_string(&path)?, "1\n");
+/// # Ok::<(), untorn::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct UpdateOptions {
+    write: OpenOptions,
+    lock: LockOptions,
+}
+
+impl UpdateOptions {
+    /// Exclusive lock without a timeout; the default write options (full durability).
+    pub fn new() -> UpdateOptions {
+        UpdateOptions::default()
+    }
+
+    /// How the new content is written (durability, mode, symlinks, ...).
+    pub fn write_options(&mut self, o: OpenOptions) -> &mut Self {
+        self.write = o;
+        self
+    }
+
+    /// How the lock is taken (timeout, shared file systems). `shared` is ignored: updates take
+    /// the exclusive lock, reads the shared one.
+    pub fn lock_options(&mut self, l: LockOptions) -> &mut Self {
+        self.lock = l;
+        self
+    }
+
+    /// Waits at most `d` for the lock, then fails with [`ErrorKind::TimedOut`].
+    pub fn timeout(&mut self, d: Duration) -> &mut Self {
+        self.lock.timeout(d);
+        self
+    }
+
+    #[doc(hidden)]
+    pub fn sys(&mut self, sys: Arc<dyn Sys>) -> &mut Self {
+        let ctx = Ctx::new(sys);
+        self.write.with_ctx(ctx.clone());
+        self.lock.with_ctx(ctx);
+        self
+    }
+
+    /// Under the exclusive lock of `path`: reads it (`None` if it does not exist), calls `f`,
+    /// and writes what `f` returns. `Ok(None)` from `f` writes nothing; an error from `f`
+    /// leaves the file as it was and is returned. Returns whether the file was written.
+    pub fn update<E, F>(&self, path: impl AsRef<Path>, f: F) -> Result<bool, E>
+    where
+        F: FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>, E>,
+        E: From<Error>,
+    {
+        let path = path.as_ref();
+        let _lock = self.exclusive(path)?;
+        let old = read_file(&self.write.ctx, path)?;
+        match f(old.as_deref())? {
+            Some(new) if old.as_deref() != Some(&new[..]) => {
+                self.write.write(path, &new)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Reads `path` under a shared lock; `None` if it does not exist.
+    ///
+    /// Where the lock file cannot be created (a read-only directory or file system), the file
+    /// is read without the lock: untorn's writes replace files atomically, so the read still
+    /// sees one whole version.
+    pub fn read(&self, path: impl AsRef<Path>) -> Result<Option<Vec<u8>>> {
+        let path = path.as_ref();
+        let _lock = match self.lock.clone().shared(true).lock(path) {
+            Ok(l) => Some(l),
+            Err(e)
+                if matches!(e.kind(), ErrorKind::ReadOnly | ErrorKind::PermissionDenied)
+                    && e.op() == Op::Open =>
+            {
+                tracing::debug!(target: "untorn", path = %path.display(), error = %e, "reading without a lock");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        read_file(&self.write.ctx, path)
+    }
+
+    fn exclusive(&self, path: &Path) -> Result<Lock> {
+        self.lock.clone().shared(false).lock(path)
+    }
+
+    /// [`update`](UpdateOptions::update) of a structured file: parses it as `format` (or starts
+    /// from `default` if it does not exist), lets `f` change the value, and writes it back if
+    /// it changed. A file that fails to parse is an error naming the line and column; it is
+    /// never replaced by the default.
+    #[cfg(any(feature = "json", feature = "yaml", feature = "toml"))]
+    pub fn update_as<T, R, E, F>(
+        &self,
+        format: crate::Format,
+        path: impl AsRef<Path>,
+        default: T,
+        f: F,
+    ) -> Result<R, E>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+        F: FnOnce(&mut T) -> Result<R, E>,
+        E: From<Error>,
+    {
+        let path = path.as_ref();
+        let mut out = None;
+        self.update(path, |old| -> Result<Option<Vec<u8>>, E> {
+            let (mut value, before) = match old {
+                Some(bytes) => {
+                    let v: T = format.parse(bytes, path)?;
+                    let before = format.render(&v, path)?;
+                    (v, Some(before))
+                }
+                None => (default, None),
+            };
+            out = Some(f(&mut value)?);
+            let after = format.render(&value, path)?;
+            Ok(if before.as_ref() == Some(&after) {
+                None
+            } else {
+                Some(after)
+            })
+        })?;
+        Ok(out.expect("the closure ran"))
+    }
+
+    /// Reads and parses `path` as `format` under a shared lock.
+    #[cfg(any(feature = "json", feature = "yaml", feature = "toml"))]
+    pub fn read_as<T: serde::de::DeserializeOwned>(
+        &self,
+        format: crate::Format,
+        path: impl AsRef<Path>,
+    ) -> Result<T> {
+        let path = path.as_ref();
+        match self.read(path)? {
+            Some(bytes) => format.parse(&bytes, path),
+            None => Err(Error::io(Op::Read, path, crate::sys::os_error(ENOENT))),
+        }
+    }
+}
+
+/// Reads the whole file at `path` (following symlinks); `None` if it does not exist.
+pub(crate) fn read_file(ctx: &Ctx, path: &Path) -> Result<Option<Vec<u8>>> {
+    let sys = &*ctx.sys;
+    let (dir_path, name) = split(path)?;
+    let dir = match sys.open_dir(None, &dir_path) {
+        Ok(d) => d,
+        Err(e) => return Err(Error::io(Op::OpenDir, &dir_path, e)),
+    };
+    // Refuse FIFOs and devices before opening: opening a FIFO would block.
+    match sys.stat_at(&dir, &name, true) {
+        Err(e) if e.raw_os_error() == Some(ENOENT) => return Ok(None),
+        Err(e) => return Err(Error::io(Op::Stat, path, e)),
+        Ok(st) if st.file_type() == FileType::Directory => {
+            return Err(Error::new(
+                Op::Read,
+                path,
+                ErrorKind::IsADirectory,
+                "is a directory".into(),
+            ))
+        }
+        Ok(st) if st.file_type() != FileType::Regular => {
+            return Err(Error::new(
+                Op::Read,
+                path,
+                ErrorKind::NotAFile,
+                "not a regular file".into(),
+            ))
+        }
+        Ok(_) => {}
+    }
+    let how = OpenHow {
+        read: true,
+        ..OpenHow::default()
+    };
+    let fd = match sys.open_file(&dir, &name, how, 0) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(ENOENT) => return Ok(None),
+        Err(e) => return Err(Error::io(Op::Open, path, e)),
+    };
+    let size = sys
+        .stat(&fd)
+        .map_err(|e| Error::io(Op::Stat, path, e))?
+        .size;
+    let mut buf = vec![0u8; (size as usize).saturating_add(1).max(4096)];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match sys.read_at(&fd, &mut buf[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.raw_os_error() == Some(EINTR) || e.raw_os_error() == Some(EAGAIN) => {}
+            Err(e) => return Err(Error::io(Op::Read, path, e)),
+        }
+    }
+    buf.truncate(len);
+    Ok(Some(buf))
+}
+
+/// Under the exclusive lock of `path` (`path.lock`): reads the file (`None` if missing), calls
+/// `f` with it, and atomically and durably writes what `f` returns. `Ok(None)` writes nothing;
+/// an error from `f` leaves the file as it was. Returns whether the file was written.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("queue.txt");
+/// untorn::update(&path, |old: Option<&[u8]>| {
+///     let mut v = old.unwrap_or_default().to_vec();
+///     v.extend_from_slice(b"job 1\n");
+///     Ok::<_, untorn::Error>(Some(v))
+/// })?;
+/// # Ok::<(), untorn::Error>(())
+/// ```
+pub fn update<E, F>(path: impl AsRef<Path>, f: F) -> Result<bool, E>
+where
+    F: FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>, E>,
+    E: From<Error>,
+{
+    UpdateOptions::new().update(path, f)
+}
+
+/// Reads the whole file at `path` under a shared lock. A missing file is an error of kind
+/// [`ErrorKind::NotFound`].
+pub fn read(path: impl AsRef<Path>) -> Result<Vec<u8>> {
+    let path = path.as_ref();
+    UpdateOptions::new()
+        .read(path)?
+        .ok_or_else(|| Error::io(Op::Read, path, crate::sys::os_error(ENOENT)))
+}
+
+macro_rules! typed {
+    ($feature:literal, $fmt:ident, $update:ident, $read:ident, $name:literal) => {
+        #[doc = concat!("Locked read-modify-write of a ", $name, " file: parses it (or starts from `default` if it")]
+        /// does not exist), lets `f` change the value, and writes it back atomically and
+        /// durably if it changed. A file that does not parse is an error that names the line
+        /// and column, and is left as it is: never replaced by the default.
+        ///
+        /// ```
+        /// # let dir = tempfile::tempdir()?;
+        #[doc = concat!("# let path = dir.path().join(\"state.", stringify!($fmt), "\");")]
+        /// use std::collections::BTreeMap;
+        #[doc = concat!("let n = untorn::", stringify!($update), "(&path, BTreeMap::new(), |m: &mut BTreeMap<String, u64>| {")]
+        ///     let count = m.entry("count".to_string()).or_insert(0);
+        ///     *count += 1;
+        ///     *count
+        /// })?;
+        /// assert_eq!(n, 1);
+        /// # Ok::<(), untorn::Error>(())
+        /// ```
+        #[cfg(feature = $feature)]
+        pub fn $update<T, R>(path: impl AsRef<Path>, default: T, f: impl FnOnce(&mut T) -> R) -> Result<R>
+        where
+            T: serde::Serialize + serde::de::DeserializeOwned,
+        {
+            UpdateOptions::new().update_as(crate::Format::$fmt, path, default, |v| Ok(f(v)))
+        }
+
+        #[doc = concat!("Reads and parses a ", $name, " file under a shared lock.")]
+        #[cfg(feature = $feature)]
+        pub fn $read<T: serde::de::DeserializeOwned>(path: impl AsRef<Path>) -> Result<T> {
+            UpdateOptions::new().read_as(crate::Format::$fmt, path)
+        }
+    };
+}
+
+typed!("json", Json, update_json, read_json, "JSON");
+typed!("yaml", Yaml, update_yaml, read_yaml, "YAML");
+typed!("toml", Toml, update_toml, read_toml, "TOML");
