@@ -78,3 +78,5 @@ pub use update::{read_yaml, update_yaml};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lock;
