@@ -6,13 +6,17 @@ use std::path::PathBuf;
 const AFTER_HELP: &str = "\
 Examples:
   untorn write state.json '{\"count\": 1}'     replace state.json with that text
+  untorn edit state.json -- jq '.count += 1'   locked read-modify-write through any filter
+  untorn read state.json --default '{}'        print it under a shared lock
+  untorn lock state.json -- ./deploy.sh        run a command holding state.json.lock
   jq '.count += 1' state.json | untorn write state.json
                                                safe: all input is read before the file is touched
   untorn write --mode 600 token.txt < new     the replacement gets mode 0600
   untorn write --no-clobber lock.pid \"$$\"      fail (exit 7) if lock.pid exists
 
 Every write is atomic (readers and crashes see the old or the new file, whole) and durable
-once untorn exits 0. On any error the file is left as it was.";
+once untorn exits 0. On any error the file is left as it was. Locks are flock(2) locks on
+FILE.lock, the same as `flock FILE.lock ...`.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -40,6 +44,146 @@ pub enum Command {
     /// Replace FILE with CONTENT, or with all of standard input, atomically and durably.
     #[command(after_help = AFTER_HELP, after_long_help = long_help())]
     Write(WriteArgs),
+    /// Run COMMAND while holding the lock of FILE (FILE.lock, as flock(1) would lock it); exit
+    /// with COMMAND's exit code.
+    #[command(after_long_help = long_help())]
+    Lock(LockArgs),
+    /// Under the exclusive lock, feed FILE to FILTER; if it exits 0 and its output is valid for
+    /// the file's format, replace FILE with the output, atomically and durably.
+    #[command(after_long_help = long_help())]
+    Edit(EditArgs),
+    /// Print FILE under a shared lock.
+    #[command(after_long_help = long_help())]
+    Read(ReadArgs),
+}
+
+/// How long to wait for a lock.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct WaitArgs {
+    /// Wait at most this long for the lock (e.g. 5s, 200ms, 0.2s, 1m), then exit 11.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<std::time::Duration>,
+
+    /// Do not wait: if another process holds the lock, exit 10 at once.
+    #[arg(long, short = 'n', conflicts_with = "timeout")]
+    pub nonblock: bool,
+}
+
+impl WaitArgs {
+    pub fn lock_options(&self) -> untorn::LockOptions {
+        let mut l = untorn::LockOptions::new();
+        if self.nonblock {
+            l.nonblocking();
+        } else if let Some(d) = self.timeout {
+            l.timeout(d);
+        }
+        l
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct LockArgs {
+    /// The file whose lock to take: the lock file is FILE.lock (see --lock-file).
+    pub file: PathBuf,
+
+    /// Take a shared lock (many holders; excludes exclusive holders) instead of an exclusive one.
+    #[arg(long, short = 's')]
+    pub shared: bool,
+
+    #[command(flatten)]
+    pub wait: WaitArgs,
+
+    /// Lock exactly this file instead of FILE.lock.
+    #[arg(long, value_name = "PATH")]
+    pub lock_file: Option<PathBuf>,
+
+    /// Lock even on NFS, CIFS or FUSE, where the lock may exclude only this machine's processes.
+    #[arg(long)]
+    pub allow_shared_fs: bool,
+
+    /// Exit with this code (instead of 10 or 11) when the lock cannot be had, like flock -E.
+    #[arg(long, short = 'E', value_name = "CODE")]
+    pub conflict_exit_code: Option<u8>,
+
+    /// The command to run, and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct EditArgs {
+    /// The file to edit.
+    pub file: PathBuf,
+
+    #[command(flatten)]
+    pub wait: WaitArgs,
+
+    /// The format FILTER's output must have; default: from FILE's extension (.json, .yaml/.yml,
+    /// .toml; anything else is raw, which checks nothing).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<FormatArg>,
+
+    /// What FILTER reads when FILE does not exist (default: exit 3).
+    #[arg(long, value_name = "TEXT")]
+    pub default: Option<String>,
+
+    /// What must be on disk when untorn exits (see `untorn write --help`).
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Full, value_name = "LEVEL")]
+    pub durability: DurabilityArg,
+
+    /// The filter and its arguments; it reads FILE on stdin and writes the new content on stdout.
+    #[arg(last = true, required = true, value_name = "FILTER")]
+    pub filter: Vec<std::ffi::OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReadArgs {
+    /// The file to print.
+    pub file: PathBuf,
+
+    #[command(flatten)]
+    pub wait: WaitArgs,
+
+    /// Print this instead of failing when FILE does not exist.
+    #[arg(long, value_name = "TEXT")]
+    pub default: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Json,
+    Yaml,
+    Toml,
+    Raw,
+}
+
+impl From<FormatArg> for untorn::Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Json => untorn::Format::Json,
+            FormatArg::Yaml => untorn::Format::Yaml,
+            FormatArg::Toml => untorn::Format::Toml,
+            FormatArg::Raw => untorn::Format::Raw,
+        }
+    }
+}
+
+/// `5s`, `0.2s`, `200ms`, `1m`, or a plain number of seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("'{s}' is not a duration (e.g. 5s, 200ms, 0.5s, 1m)");
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(bad()),
+    };
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| bad())
 }
 
 #[derive(Args, Debug)]
@@ -163,7 +307,105 @@ mod tests {
         v.extend_from_slice(args);
         Cli::try_parse_from(v).map(|c| match c.command {
             Command::Write(w) => w,
+            other => panic!("{other:?}"),
         })
+    }
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        let mut v = vec!["untorn"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).map(|c| c.command)
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("0.2s"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        for bad in ["", "s", "5x", "-1s", "fast"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lock_flags() {
+        let Command::Lock(l) = parse(&["lock", "f", "--", "sh", "-c", "exit 3"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(l.file, PathBuf::from("f"));
+        assert_eq!(l.command, ["sh", "-c", "exit 3"]);
+        assert!(!l.shared && !l.wait.nonblock && l.wait.timeout.is_none());
+        let Command::Lock(l) = parse(&[
+            "lock",
+            "--shared",
+            "--timeout",
+            "0.2s",
+            "-E",
+            "9",
+            "--lock-file",
+            "x.lck",
+            "--allow-shared-fs",
+            "f",
+            "--",
+            "true",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert!(l.shared && l.allow_shared_fs);
+        assert_eq!(l.wait.timeout, Some(std::time::Duration::from_millis(200)));
+        assert_eq!(l.conflict_exit_code, Some(9));
+        assert_eq!(l.lock_file, Some(PathBuf::from("x.lck")));
+        let Command::Lock(l) = parse(&["lock", "-n", "f", "--", "true"]).unwrap() else {
+            panic!()
+        };
+        assert!(l.wait.nonblock);
+        assert!(parse(&["lock", "-n", "--timeout", "1s", "f", "--", "true"]).is_err());
+        assert!(parse(&["lock", "f"]).is_err(), "a command is required");
+    }
+
+    #[test]
+    fn edit_flags() {
+        let Command::Edit(e) = parse(&["edit", "s.json", "--", "jq", ".a += 1"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.filter, ["jq", ".a += 1"]);
+        assert_eq!(e.format, None);
+        assert_eq!(e.durability, DurabilityArg::Full);
+        let Command::Edit(e) = parse(&[
+            "edit",
+            "s",
+            "--format",
+            "yaml",
+            "--default",
+            "{}",
+            "--timeout",
+            "1s",
+            "--durability",
+            "file",
+            "--",
+            "yq",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.format, Some(FormatArg::Yaml));
+        assert_eq!(e.default.as_deref(), Some("{}"));
+        assert_eq!(e.durability, DurabilityArg::File);
+        assert!(parse(&["edit", "s", "--format", "xml", "--", "cat"]).is_err());
+        assert!(parse(&["edit", "s"]).is_err(), "a filter is required");
+    }
+
+    #[test]
+    fn read_flags() {
+        let Command::Read(r) = parse(&["read", "s", "--default", "{}", "-n"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.default.as_deref(), Some("{}"));
+        assert!(r.wait.nonblock);
     }
 
     #[test]

@@ -27,6 +27,19 @@ pub const BAD_TARGET: u8 = 8;
 /// The file system cannot give the guarantee asked for (no directory fsync, no `O_TMPFILE`
 /// when forced, a rename across file systems).
 pub const UNSUPPORTED: u8 = 9;
+/// The lock is held by another process and `--nonblock` was given.
+pub const LOCKED: u8 = 10;
+/// The lock was not free within `--timeout`.
+pub const TIMEOUT: u8 = 11;
+/// Content is not valid for its format (JSON, YAML, TOML): the filter's output of
+/// `untorn edit`, or the file itself.
+pub const INVALID: u8 = 12;
+/// The filter of `untorn edit` failed: non-zero exit, killed by a signal, or not startable.
+pub const FILTER_FAILED: u8 = 13;
+/// `untorn lock`: COMMAND was found but could not be run (the shell's convention).
+pub const CANNOT_EXECUTE: u8 = 126;
+/// `untorn lock`: COMMAND was not found (the shell's convention).
+pub const COMMAND_NOT_FOUND: u8 = 127;
 /// Interrupted by SIGINT (128 + 2, the shell's convention).
 pub const INTERRUPTED: u8 = 130;
 
@@ -48,8 +61,25 @@ pub const TABLE: &[(u8, &str)] = &[
         UNSUPPORTED,
         "the file system cannot give the guarantee (directory fsync, O_TMPFILE, cross-device)",
     ),
+    (LOCKED, "the lock is held by another process (--nonblock)"),
+    (TIMEOUT, "the lock was not free within --timeout"),
+    (INVALID, "content is not valid JSON, YAML or TOML (edit: the filter's output)"),
+    (FILTER_FAILED, "edit: the filter exited non-zero, was killed, or could not start"),
+    (CANNOT_EXECUTE, "lock: the command could not be executed"),
+    (COMMAND_NOT_FOUND, "lock: the command was not found"),
     (INTERRUPTED, "interrupted (SIGINT)"),
 ];
+
+/// The exit code of `untorn lock` for its command's exit status: the command's own code, or
+/// 128 + N for a command killed by signal N, as in the shell.
+pub fn for_status(status: std::process::ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c as u8,
+        (None, Some(sig)) => (128 + sig) as u8,
+        _ => FAILURE,
+    }
+}
 
 /// The exit code for an error of kind `kind`.
 pub fn for_kind(kind: ErrorKind) -> u8 {
@@ -67,6 +97,10 @@ pub fn for_kind(kind: ErrorKind) -> u8 {
         | ErrorKind::InvalidInput
         | ErrorKind::Busy => BAD_TARGET,
         ErrorKind::Unsupported | ErrorKind::CrossDevice => UNSUPPORTED,
+        ErrorKind::WouldBlock => LOCKED,
+        ErrorKind::TimedOut => TIMEOUT,
+        ErrorKind::InvalidContent => INVALID,
+        ErrorKind::FilterFailed => FILTER_FAILED,
         _ => FAILURE,
     }
 }
@@ -113,6 +147,8 @@ mod tests {
             TimedOut,
             Io,
             Busy,
+            InvalidContent,
+            FilterFailed,
             Other,
         ] {
             let c = for_kind(k);

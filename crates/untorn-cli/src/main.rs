@@ -4,9 +4,9 @@
 mod args;
 mod exit;
 
-use args::{Cli, Command, WriteArgs};
+use args::{Cli, Command, EditArgs, LockArgs, ReadArgs, WriteArgs};
 use clap::Parser;
-use std::io::{self, IsTerminal, Read};
+use std::io::{self, IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 /// How a command failed: an error of the library, or a plain message with its exit code.
@@ -38,9 +38,12 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose);
     let result = match cli.command {
         Command::Write(a) => cmd_write(a),
+        Command::Lock(a) => cmd_lock(a),
+        Command::Edit(a) => cmd_edit(a),
+        Command::Read(a) => cmd_read(a),
     };
     match result {
-        Ok(()) => ExitCode::from(exit::OK),
+        Ok(code) => ExitCode::from(code),
         Err(Failure::Untorn(e)) => {
             eprintln!("untorn: {e}");
             ExitCode::from(exit::for_kind(e.kind()))
@@ -70,7 +73,7 @@ fn init_tracing(verbose: u8) {
         .init();
 }
 
-fn cmd_write(a: WriteArgs) -> Result<(), Failure> {
+fn cmd_write(a: WriteArgs) -> Result<u8, Failure> {
     let opts = a.options();
     // Like sponge: all input is read before FILE is touched, so `jq . f | untorn write f` is
     // safe.
@@ -102,5 +105,103 @@ fn cmd_write(a: WriteArgs) -> Result<(), Failure> {
         }
     };
     opts.write(&a.file, &data)?;
-    Ok(())
+    Ok(exit::OK)
+}
+
+fn cmd_lock(a: LockArgs) -> Result<u8, Failure> {
+    let mut opts = a.wait.lock_options();
+    opts.shared(a.shared).allow_shared_fs(a.allow_shared_fs);
+    let lock = match &a.lock_file {
+        Some(f) => opts.lock_file(f),
+        None => opts.lock(&a.file),
+    };
+    let lock = match (lock, a.conflict_exit_code) {
+        (Ok(l), _) => l,
+        (Err(e), Some(code))
+            if matches!(
+                e.kind(),
+                untorn::ErrorKind::WouldBlock | untorn::ErrorKind::TimedOut
+            ) =>
+        {
+            return Err(Failure::Other(e.to_string(), code))
+        }
+        (Err(e), _) => return Err(e.into()),
+    };
+    let (prog, args) = a.command.split_first().expect("clap requires a command");
+    let status = std::process::Command::new(prog).args(args).status();
+    drop(lock);
+    match status {
+        Ok(st) => Ok(exit::for_status(st)),
+        Err(e) => {
+            let code = if e.kind() == io::ErrorKind::NotFound {
+                exit::COMMAND_NOT_FOUND
+            } else {
+                exit::CANNOT_EXECUTE
+            };
+            let why = if code == exit::COMMAND_NOT_FOUND {
+                "command not found"
+            } else {
+                "cannot execute it"
+            };
+            Err(Failure::Other(
+                format!("cannot run '{}': {why}", prog.to_string_lossy()),
+                code,
+            ))
+        }
+    }
+}
+
+fn cmd_edit(a: EditArgs) -> Result<u8, Failure> {
+    let mut write = untorn::OpenOptions::new();
+    write.durability(a.durability.into());
+    let mut update = untorn::UpdateOptions::new();
+    update
+        .lock_options(a.wait.lock_options())
+        .write_options(write);
+    let mut opts = untorn::EditOptions::new();
+    opts.update_options(update);
+    if let Some(f) = a.format {
+        opts.format(f.into());
+    }
+    if let Some(d) = &a.default {
+        opts.default_content(d.as_bytes());
+    }
+    let (prog, args) = a.filter.split_first().expect("clap requires a filter");
+    let mut cmd = std::process::Command::new(prog);
+    cmd.args(args);
+    opts.run(&a.file, &mut cmd)?;
+    Ok(exit::OK)
+}
+
+fn cmd_read(a: ReadArgs) -> Result<u8, Failure> {
+    let mut opts = untorn::UpdateOptions::new();
+    opts.lock_options(a.wait.lock_options());
+    let content = match (opts.read(&a.file)?, a.default) {
+        (Some(c), _) => c,
+        (None, Some(d)) => d.into_bytes(),
+        (None, None) => {
+            return Err(Failure::Other(
+                format!(
+                    "cannot read '{}': no such file or directory",
+                    a.file.display()
+                ),
+                exit::NOT_FOUND,
+            ))
+        }
+    };
+    print_out(&content)?;
+    Ok(exit::OK)
+}
+
+/// Writes to stdout; a closed pipe (`untorn read f | head -1`) is not an error.
+fn print_out(bytes: &[u8]) -> Result<(), Failure> {
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::Other(
+            format!("cannot write to standard output: {e}"),
+            exit::FAILURE,
+        )),
+    }
 }

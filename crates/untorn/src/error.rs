@@ -265,6 +265,16 @@ impl Error {
         self
     }
 
+    /// The reason alone, without "cannot <op> '<path>'".
+    pub(crate) fn detail(&self) -> String {
+        match (&self.source, &self.note) {
+            (Some(e), Some(n)) => format!("{} ({n})", describe(e)),
+            (Some(e), None) => describe(e),
+            (None, Some(n)) => n.clone(),
+            (None, None) => String::new(),
+        }
+    }
+
     /// For content that failed to parse: the 1-based line and column of the first problem.
     pub fn location(&self) -> Option<(usize, usize)> {
         self.location
@@ -303,7 +313,7 @@ impl Error {
 
 /// An OS error's message without Rust's " (os error N)" suffix, starting in lower case, as
 /// `strerror` reads in the middle of a sentence.
-fn describe(e: &io::Error) -> String {
+pub(crate) fn describe(e: &io::Error) -> String {
     let mut s = e.to_string();
     if let Some(i) = s.find(" (os error ") {
         s.truncate(i);

@@ -56,6 +56,7 @@
 
 mod atomic;
 mod ctx;
+mod edit;
 mod error;
 mod format;
 pub mod lock;
@@ -65,6 +66,7 @@ mod update;
 pub use atomic::{
     temp_file_target, write, AtomicFile, CommitError, Durability, OpenOptions, Symlinks, TempFile,
 };
+pub use edit::{EditOptions, Edited};
 pub use error::{Error, ErrorKind, Op, Result};
 pub use format::Format;
 pub use lock::{lock, lock_path_for, lock_shared, Lock, LockOptions, Wait};

@@ -209,7 +209,7 @@ impl LockOptions {
                     path,
                     ErrorKind::TimedOut,
                     format!(
-                        "another process held the lock for the whole {} waited",
+                        "timed out after {}: another process holds the lock",
                         human(started.elapsed())
                     ),
                 )),

@@ -64,7 +64,10 @@ fn timeout_fails_in_about_the_time_and_says_so() {
         "{took:?}"
     );
     let msg = e.to_string();
-    assert!(msg.contains("f.lock") && msg.contains("ms waited"), "{msg}");
+    assert!(
+        msg.contains("f.lock") && msg.contains("timed out after 2"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -28,10 +28,21 @@ const NEW_LEN: usize = (12 << 20) + 4321;
 const MODE: u32 = 0o640;
 const TARGET: &str = "data.bin";
 
-/// Deterministic content: the same seed gives the same bytes in parent and child.
+/// Deterministic content: the same seed gives the same bytes in parent and child. Each 4 KiB
+/// page starts with the seed and its index, then random bytes from a pool of the seed: a page
+/// of the other content, or one out of place, shows. (Cheap to make, even unoptimised.)
 fn content(seed: u64, len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    fastrand::Rng::with_seed(seed).fill(&mut v);
+    const PAGE: usize = 4096;
+    let mut pool = vec![0u8; 64 * 1024];
+    fastrand::Rng::with_seed(seed).fill(&mut pool);
+    let mut v = Vec::with_capacity(len + PAGE);
+    for i in 0..len.div_ceil(PAGE) {
+        v.extend_from_slice(&seed.to_le_bytes());
+        v.extend_from_slice(&(i as u64).to_le_bytes());
+        let off = (i * 4099) % (pool.len() - PAGE);
+        v.extend_from_slice(&pool[off..off + PAGE - 16]);
+    }
+    v.truncate(len);
     v
 }
 
@@ -95,7 +106,8 @@ enum Phase {
 }
 
 fn phase_of(line: &str) -> Option<Phase> {
-    match line.strip_prefix(MARK)?.trim() {
+    // libtest may print "test child_writer ... " before the marker, on the same line.
+    match line[line.find(MARK)? + MARK.len()..].trim() {
         "OPEN" => Some(Phase::Open),
         "COMMITTING" => Some(Phase::Committing),
         "DONE" => Some(Phase::Done),
@@ -166,6 +178,8 @@ struct Tally {
     old: u32,
     new: u32,
     temps: u32,
+    /// Of the temps: a part of the new data, all of it, or the replaced old file.
+    temp_kinds: [u32; 3],
     /// Kills by the last marker the child printed: Start, Open, Committing, Done.
     by_phase: [u32; 4],
 }
@@ -183,8 +197,9 @@ impl Setup {
         fs::set_permissions(&self.target, fs::Permissions::from_mode(MODE)).unwrap();
     }
 
-    /// Checks the directory after the child is gone; returns (new content?, temps left).
-    fn check(&self, phase: Phase, what: &str) -> (bool, u32) {
+    /// Checks the directory after the child is gone, removes the temps left, and returns
+    /// whether the target has the new content and the temps by kind (see [`Tally::temp_kinds`]).
+    fn check(&self, phase: Phase, what: &str) -> (bool, [u32; 3]) {
         let got = fs::read(&self.target).unwrap();
         let is_new = if got == self.old {
             false
@@ -217,7 +232,7 @@ impl Setup {
             "{what}: the target's mode changed (phase {phase:?})"
         );
 
-        let mut temps = 0;
+        let mut temps = [0; 3];
         for e in fs::read_dir(&self.dir).unwrap() {
             let e = e.unwrap();
             let name = e.file_name();
@@ -250,7 +265,13 @@ impl Setup {
                 data.len()
             );
             fs::remove_file(e.path()).unwrap();
-            temps += 1;
+            temps[if data == self.new {
+                1
+            } else if prefix_of_new {
+                0
+            } else {
+                2
+            }] += 1;
         }
         (is_new, temps)
     }
@@ -271,7 +292,7 @@ fn calibrate(s: &Setup, temp: &str, durability: &str) -> Calibration {
     let status = r.child.wait().unwrap();
     assert!(status.success(), "calibration child failed: {status}");
     let (is_new, temps) = s.check(Phase::Done, "calibration");
-    assert!(is_new && temps == 0);
+    assert!(is_new && temps == [0; 3]);
     Calibration {
         open,
         committing,
@@ -344,7 +365,10 @@ fn kill_once(
     } else {
         t.old += 1;
     }
-    t.temps += temps;
+    for i in 0..3 {
+        t.temps += temps[i];
+        t.temp_kinds[i] += temps[i];
+    }
 }
 
 #[test]
@@ -383,8 +407,8 @@ fn sigkill_at_any_moment_leaves_old_or_new() {
         }
         report += &format!(
             "  temp={temp:5} durability={durability:4} ({:>4} ms a run): {:>3} kills ({} before OPEN, \
-             {} writing, {} committing, {} after DONE) -> {} old, {} new, {} temps left; \
-             {} ran to completion\n",
+             {} writing, {} committing, {} after DONE) -> {} old, {} new; {} temps left \
+             ({} partial new, {} whole new, {} old); {} ran to completion\n",
             cal.done.as_millis(),
             t.kills,
             t.by_phase[0],
@@ -394,6 +418,9 @@ fn sigkill_at_any_moment_leaves_old_or_new() {
             t.old,
             t.new,
             t.temps,
+            t.temp_kinds[0],
+            t.temp_kinds[1],
+            t.temp_kinds[2],
             t.exited_first,
         );
         total.runs += t.runs;
@@ -402,13 +429,17 @@ fn sigkill_at_any_moment_leaves_old_or_new() {
         total.old += t.old;
         total.new += t.new;
         total.temps += t.temps;
+        for i in 0..3 {
+            total.temp_kinds[i] += t.temp_kinds[i];
+        }
         for i in 0..4 {
             total.by_phase[i] += t.by_phase[i];
         }
     }
     report += &format!(
         "  total: {} kills ({} before OPEN, {} writing, {} committing, {} after DONE) -> {} old, \
-         {} new, {} temps left; {} ran to completion; {:.1} s\n",
+         {} new; {} temps left ({} partial new, {} whole new, {} old); {} ran to completion; \
+         {:.1} s\n",
         total.kills,
         total.by_phase[0],
         total.by_phase[1],
@@ -417,6 +448,9 @@ fn sigkill_at_any_moment_leaves_old_or_new() {
         total.old,
         total.new,
         total.temps,
+        total.temp_kinds[0],
+        total.temp_kinds[1],
+        total.temp_kinds[2],
         total.exited_first,
         started.elapsed().as_secs_f64(),
     );
