@@ -365,9 +365,9 @@ fn kill_once(
     } else {
         t.old += 1;
     }
-    for i in 0..3 {
-        t.temps += temps[i];
-        t.temp_kinds[i] += temps[i];
+    for (kind, n) in t.temp_kinds.iter_mut().zip(temps) {
+        *kind += n;
+        t.temps += n;
     }
 }
 
