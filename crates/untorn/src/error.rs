@@ -171,6 +171,10 @@ pub enum Op {
     Serialize,
     /// Running an external filter.
     Filter,
+    /// Appending to a log.
+    Append,
+    /// Truncating a torn tail off a log.
+    Repair,
 }
 
 impl Op {
@@ -196,6 +200,8 @@ impl Op {
             Op::Parse => "parse",
             Op::Serialize => "serialize",
             Op::Filter => "edit",
+            Op::Append => "append to",
+            Op::Repair => "repair",
         }
     }
 }

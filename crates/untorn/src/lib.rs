@@ -60,6 +60,7 @@ mod edit;
 mod error;
 mod format;
 pub mod lock;
+pub mod log;
 pub mod sys;
 mod update;
 
@@ -70,6 +71,11 @@ pub use edit::{EditOptions, Edited};
 pub use error::{Error, ErrorKind, Op, Result};
 pub use format::Format;
 pub use lock::{lock, lock_path_for, lock_shared, Lock, LockOptions, Wait};
+#[cfg(feature = "json")]
+pub use log::append_jsonl;
+#[cfg(feature = "yaml")]
+pub use log::append_to_yaml_list;
+pub use log::{append, read_log, repair, tail, AppendOptions, Log, LogFormat, Torn, TornReason};
 pub use update::{read, update, UpdateOptions};
 #[cfg(feature = "json")]
 pub use update::{read_json, update_json};
@@ -82,3 +88,5 @@ pub use update::{read_yaml, update_yaml};
 mod tests;
 #[cfg(test)]
 mod tests_lock;
+#[cfg(test)]
+mod tests_log;

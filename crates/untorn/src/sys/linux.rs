@@ -100,6 +100,11 @@ impl Sys for Real {
         retry(|| rustix::io::pread(fd, &mut *buf, offset))
     }
 
+    fn set_len(&self, fd: &Fd, len: u64) -> io::Result<()> {
+        let fd = fd.os()?;
+        retry(|| rfs::ftruncate(fd, len))
+    }
+
     fn sync(&self, fd: &Fd, kind: SyncKind) -> io::Result<()> {
         let fd = fd.os()?;
         match kind {

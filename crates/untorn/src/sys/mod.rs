@@ -188,6 +188,8 @@ pub trait Sys: Send + Sync + fmt::Debug {
     fn write(&self, fd: &Fd, buf: &[u8]) -> io::Result<usize>;
     /// `pread(fd, buf, offset)`.
     fn read_at(&self, fd: &Fd, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// `ftruncate(fd, len)`.
+    fn set_len(&self, fd: &Fd, len: u64) -> io::Result<()>;
     /// `fsync(fd)` or `fdatasync(fd)` of a file.
     fn sync(&self, fd: &Fd, kind: SyncKind) -> io::Result<()>;
     /// `fsync(dir)`: makes the directory's entries (creates, renames, links, unlinks) durable.

@@ -19,6 +19,7 @@ pub enum Call {
     OpenFile,
     Write,
     ReadAt,
+    SetLen,
     Sync,
     SyncDir,
     Rename,
@@ -248,6 +249,10 @@ impl Sys for Probe {
     fn read_at(&self, fd: &Fd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.enter(Call::ReadAt, || format!("{} at {offset}", self.label(fd)))?;
         self.inner.read_at(fd, buf, offset)
+    }
+    fn set_len(&self, fd: &Fd, len: u64) -> io::Result<()> {
+        self.enter(Call::SetLen, || format!("{} to {len}", self.label(fd)))?;
+        self.inner.set_len(fd, len)
     }
     fn sync(&self, fd: &Fd, kind: SyncKind) -> io::Result<()> {
         self.enter(Call::Sync, || format!("{} ({kind:?})", self.label(fd)))?;

@@ -36,6 +36,9 @@ impl Sys for Real {
     fn read_at(&self, _: &Fd, _: &mut [u8], _: u64) -> io::Result<usize> {
         no()
     }
+    fn set_len(&self, _: &Fd, _: u64) -> io::Result<()> {
+        no()
+    }
     fn sync(&self, _: &Fd, _: SyncKind) -> io::Result<()> {
         no()
     }
