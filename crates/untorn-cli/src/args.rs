@@ -55,6 +55,57 @@ pub enum Command {
     /// Print FILE under a shared lock.
     #[command(after_long_help = long_help())]
     Read(ReadArgs),
+    /// Append LINEs (or the lines of standard input) to the log FILE: all in one write, durable
+    /// when untorn exits 0. A torn last record is repaired first.
+    #[command(after_long_help = long_help())]
+    Append(AppendArgs),
+    /// Truncate the log FILE back to its last complete record (a crash can leave a torn record
+    /// or zeros at its end).
+    #[command(after_long_help = long_help())]
+    Repair(LogArgs),
+    /// Print the last complete records of the log FILE (a torn tail is left out).
+    #[command(after_long_help = long_help())]
+    Tail(TailArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AppendArgs {
+    /// The log to append to (created if missing).
+    pub file: PathBuf,
+
+    /// The records, one line each. Without them, each line of standard input is a record.
+    pub lines: Vec<String>,
+
+    /// Each record must be one JSON value (JSON Lines); a trailing non-JSON line counts as torn.
+    #[arg(long)]
+    pub jsonl: bool,
+
+    /// What must be on disk when untorn exits: full or file (fdatasync), none.
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Full, value_name = "LEVEL")]
+    pub durability: DurabilityArg,
+
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// The log file.
+    pub file: PathBuf,
+
+    /// The log is JSON Lines: a trailing line that is not JSON counts as torn.
+    #[arg(long)]
+    pub jsonl: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TailArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    /// How many records to print.
+    #[arg(short = 'n', long, default_value_t = 10, value_name = "N")]
+    pub lines: usize,
 }
 
 /// How long to wait for a lock.
@@ -397,6 +448,36 @@ mod tests {
         assert_eq!(e.durability, DurabilityArg::File);
         assert!(parse(&["edit", "s", "--format", "xml", "--", "cat"]).is_err());
         assert!(parse(&["edit", "s"]).is_err(), "a filter is required");
+    }
+
+    #[test]
+    fn append_repair_tail_flags() {
+        let Command::Append(a) = parse(&["append", "log", "a", "b", "--jsonl"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(a.lines, ["a", "b"]);
+        assert!(a.jsonl);
+        assert_eq!(a.durability, DurabilityArg::Full);
+        let Command::Append(a) =
+            parse(&["append", "log", "--durability", "none", "--timeout", "1s"]).unwrap()
+        else {
+            panic!()
+        };
+        assert!(a.lines.is_empty());
+        assert_eq!(a.durability, DurabilityArg::None);
+        assert!(a.wait.timeout.is_some());
+        let Command::Repair(r) = parse(&["repair", "--jsonl", "log"]).unwrap() else {
+            panic!()
+        };
+        assert!(r.jsonl);
+        let Command::Tail(t) = parse(&["tail", "log"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(t.lines, 10);
+        let Command::Tail(t) = parse(&["tail", "-n", "3", "--jsonl", "log"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!((t.lines, t.log.jsonl), (3, true));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 mod args;
 mod exit;
 
-use args::{Cli, Command, EditArgs, LockArgs, ReadArgs, WriteArgs};
+use args::{AppendArgs, Cli, Command, EditArgs, LockArgs, LogArgs, ReadArgs, TailArgs, WriteArgs};
 use clap::Parser;
 use std::io::{self, IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -41,6 +41,9 @@ fn main() -> ExitCode {
         Command::Lock(a) => cmd_lock(a),
         Command::Edit(a) => cmd_edit(a),
         Command::Read(a) => cmd_read(a),
+        Command::Append(a) => cmd_append(a),
+        Command::Repair(a) => cmd_repair(a),
+        Command::Tail(a) => cmd_tail(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -190,6 +193,75 @@ fn cmd_read(a: ReadArgs) -> Result<u8, Failure> {
         }
     };
     print_out(&content)?;
+    Ok(exit::OK)
+}
+
+fn log_format(jsonl: bool) -> untorn::LogFormat {
+    if jsonl {
+        untorn::LogFormat::JsonLines
+    } else {
+        untorn::LogFormat::Lines
+    }
+}
+
+fn cmd_append(a: AppendArgs) -> Result<u8, Failure> {
+    let mut opts = untorn::AppendOptions::new();
+    opts.durability(a.durability.into())
+        .format(log_format(a.jsonl));
+    if let Some(d) = a.wait.timeout {
+        opts.timeout(d);
+    }
+    let lines: Vec<Vec<u8>> = if a.lines.is_empty() {
+        let mut input = Vec::new();
+        io::stdin().lock().read_to_end(&mut input).map_err(|e| {
+            Failure::Other(
+                format!(
+                    "cannot append to '{}': reading standard input failed: {e}",
+                    a.file.display()
+                ),
+                exit::FAILURE,
+            )
+        })?;
+        input
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    } else {
+        a.lines.into_iter().map(String::into_bytes).collect()
+    };
+    if !lines.is_empty() {
+        opts.append_all(&a.file, &lines)?;
+    }
+    Ok(exit::OK)
+}
+
+fn cmd_repair(a: LogArgs) -> Result<u8, Failure> {
+    match untorn::repair(&a.file, log_format(a.jsonl))? {
+        None => eprintln!("untorn: '{}' is whole; nothing to repair", a.file.display()),
+        Some(t) => eprintln!(
+            "untorn: repaired '{}': removed {} bytes after the last complete record ({})",
+            a.file.display(),
+            t.junk_len,
+            match t.reason {
+                untorn::TornReason::Incomplete => "a record cut short",
+                untorn::TornReason::Zeros => "zeros where data should be",
+                untorn::TornReason::InvalidJson => "a line that is not JSON",
+                _ => "torn",
+            }
+        ),
+    }
+    Ok(exit::OK)
+}
+
+fn cmd_tail(a: TailArgs) -> Result<u8, Failure> {
+    let records = untorn::tail(&a.log.file, a.lines, log_format(a.log.jsonl))?;
+    let mut out = Vec::new();
+    for r in records {
+        out.extend_from_slice(&r);
+        out.push(b'\n');
+    }
+    print_out(&out)?;
     Ok(exit::OK)
 }
 

@@ -43,6 +43,7 @@ pub enum LogFormat {
 
 /// Why the tail of a log was judged torn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TornReason {
     /// The last line has no newline: the record was cut short.
     Incomplete,
