@@ -81,7 +81,7 @@ fn eight_processes_append_every_record_exactly_once() {
     let log = untorn::read_log(&path, untorn::LogFormat::JsonLines).unwrap();
     assert_eq!(log.torn, None);
     let mut seen = HashSet::new();
-    let mut last = vec![None; PROCS];
+    let mut last = [None; PROCS];
     for line in &log.records {
         let (p, n) = parse(line);
         assert!(seen.insert((p, n)), "record {p}/{n} twice");
