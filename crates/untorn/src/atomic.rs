@@ -67,7 +67,7 @@ pub enum TempFile {
 ///     .mode(0o600)
 ///     .durability(Durability::Full)
 ///     .write(&path, b"{\"token\": \"...\"}\n")?;
-/// # Ok::<(), untorn::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct OpenOptions {
@@ -77,6 +77,7 @@ pub struct OpenOptions {
     symlinks: Symlinks,
     no_clobber: bool,
     temp: TempFile,
+    backups: usize,
     pub(crate) ctx: Arc<Ctx>,
 }
 
@@ -89,6 +90,7 @@ impl fmt::Debug for OpenOptions {
             .field("symlinks", &self.symlinks)
             .field("no_clobber", &self.no_clobber)
             .field("temp", &self.temp)
+            .field("backups", &self.backups)
             .finish()
     }
 }
@@ -110,6 +112,7 @@ impl OpenOptions {
             symlinks: Symlinks::Follow,
             no_clobber: false,
             temp: TempFile::Auto,
+            backups: 0,
             ctx: Ctx::real(),
         }
     }
@@ -147,6 +150,18 @@ impl OpenOptions {
     /// racing creators never both succeed.
     pub fn no_clobber(&mut self, yes: bool) -> &mut Self {
         self.no_clobber = yes;
+        self
+    }
+
+    /// Keep the last `n` versions that writes displace, as backups beside the file
+    /// (`NAME.<UTC time>.bak`, see [`crate::backup`]); `0` (the default) keeps none.
+    ///
+    /// A backup costs O(1) whatever the file's size: the displaced inode is renamed to the
+    /// backup name instead of being unlinked, and the write's own directory fsync makes it
+    /// durable. When the write returns, the backup of the version it displaced is durable
+    /// (with [`Durability::Full`]).
+    pub fn backups(&mut self, n: usize) -> &mut Self {
+        self.backups = n;
         self
     }
 
@@ -208,7 +223,7 @@ impl OpenOptions {
 /// # let path = dir.path().join("state.json");
 /// untorn::write(&path, "{\"count\": 1}\n")?;
 /// assert_eq!(std::fs::read_to_string(&path)?, "{\"count\": 1}\n");
-/// # Ok::<(), untorn::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
 /// # Protocol, and what a crash at each step leaves
@@ -275,7 +290,7 @@ pub fn temp_file_target(name: &OsStr) -> Option<OsString> {
     Some(OsString::from_vec(target.to_vec()))
 }
 
-fn temp_name(target: &OsStr) -> OsString {
+pub(crate) fn temp_name(target: &OsStr) -> OsString {
     let b = target.as_bytes();
     let room = NAME_MAX - 1 - TEMP_MARK.len() - 8 - TEMP_SUFFIX.len();
     let b = &b[..b.len().min(room)];
@@ -333,7 +348,7 @@ impl Target {
     }
 }
 
-fn join(dir: &Path, name: &OsStr) -> PathBuf {
+pub(crate) fn join(dir: &Path, name: &OsStr) -> PathBuf {
     if dir == Path::new(".") {
         PathBuf::from(name)
     } else {
@@ -435,7 +450,7 @@ struct Temp {
 }
 
 /// How far a commit has come; a failed commit resumes from here.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Progress {
     metadata_set: bool,
     synced: bool,
@@ -443,6 +458,8 @@ struct Progress {
     published: bool,
     /// Publishing swapped names: the temp name now holds the old file.
     exchanged: bool,
+    /// The backup name the displaced version got in this commit.
+    backup: Option<OsString>,
     /// Everything is done (committed, or discarded).
     finished: bool,
 }
@@ -746,6 +763,17 @@ impl AtomicFile {
         if !self.progress.published {
             self.publish()?;
         }
+        if self.progress.exchanged && self.opts.backups > 0 && self.progress.backup.is_none() {
+            // Keep the displaced version: rename it from the temp name to its backup name, in the
+            // same directory, so the directory fsync below makes the write and the backup
+            // durable at once.
+            let t = self.temp.name.clone().expect("exchanged under a temp name");
+            let b = self.new_backup_name(|sys, dir, b| {
+                sys.rename(dir, &t, dir, b, RenameMode::NoReplace)
+            })?;
+            self.progress.backup = Some(b);
+            self.temp.name = None;
+        }
         if self.opts.durability == Durability::Full {
             // A rename is durable only once its directory is: without this fsync a power cut
             // can bring the old content back after the write "succeeded" (atomic-write-file#8).
@@ -764,7 +792,36 @@ impl AtomicFile {
             }
         }
         self.temp.name = None;
+        if self.progress.backup.is_some() {
+            crate::backup::prune(
+                &*self.ctx.sys,
+                &self.target.dir,
+                &self.target.dir_path,
+                &self.target.name,
+                self.opts.backups,
+            );
+        }
         Ok(())
+    }
+
+    /// Gives the displaced version a backup name through `op` (a rename or a link), retrying
+    /// with a later time if the name is taken.
+    fn new_backup_name(
+        &self,
+        op: impl Fn(&dyn Sys, &Fd, &OsStr) -> io::Result<()>,
+    ) -> Result<OsString> {
+        let mut bump = 0;
+        loop {
+            let b = crate::backup::fresh_name(&self.target.name, bump);
+            match op(&*self.ctx.sys, &self.target.dir, &b) {
+                Ok(()) => return Ok(b),
+                Err(e) if e.raw_os_error() == Some(EEXIST) && bump < 1000 => bump += 1,
+                Err(e) => {
+                    return Err(Error::io(Op::Backup, self.target.path(), e)
+                        .with_other(join(&self.target.dir_path, &b)))
+                }
+            }
+        }
     }
 
     fn set_metadata(&mut self) -> Result<()> {
@@ -904,8 +961,17 @@ impl AtomicFile {
                 Err(e) => return Err(rename_err(e)),
             }
         }
-        sys.rename(dir, &tname, dir, name, RenameMode::Replace)
-            .map_err(rename_err)?;
+        if existed && self.opts.backups > 0 && self.progress.backup.is_none() {
+            // No RENAME_EXCHANGE here: keep the old inode under the backup name first.
+            let b = self.new_backup_name(|sys, dir, b| sys.link(dir, name, dir, b))?;
+            self.progress.backup = Some(b);
+        }
+        if let Err(e) = sys.rename(dir, &tname, dir, name, RenameMode::Replace) {
+            if let Some(b) = self.progress.backup.take() {
+                let _ = sys.unlink(dir, &b);
+            }
+            return Err(rename_err(e));
+        }
         self.progress.published = true;
         Ok(())
     }
@@ -917,8 +983,23 @@ impl AtomicFile {
         let dir = &self.target.dir;
         let name = &self.target.name;
         let undone = if self.progress.exchanged {
-            let t = self.temp.name.clone().expect("exchanged under a temp name");
-            sys.rename(dir, &t, dir, name, RenameMode::Exchange).is_ok()
+            match self.progress.backup.take() {
+                // The old version went on to a backup name: swap it back, then give the new
+                // content a temp name again.
+                Some(b) => {
+                    let t = temp_name(name);
+                    let ok = sys.rename(dir, &b, dir, name, RenameMode::Exchange).is_ok()
+                        && sys.rename(dir, &b, dir, &t, RenameMode::NoReplace).is_ok();
+                    if ok {
+                        self.temp.name = Some(t);
+                    }
+                    ok
+                }
+                None => {
+                    let t = self.temp.name.clone().expect("exchanged under a temp name");
+                    sys.rename(dir, &t, dir, name, RenameMode::Exchange).is_ok()
+                }
+            }
         } else if self.opts.no_clobber || self.target.existing.is_none() {
             // A new file: move it back to a temp name.
             let t = temp_name(name);

@@ -65,7 +65,7 @@ impl EditOptions {
     /// let mut jq = Command::new("jq");
     /// jq.arg(".count += 1");
     /// untorn::EditOptions::new().run("state.json", &mut jq)?;
-    /// # Ok::<(), untorn::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn run(&self, path: impl AsRef<Path>, filter: &mut Command) -> Result<Edited> {
         let path = path.as_ref();

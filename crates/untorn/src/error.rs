@@ -175,6 +175,16 @@ pub enum Op {
     Append,
     /// Truncating a torn tail off a log.
     Repair,
+    /// Listing a directory.
+    ListDir,
+    /// Keeping a backup.
+    Backup,
+    /// Restoring from a backup.
+    Restore,
+    /// Checking content against a validator.
+    Validate,
+    /// Removing orphaned temp files.
+    Clean,
 }
 
 impl Op {
@@ -202,6 +212,11 @@ impl Op {
             Op::Filter => "edit",
             Op::Append => "append to",
             Op::Repair => "repair",
+            Op::ListDir => "list directory",
+            Op::Backup => "back up",
+            Op::Restore => "restore",
+            Op::Validate => "read a valid version of",
+            Op::Clean => "clean",
         }
     }
 }

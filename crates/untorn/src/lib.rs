@@ -55,18 +55,21 @@
 //! calls, fail any one of them, and (later) simulate crashes.
 
 mod atomic;
+pub mod backup;
 mod ctx;
 mod edit;
 mod error;
 mod format;
 pub mod lock;
 pub mod log;
+pub mod recover;
 pub mod sys;
 mod update;
 
 pub use atomic::{
     temp_file_target, write, AtomicFile, CommitError, Durability, OpenOptions, Symlinks, TempFile,
 };
+pub use backup::{backup, backups, read_valid, restore, Backup, Validator, Which};
 pub use edit::{EditOptions, Edited};
 pub use error::{Error, ErrorKind, Op, Result};
 pub use format::Format;
@@ -76,6 +79,7 @@ pub use log::append_jsonl;
 #[cfg(feature = "yaml")]
 pub use log::append_to_yaml_list;
 pub use log::{append, read_log, repair, tail, AppendOptions, Log, LogFormat, Torn, TornReason};
+pub use recover::{check, clean, recover, RecoverOptions};
 pub use update::{read, update, UpdateOptions};
 #[cfg(feature = "json")]
 pub use update::{read_json, update_json};
@@ -86,6 +90,8 @@ pub use update::{read_yaml, update_yaml};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_backup;
 #[cfg(test)]
 mod tests_lock;
 #[cfg(test)]

@@ -62,7 +62,7 @@ pub fn lock_path_for(path: impl AsRef<Path>) -> PathBuf {
 ///     .lock(&path)?; // locks state.json.lock
 /// // ... read, change and write state.json ...
 /// drop(guard);
-/// # Ok::<(), untorn::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct LockOptions {

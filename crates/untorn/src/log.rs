@@ -454,7 +454,7 @@ pub fn repair(path: impl AsRef<Path>, format: LogFormat) -> Result<Option<Torn>>
 /// untorn::append(&path, "step 1 done")?;
 /// untorn::append(&path, "step 2 done\n")?;
 /// assert_eq!(std::fs::read_to_string(&path)?, "step 1 done\nstep 2 done\n");
-/// # Ok::<(), untorn::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn append(path: impl AsRef<Path>, record: impl AsRef<[u8]>) -> Result<()> {
     AppendOptions::new().append(path, record)
@@ -467,7 +467,7 @@ pub fn append(path: impl AsRef<Path>, record: impl AsRef<[u8]>) -> Result<()> {
 /// # let path = dir.path().join("events.jsonl");
 /// untorn::append_jsonl(&path, &serde_json::json!({"event": "start", "n": 1}))?;
 /// assert_eq!(std::fs::read_to_string(&path)?, "{\"event\":\"start\",\"n\":1}\n");
-/// # Ok::<(), untorn::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[cfg(feature = "json")]
 pub fn append_jsonl<T: serde::Serialize>(path: impl AsRef<Path>, value: &T) -> Result<()> {

@@ -28,7 +28,7 @@ use std::time::Duration;
 ///     Ok::<_, untorn::Error>(Some(format!("{}\n", n + 1).into_bytes()))
 /// })?;
 /// assert_eq!(std::fs::read_to_string(&path)?, "1\n");
-/// # Ok::<(), untorn::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct UpdateOptions {
@@ -213,6 +213,8 @@ pub(crate) fn read_file(ctx: &Ctx, path: &Path) -> Result<Option<Vec<u8>>> {
         .size;
     let mut buf = vec![0u8; (size as usize).saturating_add(1).max(4096)];
     let mut len = 0;
+    // EINTR and EAGAIN are transient: retried, a bounded number of times.
+    let mut transient = 0;
     loop {
         if len == buf.len() {
             buf.resize(buf.len() * 2, 0);
@@ -220,7 +222,9 @@ pub(crate) fn read_file(ctx: &Ctx, path: &Path) -> Result<Option<Vec<u8>>> {
         match sys.read_at(&fd, &mut buf[len..], len as u64) {
             Ok(0) => break,
             Ok(n) => len += n,
-            Err(e) if e.raw_os_error() == Some(EINTR) || e.raw_os_error() == Some(EAGAIN) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(EINTR | EAGAIN)) && transient < 100 => {
+                transient += 1
+            }
             Err(e) => return Err(Error::io(Op::Read, path, e)),
         }
     }
@@ -240,7 +244,7 @@ pub(crate) fn read_file(ctx: &Ctx, path: &Path) -> Result<Option<Vec<u8>>> {
 ///     v.extend_from_slice(b"job 1\n");
 ///     Ok::<_, untorn::Error>(Some(v))
 /// })?;
-/// # Ok::<(), untorn::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn update<E, F>(path: impl AsRef<Path>, f: F) -> Result<bool, E>
 where
@@ -276,7 +280,7 @@ macro_rules! typed {
         ///     *count
         /// })?;
         /// assert_eq!(n, 1);
-        /// # Ok::<(), untorn::Error>(())
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
         /// ```
         #[cfg(feature = $feature)]
         pub fn $update<T, R>(path: impl AsRef<Path>, default: T, f: impl FnOnce(&mut T) -> R) -> Result<R>

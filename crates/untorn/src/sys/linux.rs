@@ -192,6 +192,32 @@ impl Sys for Real {
         retry(|| rfs::fchown(f, uid, gid))
     }
 
+    fn list_dir(&self, dir: &Fd) -> io::Result<Vec<std::ffi::OsString>> {
+        let d = dir.os()?;
+        let mut out = Vec::new();
+        for entry in rfs::Dir::read_from(d)? {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                out.push(OsStr::from_bytes(name).to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    fn clone_file(&self, src: &Fd, dst: &Fd) -> io::Result<()> {
+        let (s, d) = (src.os()?, dst.os()?);
+        retry(|| rfs::ioctl_ficlone(d, s))
+    }
+
+    fn copy_range(&self, src: &Fd, dst: &Fd, off: u64, len: usize) -> io::Result<usize> {
+        let (s, d) = (src.os()?, dst.os()?);
+        retry(|| {
+            let (mut a, mut b) = (off, off);
+            rfs::copy_file_range(s, Some(&mut a), d, Some(&mut b), len)
+        })
+    }
+
     fn fs_kind(&self, fd: &Fd) -> io::Result<FsKind> {
         let f = fd.os()?;
         let st = retry(|| rfs::fstatfs(f))?;
@@ -209,6 +235,28 @@ impl Sys for Real {
             | 0x7375_7245 => FsKind::Network,
             other => FsKind::Other(other),
         })
+    }
+
+    fn open_inodes(&self) -> io::Result<std::collections::HashSet<(u64, u64)>> {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = std::collections::HashSet::new();
+        for proc_entry in std::fs::read_dir("/proc")? {
+            let Ok(proc_entry) = proc_entry else { continue };
+            let name = proc_entry.file_name();
+            if !name.as_bytes().iter().all(u8::is_ascii_digit) {
+                continue;
+            }
+            // Processes come and go, and some are not ours to look at: skip what we cannot read.
+            let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                if let Ok(m) = std::fs::metadata(fd.path()) {
+                    out.insert((m.dev(), m.ino()));
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn umask(&self) -> u32 {

@@ -221,8 +221,19 @@ pub trait Sys: Send + Sync + fmt::Debug {
     fn set_mode(&self, fd: &Fd, mode: u32) -> io::Result<()>;
     /// `fchown(fd, uid, gid)`; `None` leaves that id as it is.
     fn set_owner(&self, fd: &Fd, uid: Option<u32>, gid: Option<u32>) -> io::Result<()>;
+    /// The names in a directory (`getdents64`), without `.` and `..`.
+    fn list_dir(&self, dir: &Fd) -> io::Result<Vec<std::ffi::OsString>>;
+    /// `ioctl(dst, FICLONE, src)`: makes `dst` share `src`'s data blocks (copy-on-write), in
+    /// O(1); fails with `EOPNOTSUPP`/`EXDEV`/`EINVAL` where the file system cannot.
+    fn clone_file(&self, src: &Fd, dst: &Fd) -> io::Result<()>;
+    /// `copy_file_range(src, &mut src_off, dst, &mut dst_off, len)` from offset `off` of both;
+    /// may copy less than asked.
+    fn copy_range(&self, src: &Fd, dst: &Fd, off: u64, len: usize) -> io::Result<usize>;
     /// `fstatfs(fd)`, reduced to the kinds untorn cares about.
     fn fs_kind(&self, fd: &Fd) -> io::Result<FsKind>;
+    /// The (device, inode) of every file some process on this machine has open, as far as this
+    /// process may see (`/proc/*/fd`): how cleanup tells a live writer's temp file from an orphan.
+    fn open_inodes(&self) -> io::Result<std::collections::HashSet<(u64, u64)>>;
     /// The process's umask, read without changing it (`/proc/self/status`).
     fn umask(&self) -> u32;
     /// `flock(fd, op)`, blocking or not (`LOCK_NB`). A blocking call interrupted by a signal

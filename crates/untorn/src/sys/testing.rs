@@ -32,6 +32,10 @@ pub enum Call {
     SetMode,
     SetOwner,
     FsKind,
+    ListDir,
+    CloneFile,
+    CopyRange,
+    OpenInodes,
     Umask,
     Lock,
     Duplicate,
@@ -313,12 +317,32 @@ impl Sys for Probe {
         })?;
         self.inner.set_owner(fd, uid, gid)
     }
+    fn list_dir(&self, dir: &Fd) -> io::Result<Vec<std::ffi::OsString>> {
+        self.enter(Call::ListDir, || self.label(dir))?;
+        self.inner.list_dir(dir)
+    }
+    fn clone_file(&self, src: &Fd, dst: &Fd) -> io::Result<()> {
+        self.enter(Call::CloneFile, || {
+            format!("{} -> {}", self.label(src), self.label(dst))
+        })?;
+        self.inner.clone_file(src, dst)
+    }
+    fn copy_range(&self, src: &Fd, dst: &Fd, off: u64, len: usize) -> io::Result<usize> {
+        self.enter(Call::CopyRange, || {
+            format!("{} -> {} at {off}", self.label(src), self.label(dst))
+        })?;
+        self.inner.copy_range(src, dst, off, len)
+    }
     fn fs_kind(&self, fd: &Fd) -> io::Result<FsKind> {
         self.enter(Call::FsKind, || self.label(fd))?;
         if let Some(k) = self.state.lock().unwrap().fs_kind {
             return Ok(k);
         }
         self.inner.fs_kind(fd)
+    }
+    fn open_inodes(&self) -> io::Result<std::collections::HashSet<(u64, u64)>> {
+        self.enter(Call::OpenInodes, String::new)?;
+        self.inner.open_inodes()
     }
     fn umask(&self) -> u32 {
         // Cannot fail; recorded for completeness.

@@ -72,7 +72,19 @@ impl Sys for Real {
     fn set_owner(&self, _: &Fd, _: Option<u32>, _: Option<u32>) -> io::Result<()> {
         no()
     }
+    fn list_dir(&self, _: &Fd) -> io::Result<Vec<std::ffi::OsString>> {
+        no()
+    }
+    fn clone_file(&self, _: &Fd, _: &Fd) -> io::Result<()> {
+        no()
+    }
+    fn copy_range(&self, _: &Fd, _: &Fd, _: u64, _: usize) -> io::Result<usize> {
+        no()
+    }
     fn fs_kind(&self, _: &Fd) -> io::Result<FsKind> {
+        no()
+    }
+    fn open_inodes(&self) -> io::Result<std::collections::HashSet<(u64, u64)>> {
         no()
     }
     fn umask(&self) -> u32 {

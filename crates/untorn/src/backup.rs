@@ -1,0 +1,572 @@
+//! Backups: the previous versions of a file, kept beside it at no cost that grows with its size.
+//!
+//! # Naming (stable)
+//!
+//! A backup of `DIR/NAME` is `DIR/NAME.YYYYMMDDTHHMMSS.NNNNNNNNNZ.bak`: the UTC time it was
+//! displaced, to the nanosecond, so that names sort by time (`state.json.20261122T031500.123456789Z.bak`).
+//! Backups live in the file's own directory so that keeping one costs a rename inside the
+//! directory whose `fsync` the write already pays for: no copy, and no second fsync.
+//!
+//! # Cost
+//!
+//! A write with backups on renames the displaced inode (which the atomic replace had moved to
+//! its temp name) to the backup name, instead of unlinking it: O(1) in the file's size, and
+//! made durable by the same directory fsync as the write itself. Where `RENAME_EXCHANGE` is
+//! missing, the old inode is hard-linked under the backup name before the rename. Backups taken
+//! on demand ([`backup`]) share nothing with the live file (which a program could still change
+//! in place): they are a reflink (`FICLONE`, O(1) on xfs and btrfs) or else a copy.
+//!
+//! A backup has the mode and owner of the version it keeps (the same inode, or set to match),
+//! so it is never more readable than that version.
+
+use crate::atomic::{join, split, OpenOptions};
+use crate::ctx::Ctx;
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::format::Format;
+use crate::sys::{errnos::*, Fd, FileType, OpenHow, RenameMode, SyncKind, Sys};
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const SUFFIX: &str = ".bak";
+/// `YYYYMMDDTHHMMSS.NNNNNNNNNZ`
+const STAMP_LEN: usize = 26;
+
+/// Days since 1970-01-01 to a civil (proleptic Gregorian) date: Howard Hinnant's algorithm.
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn stamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (y, mo, da) = civil(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}{mo:02}{da:02}T{:02}{:02}{:02}.{:09}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        d.subsec_nanos()
+    )
+}
+
+fn parse_stamp(s: &[u8]) -> Option<SystemTime> {
+    if s.len() != STAMP_LEN || s[8] != b'T' || s[15] != b'.' || s[25] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u64> {
+        std::str::from_utf8(&s[r]).ok()?.parse().ok()
+    };
+    let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (h, mi, se, ns) = (num(9..11)?, num(11..13)?, num(13..15)?, num(16..25)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let days = days_from_civil(y as i64, mo as u32, d as u32);
+    let secs = days * 86_400 + (h * 3600 + mi * 60 + se) as i64;
+    Some(UNIX_EPOCH + Duration::new(u64::try_from(secs).ok()?, ns as u32))
+}
+
+/// The backup name of `target` for time `t`: `NAME.YYYYMMDDTHHMMSS.NNNNNNNNNZ.bak`.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// let t = UNIX_EPOCH + Duration::new(1_795_317_300, 123_456_789);
+/// let name = untorn::backup::backup_name("state.json".as_ref(), t);
+/// assert_eq!(name, "state.json.20261122T031500.123456789Z.bak");
+/// assert_eq!(untorn::backup::parse_backup_name(&name), Some(("state.json".into(), t)));
+/// ```
+pub fn backup_name(target: &OsStr, t: SystemTime) -> OsString {
+    let mut v = target.as_bytes().to_vec();
+    v.push(b'.');
+    v.extend_from_slice(stamp(t).as_bytes());
+    v.extend_from_slice(SUFFIX.as_bytes());
+    OsString::from_vec(v)
+}
+
+/// If `name` is a backup name, the name of the file it backs up and the time it was taken.
+pub fn parse_backup_name(name: &OsStr) -> Option<(OsString, SystemTime)> {
+    let b = name.as_bytes().strip_suffix(SUFFIX.as_bytes())?;
+    if b.len() < STAMP_LEN + 2 {
+        return None;
+    }
+    let (target, stamp) = b.split_at(b.len() - STAMP_LEN);
+    let target = target.strip_suffix(b".")?;
+    let t = parse_stamp(stamp)?;
+    Some((OsString::from_vec(target.to_vec()), t))
+}
+
+/// One backup of a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backup {
+    /// Its path.
+    pub path: PathBuf,
+    /// Its file name.
+    pub name: OsString,
+    /// When the version it keeps was displaced (or, for [`backup`], taken).
+    pub time: SystemTime,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The backups of `name` in the open directory `dir`, oldest first.
+pub(crate) fn list_in(
+    sys: &dyn Sys,
+    dir: &Fd,
+    dir_path: &Path,
+    name: &OsStr,
+) -> Result<Vec<Backup>> {
+    let names = sys
+        .list_dir(dir)
+        .map_err(|e| Error::io(Op::ListDir, dir_path, e))?;
+    let mut out = Vec::new();
+    for n in names {
+        let Some((target, time)) = parse_backup_name(&n) else {
+            continue;
+        };
+        if target != name {
+            continue;
+        }
+        let size = match sys.stat_at(dir, &n, false) {
+            Ok(st) if st.file_type() == FileType::Regular => st.size,
+            _ => continue,
+        };
+        out.push(Backup {
+            path: join(dir_path, &n),
+            name: n,
+            time,
+            size,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Removes the oldest backups of `name` beyond `keep`. Not fsynced: if a crash undoes a
+/// removal, there is one backup too many, never one too few.
+pub(crate) fn prune(sys: &dyn Sys, dir: &Fd, dir_path: &Path, name: &OsStr, keep: usize) {
+    let Ok(all) = list_in(sys, dir, dir_path, name) else {
+        return;
+    };
+    let extra = all.len().saturating_sub(keep);
+    for b in &all[..extra] {
+        if let Err(e) = sys.unlink(dir, &b.name) {
+            tracing::warn!(target: "untorn", backup = %b.path.display(), error = %e, "could not remove an old backup");
+        }
+    }
+}
+
+/// A fresh backup name for `name` (now, or later if that name is taken).
+pub(crate) fn fresh_name(name: &OsStr, bump: u32) -> OsString {
+    backup_name(name, SystemTime::now() + Duration::from_nanos(bump as u64))
+}
+
+/// The backups of the file at `path`, newest first.
+pub fn backups(path: impl AsRef<Path>) -> Result<Vec<Backup>> {
+    let path = path.as_ref();
+    let ctx = Ctx::real();
+    let (dir_path, name) = split(path)?;
+    let dir = ctx
+        .sys
+        .open_dir(None, &dir_path)
+        .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+    let mut v = list_in(&*ctx.sys, &dir, &dir_path, &name)?;
+    v.reverse();
+    Ok(v)
+}
+
+/// Reads a whole file through the seam.
+pub(crate) fn read_all(sys: &dyn Sys, fd: &Fd, path: &Path) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len = 0;
+    let mut transient = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match sys.read_at(fd, &mut buf[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if matches!(e.raw_os_error(), Some(EINTR | EAGAIN)) && transient < 100 => {
+                transient += 1
+            }
+            Err(e) => return Err(Error::io(Op::Read, path, e)),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
+}
+
+/// Takes a backup of the file at `path` now, keeping at most `keep` backups of it (the oldest
+/// go). The backup is a reflink where the file system can (O(1)), else a copy; it gets the
+/// file's mode and owner, and is durable when this returns.
+pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
+    let path = path.as_ref();
+    let ctx = Ctx::real();
+    let sys = &*ctx.sys;
+    let (dir_path, name) = split(path)?;
+    let dir = sys
+        .open_dir(None, &dir_path)
+        .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+    let src = sys
+        .open_file(
+            &dir,
+            &name,
+            OpenHow {
+                read: true,
+                ..OpenHow::default()
+            },
+            0,
+        )
+        .map_err(|e| Error::io(Op::Open, path, e))?;
+    let st = sys.stat(&src).map_err(|e| Error::io(Op::Stat, path, e))?;
+    if st.file_type() != FileType::Regular {
+        return Err(Error::new(
+            Op::Backup,
+            path,
+            ErrorKind::NotAFile,
+            "not a regular file".into(),
+        ));
+    }
+    let tmp = crate::atomic::temp_name(&name);
+    let tmp_path = join(&dir_path, &tmp);
+    let dst = sys
+        .create_temp(&dir, &tmp, 0o600)
+        .map_err(|e| Error::io(Op::CreateTemp, path, e))?;
+    let result = (|| -> Result<Backup> {
+        copy_into(sys, &src, &dst, st.size, path)?;
+        // Same owner and mode as the original: never more readable than it.
+        let _ = sys.set_owner(&dst, Some(st.uid), Some(st.gid));
+        sys.set_mode(&dst, st.permissions())
+            .map_err(|e| Error::io(Op::SetMode, &tmp_path, e))?;
+        sys.sync(&dst, SyncKind::All)
+            .map_err(|e| Error::io(Op::Sync, &tmp_path, e))?;
+        let mut bump = 0;
+        let bname = loop {
+            let b = fresh_name(&name, bump);
+            match sys.rename(&dir, &tmp, &dir, &b, RenameMode::NoReplace) {
+                Ok(()) => break b,
+                Err(e) if e.raw_os_error() == Some(EEXIST) && bump < 1000 => bump += 1,
+                Err(e) => {
+                    return Err(Error::io(Op::Rename, &tmp_path, e).with_other(join(&dir_path, &b)))
+                }
+            }
+        };
+        sys.sync_dir(&dir)
+            .map_err(|e| Error::io(Op::SyncDir, &dir_path, e))?;
+        Ok(Backup {
+            path: join(&dir_path, &bname),
+            time: parse_backup_name(&bname).expect("fresh name parses").1,
+            name: bname,
+            size: st.size,
+        })
+    })();
+    match result {
+        Ok(b) => {
+            prune(sys, &dir, &dir_path, &name, keep.max(1));
+            tracing::debug!(target: "untorn", op = "backup", path = %path.display(), backup = %b.path.display(), bytes = b.size);
+            Ok(b)
+        }
+        Err(e) => {
+            let _ = sys.unlink(&dir, &tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Copies `len` bytes of `src` into the empty `dst`: reflink, else `copy_file_range`, else
+/// read and write.
+fn copy_into(sys: &dyn Sys, src: &Fd, dst: &Fd, len: u64, path: &Path) -> Result<()> {
+    if sys.clone_file(src, dst).is_ok() {
+        return Ok(());
+    }
+    let mut off = 0u64;
+    while off < len {
+        let want = (len - off).min(1 << 30) as usize;
+        match sys.copy_range(src, dst, off, want) {
+            Ok(0) => break,
+            Ok(n) => off += n as u64,
+            Err(e)
+                if crate::ctx::is_unsupported(e.raw_os_error())
+                    || e.raw_os_error() == Some(EXDEV) =>
+            {
+                // Plain read and write from where copy_file_range stopped.
+                let data = read_all(sys, src, path)?;
+                let mut done = off as usize;
+                while done < data.len() {
+                    let n = sys
+                        .write(dst, &data[done..])
+                        .map_err(|e| Error::io(Op::Backup, path, e))?;
+                    done += n;
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(Error::io(Op::Backup, path, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Which backup to use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Which {
+    /// The newest.
+    Newest,
+    /// The `k`-th newest (1 = the newest).
+    Nth(usize),
+    /// The backup with this file name (or path).
+    Named(PathBuf),
+}
+
+/// What [`restore`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restored {
+    /// The backup whose content is now the file's.
+    pub from: Backup,
+    /// The backup that now keeps the version the restore replaced (`None` if the file did not
+    /// exist), so that the restore can be undone by restoring it.
+    pub displaced: Option<Backup>,
+}
+
+/// Restores the file at `path` from one of its backups, atomically and durably, under the
+/// exclusive lock. The version it replaces becomes a backup itself, so a restore can be undone.
+pub fn restore(path: impl AsRef<Path>, which: Which) -> Result<Restored> {
+    let path = path.as_ref();
+    let _lock = crate::lock::lock(path)?;
+    let list = backups(path)?;
+    let from = pick(&list, &which, path)?.clone();
+    restore_from(path, &from)
+}
+
+fn pick<'a>(list: &'a [Backup], which: &Which, path: &Path) -> Result<&'a Backup> {
+    let found = match which {
+        Which::Newest => list.first(),
+        Which::Nth(k) => k.checked_sub(1).and_then(|i| list.get(i)),
+        Which::Named(n) => {
+            let n = n.file_name().unwrap_or(n.as_os_str());
+            list.iter().find(|b| b.name == n)
+        }
+    };
+    found.ok_or_else(|| {
+        Error::new(
+            Op::Restore,
+            path,
+            ErrorKind::NotFound,
+            match which {
+                Which::Named(n) => format!("it has no backup named '{}'", n.display()),
+                _ if list.is_empty() => "it has no backups".into(),
+                _ => format!("it has only {} backups", list.len()),
+            },
+        )
+    })
+}
+
+/// Restores `path` from `from` (the lock held by the caller).
+pub(crate) fn restore_from(path: &Path, from: &Backup) -> Result<Restored> {
+    let ctx = Ctx::real();
+    let sys = &*ctx.sys;
+    let (dir_path, _) = split(path)?;
+    let dir = sys
+        .open_dir(None, &dir_path)
+        .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+    let fd = sys
+        .open_file(
+            &dir,
+            &from.name,
+            OpenHow {
+                read: true,
+                ..OpenHow::default()
+            },
+            0,
+        )
+        .map_err(|e| Error::io(Op::Open, &from.path, e))?;
+    let content = read_all(sys, &fd, &from.path)?;
+    let before = backups(path)?;
+    // Keep every backup (the restored one included): only add the displaced version.
+    OpenOptions::new()
+        .backups(before.len() + 1)
+        .write(path, &content)?;
+    let after = backups(path)?;
+    let displaced = after.into_iter().find(|b| !before.contains(b));
+    tracing::debug!(target: "untorn", op = "restore", path = %path.display(), from = %from.path.display());
+    Ok(Restored {
+        from: from.clone(),
+        displaced,
+    })
+}
+
+/// A caller's check of a file's content: `Err(reason)` rejects it.
+pub type CheckFn = dyn Fn(&[u8]) -> std::result::Result<(), String> + Send + Sync;
+
+/// How to tell a good version of a file from a bad one.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Validator {
+    /// It exists and is a readable regular file.
+    Exists,
+    /// Its content is UTF-8.
+    Utf8,
+    /// Its content is valid for this format (JSON, YAML, TOML; [`Format::Raw`] accepts all).
+    Format(Format),
+    /// The caller's check: `Err(reason)` rejects the content.
+    Custom(std::sync::Arc<CheckFn>),
+}
+
+impl std::fmt::Debug for Validator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Validator::Exists => f.write_str("Exists"),
+            Validator::Utf8 => f.write_str("Utf8"),
+            Validator::Format(x) => write!(f, "Format({x:?})"),
+            Validator::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+impl Validator {
+    /// A validator from a closure.
+    pub fn custom(
+        f: impl Fn(&[u8]) -> std::result::Result<(), String> + Send + Sync + 'static,
+    ) -> Validator {
+        Validator::Custom(std::sync::Arc::new(f))
+    }
+
+    /// Checks `content` (read from `path`); the error says why it is not valid, with the line
+    /// and column where the format knows them.
+    pub fn check(&self, content: &[u8], path: &Path) -> Result<()> {
+        match self {
+            Validator::Exists => Ok(()),
+            Validator::Utf8 => std::str::from_utf8(content).map(drop).map_err(|e| {
+                let (l, c) = crate::format::line_col(content, e.valid_up_to());
+                Error::new(
+                    Op::Validate,
+                    path,
+                    ErrorKind::InvalidContent,
+                    format!("not valid UTF-8 at line {l} column {c}"),
+                )
+                .with_location(l, c)
+            }),
+            Validator::Format(f) => f.check(content, path),
+            Validator::Custom(f) => f(content)
+                .map_err(|why| Error::new(Op::Validate, path, ErrorKind::InvalidContent, why)),
+        }
+    }
+}
+
+/// The content [`read_valid`] found, and where.
+#[derive(Debug)]
+pub struct ValidRead {
+    /// The valid content.
+    pub content: Vec<u8>,
+    /// `None` if it is the file itself; else the backup it came from.
+    pub backup: Option<Backup>,
+    /// Why the file itself was not used (missing, or invalid), if it was not.
+    pub rejected: Option<Error>,
+    /// Whether the file was restored from that backup.
+    pub restored: bool,
+}
+
+/// Reads `path` if it passes `validator`; otherwise returns the newest backup that does, and
+/// says which one it used (and why the file was rejected). With `restore`, the file is also
+/// restored from that backup (atomically, durably, the bad version kept as a backup).
+///
+/// ```
+/// use untorn::backup::{read_valid, Validator};
+/// use untorn::Format;
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("state.json");
+/// let mut w = untorn::OpenOptions::new();
+/// w.backups(5);
+/// w.write(&path, "{\"ok\": 1}")?;
+/// w.write(&path, "{\"ok\": 2}")?;
+/// std::fs::write(&path, "{trunc")?; // some other program corrupts it
+/// let r = read_valid(&path, &Validator::Format(Format::Json), false)?;
+/// assert_eq!(r.content, b"{\"ok\": 1}");
+/// assert!(r.backup.is_some());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn read_valid(
+    path: impl AsRef<Path>,
+    validator: &Validator,
+    restore: bool,
+) -> Result<ValidRead> {
+    let path = path.as_ref();
+    let _lock = if restore {
+        Some(crate::lock::lock(path)?)
+    } else {
+        None
+    };
+    let rejected = match crate::update::read_file(&Ctx::real(), path) {
+        Ok(Some(c)) => match validator.check(&c, path) {
+            Ok(()) => {
+                return Ok(ValidRead {
+                    content: c,
+                    backup: None,
+                    rejected: None,
+                    restored: false,
+                })
+            }
+            Err(e) => e,
+        },
+        Ok(None) => Error::io(Op::Read, path, crate::sys::os_error(ENOENT)),
+        Err(e) => e,
+    };
+    let ctx = Ctx::real();
+    let sys = &*ctx.sys;
+    for b in backups(path)? {
+        let (dir_path, _) = split(path)?;
+        let Ok(dir) = sys.open_dir(None, &dir_path) else {
+            continue;
+        };
+        let how = OpenHow {
+            read: true,
+            ..OpenHow::default()
+        };
+        let Ok(fd) = sys.open_file(&dir, &b.name, how, 0) else {
+            continue;
+        };
+        let Ok(content) = read_all(sys, &fd, &b.path) else {
+            continue;
+        };
+        if validator.check(&content, &b.path).is_err() {
+            continue;
+        }
+        tracing::info!(target: "untorn", path = %path.display(), backup = %b.path.display(), reason = %rejected, "using a backup");
+        if restore {
+            restore_from(path, &b)?;
+        }
+        return Ok(ValidRead {
+            content,
+            backup: Some(b),
+            rejected: Some(rejected),
+            restored: restore,
+        });
+    }
+    Err(Error::new(
+        Op::Validate,
+        path,
+        rejected.kind(),
+        format!("{}; and no backup is valid either", rejected.detail()),
+    ))
+}
