@@ -66,6 +66,126 @@ pub enum Command {
     /// Print the last complete records of the log FILE (a torn tail is left out).
     #[command(after_long_help = long_help())]
     Tail(TailArgs),
+    /// Take a backup of FILE now (a reflink where possible, else a copy).
+    #[command(after_long_help = long_help())]
+    Backup(BackupNowArgs),
+    /// List the backups of FILE, newest first: name, time, size, and whether each is valid.
+    #[command(after_long_help = long_help())]
+    Backups(BackupsArgs),
+    /// Restore FILE from a backup (default: the newest), atomically; the version it replaces
+    /// becomes a backup, so a restore can be undone.
+    #[command(after_long_help = long_help())]
+    Restore(RestoreArgs),
+    /// Check that FILE is valid JSON, YAML, TOML or UTF-8: exit 0, or 12 with the line and column.
+    #[command(after_long_help = long_help())]
+    Check(CheckArgs),
+    /// Report, then remove, orphaned temp files in DIR that no live writer can own.
+    #[command(after_long_help = long_help())]
+    Clean(CleanArgs),
+    /// Leave DIR consistent after a crash: remove orphaned temps and, with --restore-invalid,
+    /// restore files that fail validation from their newest valid backup.
+    #[command(after_long_help = long_help())]
+    Recover(RecoverArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BackupNowArgs {
+    /// The file to back up.
+    pub file: PathBuf,
+    /// Keep at most N backups of FILE (the oldest go).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub keep: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupsArgs {
+    /// The file whose backups to list.
+    pub file: PathBuf,
+    /// How to judge validity (default: from FILE's extension; raw: readable).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<CheckFormat>,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The file to restore.
+    pub file: PathBuf,
+    /// Restore from this backup (a name from `untorn backups`).
+    #[arg(long, value_name = "NAME", conflicts_with = "nth")]
+    pub from: Option<PathBuf>,
+    /// Restore from the K-th newest backup (1 = the newest).
+    #[arg(long, value_name = "K")]
+    pub nth: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The file to check.
+    pub file: PathBuf,
+    /// What FILE must be (default: from its extension; other extensions: utf8).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<CheckFormat>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Json,
+    Yaml,
+    Toml,
+    Utf8,
+    Raw,
+}
+
+impl CheckFormat {
+    /// The validator for this format, or the one FILE's extension implies.
+    pub fn validator(
+        f: Option<CheckFormat>,
+        file: &std::path::Path,
+        raw: untorn::Validator,
+    ) -> untorn::Validator {
+        use untorn::{Format, Validator};
+        match f {
+            Some(CheckFormat::Json) => Validator::Format(Format::Json),
+            Some(CheckFormat::Yaml) => Validator::Format(Format::Yaml),
+            Some(CheckFormat::Toml) => Validator::Format(Format::Toml),
+            Some(CheckFormat::Utf8) => Validator::Utf8,
+            Some(CheckFormat::Raw) => Validator::Exists,
+            None => match Format::from_path(file) {
+                Format::Raw => raw,
+                other => Validator::Format(other),
+            },
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CleanArgs {
+    /// The directory to clean (not recursive).
+    pub dir: PathBuf,
+    /// Only temps at least this old (e.g. 1h, 30m, 0s).
+    #[arg(long, value_parser = parse_duration, default_value = "1h", value_name = "DURATION")]
+    pub older_than: std::time::Duration,
+    /// Report what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RecoverArgs {
+    /// The directory to recover (not recursive).
+    pub dir: PathBuf,
+    /// Restore files of --format that fail validation from their newest valid backup.
+    #[arg(long, requires = "format")]
+    pub restore_invalid: bool,
+    /// The format of the files to validate (by extension: *.json for json, ...).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<FormatArg>,
+    /// Only temps at least this old (default 0s: after a crash no writer runs).
+    #[arg(long, value_parser = parse_duration, default_value = "0s", value_name = "DURATION")]
+    pub older_than: std::time::Duration,
+    /// Print what would be done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]
@@ -182,6 +302,9 @@ pub struct EditArgs {
     #[arg(long, value_enum, default_value_t = DurabilityArg::Full, value_name = "LEVEL")]
     pub durability: DurabilityArg,
 
+    #[command(flatten)]
+    pub backup: BackupArg,
+
     /// The filter and its arguments; it reads FILE on stdin and writes the new content on stdout.
     #[arg(last = true, required = true, value_name = "FILTER")]
     pub filter: Vec<std::ffi::OsString>,
@@ -271,6 +394,18 @@ pub struct WriteArgs {
     /// (O_TMPFILE or fail), named (.FILE.untorn-XXXXXXXX.tmp).
     #[arg(long, value_enum, default_value_t = TempArg::Auto, value_name = "HOW")]
     pub temp: TempArg,
+
+    #[command(flatten)]
+    pub backup: BackupArg,
+}
+
+/// Keeping the versions a write displaces.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct BackupArg {
+    /// Keep the version this replaces as a backup (FILE.<UTC time>.bak beside FILE), and at most
+    /// N backups of FILE (default 5). Costs a rename, not a copy.
+    #[arg(long = "backup", num_args = 0..=1, default_missing_value = "5", value_name = "N")]
+    pub keep: Option<usize>,
 }
 
 impl WriteArgs {
@@ -283,6 +418,9 @@ impl WriteArgs {
             .temp_file(self.temp.into());
         if let Some(m) = self.mode {
             o.mode(m);
+        }
+        if let Some(n) = self.backup.keep {
+            o.backups(n);
         }
         o
     }
@@ -478,6 +616,62 @@ mod tests {
             panic!()
         };
         assert_eq!((t.lines, t.log.jsonl), (3, true));
+    }
+
+    #[test]
+    fn backup_flag_takes_an_optional_count() {
+        assert_eq!(write(&["f", "x"]).unwrap().backup.keep, None);
+        assert_eq!(write(&["f", "x", "--backup"]).unwrap().backup.keep, Some(5));
+        assert_eq!(
+            write(&["f", "x", "--backup=3"]).unwrap().backup.keep,
+            Some(3)
+        );
+        let Command::Edit(e) = parse(&["edit", "--backup=2", "f", "--", "cat"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.backup.keep, Some(2));
+    }
+
+    #[test]
+    fn backup_restore_check_clean_recover_flags() {
+        let Command::Backup(b) = parse(&["backup", "f", "--keep", "9"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(b.keep, 9);
+        let Command::Backups(b) = parse(&["backups", "f", "--format", "json"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(b.format, Some(CheckFormat::Json));
+        let Command::Restore(r) = parse(&["restore", "f", "--nth", "2"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.nth, Some(2));
+        assert!(parse(&["restore", "f", "--nth", "2", "--from", "x"]).is_err());
+        let Command::Check(c) = parse(&["check", "f", "--format", "utf8"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.format, Some(CheckFormat::Utf8));
+        let Command::Clean(c) = parse(&["clean", "d", "--older-than", "30m", "--dry-run"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(c.older_than, std::time::Duration::from_secs(1800));
+        assert!(c.dry_run);
+        let Command::Clean(c) = parse(&["clean", "d"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.older_than, std::time::Duration::from_secs(3600));
+        let Command::Recover(r) =
+            parse(&["recover", "d", "--restore-invalid", "--format", "json"]).unwrap()
+        else {
+            panic!()
+        };
+        assert!(r.restore_invalid && r.format == Some(FormatArg::Json));
+        assert_eq!(r.older_than, std::time::Duration::ZERO);
+        assert!(
+            parse(&["recover", "d", "--restore-invalid"]).is_err(),
+            "needs --format"
+        );
     }
 
     #[test]

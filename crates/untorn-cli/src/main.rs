@@ -4,7 +4,10 @@
 mod args;
 mod exit;
 
-use args::{AppendArgs, Cli, Command, EditArgs, LockArgs, LogArgs, ReadArgs, TailArgs, WriteArgs};
+use args::{
+    AppendArgs, BackupNowArgs, BackupsArgs, CheckArgs, CheckFormat, CleanArgs, Cli, Command,
+    EditArgs, LockArgs, LogArgs, ReadArgs, RecoverArgs, RestoreArgs, TailArgs, WriteArgs,
+};
 use clap::Parser;
 use std::io::{self, IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -44,6 +47,12 @@ fn main() -> ExitCode {
         Command::Append(a) => cmd_append(a),
         Command::Repair(a) => cmd_repair(a),
         Command::Tail(a) => cmd_tail(a),
+        Command::Backup(a) => cmd_backup(a),
+        Command::Backups(a) => cmd_backups(a),
+        Command::Restore(a) => cmd_restore(a),
+        Command::Check(a) => cmd_check(a),
+        Command::Clean(a) => cmd_clean(a),
+        Command::Recover(a) => cmd_recover(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -157,6 +166,9 @@ fn cmd_lock(a: LockArgs) -> Result<u8, Failure> {
 fn cmd_edit(a: EditArgs) -> Result<u8, Failure> {
     let mut write = untorn::OpenOptions::new();
     write.durability(a.durability.into());
+    if let Some(n) = a.backup.keep {
+        write.backups(n);
+    }
     let mut update = untorn::UpdateOptions::new();
     update
         .lock_options(a.wait.lock_options())
@@ -263,6 +275,164 @@ fn cmd_tail(a: TailArgs) -> Result<u8, Failure> {
     }
     print_out(&out)?;
     Ok(exit::OK)
+}
+
+fn cmd_backup(a: BackupNowArgs) -> Result<u8, Failure> {
+    let b = untorn::backup(&a.file, a.keep)?;
+    print_out(format!("{}\n", b.path.display()).as_bytes())?;
+    Ok(exit::OK)
+}
+
+/// A time as `YYYY-MM-DD HH:MM:SS UTC`, read back from the backup's name.
+fn show_time(b: &untorn::Backup) -> String {
+    let name = b.name.to_string_lossy();
+    let stamp = name.trim_end_matches(".bak");
+    let s = &stamp[stamp.len().saturating_sub(26)..];
+    if s.len() == 26 {
+        format!(
+            "{}-{}-{} {}:{}:{} UTC",
+            &s[0..4],
+            &s[4..6],
+            &s[6..8],
+            &s[9..11],
+            &s[11..13],
+            &s[13..15]
+        )
+    } else {
+        String::from("?")
+    }
+}
+
+fn cmd_backups(a: BackupsArgs) -> Result<u8, Failure> {
+    let validator = CheckFormat::validator(a.format, &a.file, untorn::Validator::Exists);
+    let mut out = String::new();
+    for b in untorn::backups(&a.file)? {
+        let valid = match untorn::check(&b.path, &validator) {
+            Ok(()) => "valid".to_string(),
+            Err(e) => match e.location() {
+                Some((l, c)) => format!("INVALID at line {l} column {c}"),
+                None => "INVALID".to_string(),
+            },
+        };
+        out.push_str(&format!(
+            "{}\t{}\t{} bytes\t{}\n",
+            b.name.to_string_lossy(),
+            show_time(&b),
+            b.size,
+            valid
+        ));
+    }
+    print_out(out.as_bytes())?;
+    Ok(exit::OK)
+}
+
+fn cmd_restore(a: RestoreArgs) -> Result<u8, Failure> {
+    let which = match (a.from, a.nth) {
+        (Some(f), _) => untorn::Which::Named(f),
+        (None, Some(k)) => untorn::Which::Nth(k),
+        (None, None) => untorn::Which::Newest,
+    };
+    let r = untorn::restore(&a.file, which)?;
+    eprintln!(
+        "untorn: restored '{}' from '{}'{}",
+        a.file.display(),
+        r.from.name.to_string_lossy(),
+        match &r.displaced {
+            Some(d) => format!(
+                "; the replaced version is kept as '{}'",
+                d.name.to_string_lossy()
+            ),
+            None => String::new(),
+        }
+    );
+    Ok(exit::OK)
+}
+
+fn cmd_check(a: CheckArgs) -> Result<u8, Failure> {
+    let validator = CheckFormat::validator(a.format, &a.file, untorn::Validator::Utf8);
+    untorn::check(&a.file, &validator)?;
+    Ok(exit::OK)
+}
+
+fn human_age(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+fn cmd_clean(a: CleanArgs) -> Result<u8, Failure> {
+    let c = untorn::clean(&a.dir, a.older_than, a.dry_run)?;
+    let verb = if a.dry_run { "would remove" } else { "removed" };
+    let mut out = String::new();
+    for o in &c.removed {
+        out.push_str(&format!(
+            "{verb}\t{}\t{} bytes\t{} old\t(temp of '{}')\n",
+            o.path.display(),
+            o.size,
+            human_age(o.age),
+            o.target.to_string_lossy()
+        ));
+    }
+    for o in &c.kept {
+        let why = if o.in_use {
+            "open in a running process".to_string()
+        } else {
+            format!("younger than {}", human_age(a.older_than))
+        };
+        out.push_str(&format!("kept\t{}\t{why}\n", o.path.display()));
+    }
+    print_out(out.as_bytes())?;
+    Ok(exit::OK)
+}
+
+fn cmd_recover(a: RecoverArgs) -> Result<u8, Failure> {
+    let opts = untorn::RecoverOptions {
+        restore_invalid: if a.restore_invalid {
+            a.format.map(Into::into)
+        } else {
+            None
+        },
+        dry_run: a.dry_run,
+        older_than: a.older_than,
+    };
+    let actions = untorn::recover(&a.dir, &opts)?;
+    let would = if a.dry_run { "would " } else { "" };
+    let mut out = String::new();
+    let mut unresolved = false;
+    for act in &actions {
+        use untorn::recover::Action;
+        let line = match act {
+            Action::RemovedTemp(o) => format!(
+                "{would}remove orphaned temp {} ({} bytes)",
+                o.path.display(),
+                o.size
+            ),
+            Action::KeptTempInUse(o) => {
+                format!("kept temp {} (open in a running process)", o.path.display())
+            }
+            Action::Restored { path, from, reason } => format!(
+                "{would}restore {} from {} ({reason})",
+                path.display(),
+                from.name.to_string_lossy()
+            ),
+            Action::InvalidWithoutBackup { path, reason } => {
+                unresolved = true;
+                format!("cannot fix {}: no valid backup ({reason})", path.display())
+            }
+            _ => format!("{act:?}"),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if actions.is_empty() {
+        out.push_str("nothing to do\n");
+    }
+    print_out(out.as_bytes())?;
+    Ok(if unresolved { exit::INVALID } else { exit::OK })
 }
 
 /// Writes to stdout; a closed pipe (`untorn read f | head -1`) is not an error.
