@@ -404,7 +404,13 @@ pub struct WriteArgs {
 pub struct BackupArg {
     /// Keep the version this replaces as a backup (FILE.<UTC time>.bak beside FILE), and at most
     /// N backups of FILE (default 5). Costs a rename, not a copy.
-    #[arg(long = "backup", num_args = 0..=1, default_missing_value = "5", value_name = "N")]
+    #[arg(
+        long = "backup",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "5",
+        value_name = "N"
+    )]
     pub keep: Option<usize>,
 }
 

@@ -1,0 +1,193 @@
+//! `--backup`, `untorn backups`, `restore`, `check`, `clean` and `recover`, run as a user would.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn untorn(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_untorn"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str], dir: &Path) -> String {
+    let out = untorn(args, dir);
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn backup_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".bak"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn write_with_backup_keeps_exactly_n_with_the_file_mode() {
+    let d = tempfile::tempdir().unwrap();
+    ok(
+        &["write", "--mode", "600", "s.json", "{\"v\": 0}"],
+        d.path(),
+    );
+    for i in 1..=6 {
+        ok(
+            &["write", "--backup=3", "s.json", &format!("{{\"v\": {i}}}")],
+            d.path(),
+        );
+    }
+    let names = backup_names(d.path());
+    assert_eq!(names.len(), 3, "{names:?}");
+    let newest = d.path().join(names.last().unwrap());
+    assert_eq!(fs::read_to_string(&newest).unwrap(), "{\"v\": 5}");
+    for n in &names {
+        let m = fs::metadata(d.path().join(n)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(m, 0o600, "{n}");
+    }
+    // --backup alone keeps 5.
+    for i in 7..=13 {
+        ok(
+            &["write", "--backup", "s.json", &format!("{{\"v\": {i}}}")],
+            d.path(),
+        );
+    }
+    assert_eq!(backup_names(d.path()).len(), 5);
+    let list = ok(&["backups", "s.json"], d.path());
+    assert_eq!(list.lines().count(), 5);
+    assert!(
+        list.lines()
+            .all(|l| l.ends_with("valid") && l.contains(" UTC\t")),
+        "{list}"
+    );
+}
+
+#[test]
+fn restore_and_undo() {
+    let d = tempfile::tempdir().unwrap();
+    for v in ["a", "b", "c"] {
+        ok(&["write", "--backup", "f.txt", v], d.path());
+    }
+    let out = untorn(&["restore", "f.txt"], d.path());
+    assert!(out.status.success());
+    assert_eq!(fs::read_to_string(d.path().join("f.txt")).unwrap(), "b");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let kept = err
+        .split("kept as '")
+        .nth(1)
+        .unwrap()
+        .trim_end()
+        .trim_end_matches('\'');
+    ok(&["restore", "f.txt", "--from", kept], d.path());
+    assert_eq!(fs::read_to_string(d.path().join("f.txt")).unwrap(), "c");
+    let out = untorn(&["restore", "f.txt", "--nth", "99"], d.path());
+    assert_eq!(out.status.code(), Some(3));
+    let out = untorn(&["restore", "none.txt"], d.path());
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no backups"));
+}
+
+#[test]
+fn check_reports_line_and_column_with_its_exit_code() {
+    let d = tempfile::tempdir().unwrap();
+    fs::write(d.path().join("a.json"), "{\n  \"x\": 1,\n  oops\n}").unwrap();
+    let out = untorn(&["check", "a.json"], d.path());
+    assert_eq!(out.status.code(), Some(12));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("a.json") && err.contains("line 3 column 3"),
+        "{err}"
+    );
+    fs::write(d.path().join("a.yaml"), "a: [1\n").unwrap();
+    assert_eq!(
+        untorn(&["check", "a.yaml"], d.path()).status.code(),
+        Some(12)
+    );
+    fs::write(d.path().join("a.toml"), "a = 1\n").unwrap();
+    ok(&["check", "a.toml"], d.path());
+    fs::write(d.path().join("a.txt"), b"ok\xff").unwrap();
+    assert_eq!(
+        untorn(&["check", "a.txt"], d.path()).status.code(),
+        Some(12)
+    );
+    ok(&["check", "--format", "raw", "a.txt"], d.path());
+    assert_eq!(
+        untorn(&["check", "missing.json"], d.path()).status.code(),
+        Some(3)
+    );
+}
+
+#[test]
+fn recover_restores_corrupt_files_and_removes_orphans() {
+    let d = tempfile::tempdir().unwrap();
+    ok(&["write", "--backup", "s.json", "{\"v\": 1}"], d.path());
+    ok(&["write", "--backup", "s.json", "{\"v\": 2}"], d.path());
+    // A crash of some other writer: truncated file, and an orphaned temp.
+    fs::write(d.path().join("s.json"), "").unwrap();
+    fs::write(d.path().join(".s.json.untorn-0123abcd.tmp"), "{\"v\": 3}").unwrap();
+    let plan = ok(
+        &[
+            "recover",
+            ".",
+            "--restore-invalid",
+            "--format",
+            "json",
+            "--dry-run",
+        ],
+        d.path(),
+    );
+    assert!(
+        plan.contains("would remove orphaned temp") && plan.contains("would restore"),
+        "{plan}"
+    );
+    assert_eq!(fs::read_to_string(d.path().join("s.json")).unwrap(), "");
+    let done = ok(
+        &["recover", ".", "--restore-invalid", "--format", "json"],
+        d.path(),
+    );
+    assert!(done.contains("restore s.json from s.json."), "{done}");
+    assert_eq!(
+        fs::read_to_string(d.path().join("s.json")).unwrap(),
+        "{\"v\": 1}"
+    );
+    assert!(!d.path().join(".s.json.untorn-0123abcd.tmp").exists());
+    assert_eq!(ok(&["recover", "."], d.path()).trim(), "nothing to do");
+    // A corrupt file without any valid backup: reported, exit 12.
+    fs::write(d.path().join("lost.json"), "{").unwrap();
+    let out = untorn(
+        &["recover", ".", "--restore-invalid", "--format", "json"],
+        d.path(),
+    );
+    assert_eq!(out.status.code(), Some(12));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cannot fix lost.json"));
+}
+
+#[test]
+fn clean_reports_then_removes_old_orphans_only() {
+    let d = tempfile::tempdir().unwrap();
+    let old = d.path().join(".a.untorn-0000abcd.tmp");
+    let young = d.path().join(".a.untorn-1111abcd.tmp");
+    fs::write(&old, "x").unwrap();
+    fs::write(&young, "y").unwrap();
+    let f = fs::File::options().write(true).open(&old).unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        .unwrap();
+    drop(f);
+    let dry = ok(&["clean", ".", "--dry-run"], d.path());
+    assert!(
+        dry.contains("would remove\t.a.untorn-0000abcd.tmp"),
+        "{dry}"
+    );
+    assert!(dry.contains("kept\t.a.untorn-1111abcd.tmp"), "{dry}");
+    assert!(old.exists());
+    ok(&["clean", "."], d.path());
+    assert!(!old.exists() && young.exists());
+    ok(&["clean", ".", "--older-than", "0s"], d.path());
+    assert!(!young.exists());
+}
