@@ -334,12 +334,12 @@ pub(crate) fn split(path: &Path) -> Result<(PathBuf, OsString)> {
 
 /// Where a path resolved to: the directory that holds the file to replace, its name, and what
 /// is there now.
-struct Target {
-    dir: Fd,
+pub(crate) struct Target {
+    pub(crate) dir: Fd,
     /// The directory as the user would name it (for messages).
-    dir_path: PathBuf,
-    name: OsString,
-    existing: Option<Stat>,
+    pub(crate) dir_path: PathBuf,
+    pub(crate) name: OsString,
+    pub(crate) existing: Option<Stat>,
 }
 
 impl Target {
@@ -357,11 +357,16 @@ pub(crate) fn join(dir: &Path, name: &OsStr) -> PathBuf {
 }
 
 /// Resolves `path` according to the symlink policy: at most 40 links, like the kernel.
-fn resolve(sys: &dyn Sys, path: &Path, policy: Symlinks) -> Result<Target> {
+///
+/// Before anything else it finishes (or undoes) a crashed transaction that covers `path`, so
+/// that a write never lands under a transaction that is later rolled forward.
+pub(crate) fn resolve(ctx: &Arc<Ctx>, path: &Path, policy: Symlinks) -> Result<Target> {
+    let sys = &*ctx.sys;
     let (mut dir_path, mut name) = split(path)?;
     let mut dir = sys
         .open_dir(None, &dir_path)
         .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+    crate::txn::recover_before_write(ctx, &dir, &dir_path, &name)?;
     for _ in 0..40 {
         let here = join(&dir_path, &name);
         let st = match sys.stat_at(&dir, &name, false) {
@@ -555,7 +560,7 @@ impl AtomicFile {
     fn open(opts: &OpenOptions, path: &Path, started: Instant) -> Result<AtomicFile> {
         let ctx = opts.ctx.clone();
         let sys = &*ctx.sys;
-        let target = resolve(sys, path, opts.symlinks)?;
+        let target = resolve(&ctx, path, opts.symlinks)?;
         let dst = sys
             .stat(&target.dir)
             .map_err(|e| Error::io(Op::Stat, &target.dir_path, e))?;

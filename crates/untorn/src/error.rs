@@ -185,6 +185,8 @@ pub enum Op {
     Validate,
     /// Removing orphaned temp files.
     Clean,
+    /// Committing a multi-file transaction.
+    Transaction,
 }
 
 impl Op {
@@ -217,6 +219,7 @@ impl Op {
             Op::Restore => "restore",
             Op::Validate => "read a valid version of",
             Op::Clean => "clean",
+            Op::Transaction => "commit a transaction on",
         }
     }
 }

@@ -64,6 +64,7 @@ pub mod lock;
 pub mod log;
 pub mod recover;
 pub mod sys;
+pub mod txn;
 mod update;
 
 pub use atomic::{
@@ -80,6 +81,7 @@ pub use log::append_jsonl;
 pub use log::append_to_yaml_list;
 pub use log::{append, read_log, repair, tail, AppendOptions, Log, LogFormat, Torn, TornReason};
 pub use recover::{check, clean, recover, RecoverOptions};
+pub use txn::{Committed, Staged, Transaction};
 pub use update::{read, update, UpdateOptions};
 #[cfg(feature = "json")]
 pub use update::{read_json, update_json};

@@ -69,6 +69,9 @@ pub struct LockOptions {
     shared: bool,
     wait: Wait,
     allow_shared_fs: bool,
+    /// Whether to finish a crashed transaction the lock file points to (off for the locks a
+    /// recovery itself takes).
+    pub(crate) recover_txns: bool,
     ctx: Arc<Ctx>,
 }
 
@@ -95,6 +98,7 @@ impl LockOptions {
             shared: false,
             wait: Wait::Forever,
             allow_shared_fs: false,
+            recover_txns: true,
             ctx: Ctx::real(),
         }
     }
@@ -167,6 +171,27 @@ impl LockOptions {
     }
 
     fn acquire(&self, path: &Path, started: Instant) -> Result<Lock> {
+        // A lock file that names a transaction journal belongs to a transaction that crashed
+        // while committing (a live one would hold this lock): finish or undo it first, so that
+        // the holder of this lock sees the files all old or all new.
+        for _ in 0..8 {
+            let lock = self.acquire_once(path, started)?;
+            if !lock.pending_txn || !self.recover_txns {
+                return Ok(lock);
+            }
+            drop(lock);
+            crate::txn::recover_lock_file(&self.ctx, path)?;
+        }
+        Err(Error::new(
+            Op::Lock,
+            path,
+            ErrorKind::Other,
+            "an interrupted transaction keeps coming back; run `untorn recover` on its directory"
+                .into(),
+        ))
+    }
+
+    fn acquire_once(&self, path: &Path, started: Instant) -> Result<Lock> {
         let sys = &*self.ctx.sys;
         let fd = open_lock_file(&self.ctx, path, self.allow_shared_fs)?;
         let kind = if self.shared {
@@ -257,14 +282,25 @@ fn open_lock_file(ctx: &Ctx, path: &Path, allow_shared_fs: bool) -> Result<Fd> {
         }
         _ => {}
     }
-    let how = OpenHow {
+    let mut how = OpenHow {
         read: true,
+        write: true,
         create: true,
         no_follow: true,
         ..OpenHow::default()
     };
     // 0644 less the umask: readable (so others can take shared locks), never world-writable.
-    let fd = sys.open_file(&dir, &name, how, 0o644).map_err(|e| {
+    // Written only by transactions (a pointer to their journal while they commit); a lock file
+    // we may only read is still good for locking.
+    let fd = match sys.open_file(&dir, &name, how, 0o644) {
+        Err(e) if matches!(e.raw_os_error(), Some(EACCES | EPERM | EROFS)) => {
+            how.write = false;
+            how.create = false;
+            sys.open_file(&dir, &name, how, 0o644).map_err(|_| e)
+        }
+        r => r,
+    }
+    .map_err(|e| {
         let err = Error::io(Op::Open, path, e);
         if err.kind() == ErrorKind::Symlink {
             err.with_note("the lock file is a symbolic link")
@@ -357,6 +393,8 @@ fn wait_with_timeout(
 pub struct Lock {
     ctx: Arc<Ctx>,
     fd: Option<Fd>,
+    /// The lock file was not empty: it points to a crashed transaction's journal.
+    pub(crate) pending_txn: bool,
     path: PathBuf,
     kind: LockKind,
     acquired: Instant,
@@ -373,13 +411,20 @@ impl fmt::Debug for Lock {
 
 impl Lock {
     fn new(opts: &LockOptions, fd: Fd, path: &Path, kind: LockKind) -> Lock {
+        let pending_txn = opts.ctx.sys.stat(&fd).is_ok_and(|st| st.size > 0);
         Lock {
             ctx: opts.ctx.clone(),
             fd: Some(fd),
+            pending_txn,
             path: path.to_path_buf(),
             kind,
             acquired: Instant::now(),
         }
+    }
+
+    /// The open lock file (for a transaction's journal pointer).
+    pub(crate) fn fd(&self) -> &Fd {
+        self.fd.as_ref().expect("held until dropped")
     }
 
     /// The lock file.

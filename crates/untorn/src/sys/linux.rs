@@ -95,6 +95,16 @@ impl Sys for Real {
         retry(|| rustix::io::write(fd, buf))
     }
 
+    fn write_at(&self, fd: &Fd, buf: &[u8], offset: u64) -> io::Result<usize> {
+        let fd = fd.os()?;
+        retry(|| rustix::io::pwrite(fd, buf, offset))
+    }
+
+    fn current_dir(&self) -> io::Result<PathBuf> {
+        let cwd = rustix::process::getcwd(Vec::new())?;
+        Ok(PathBuf::from(OsStr::from_bytes(cwd.as_bytes())))
+    }
+
     fn read_at(&self, fd: &Fd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         let fd = fd.os()?;
         retry(|| rustix::io::pread(fd, &mut *buf, offset))
@@ -111,6 +121,11 @@ impl Sys for Real {
             SyncKind::All => retry(|| rfs::fsync(fd)),
             SyncKind::Data => retry(|| rfs::fdatasync(fd)),
         }
+    }
+
+    fn sync_fs(&self, fd: &Fd) -> io::Result<()> {
+        let fd = fd.os()?;
+        retry(|| rfs::syncfs(fd))
     }
 
     fn sync_dir(&self, dir: &Fd) -> io::Result<()> {

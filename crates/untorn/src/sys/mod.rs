@@ -186,12 +186,19 @@ pub trait Sys: Send + Sync + fmt::Debug {
     fn open_file(&self, dir: &Fd, name: &OsStr, how: OpenHow, mode: u32) -> io::Result<Fd>;
     /// `write(fd, buf)`: may write less than `buf`.
     fn write(&self, fd: &Fd, buf: &[u8]) -> io::Result<usize>;
+    /// `pwrite(fd, buf, offset)`.
+    fn write_at(&self, fd: &Fd, buf: &[u8], offset: u64) -> io::Result<usize>;
+    /// `getcwd()`.
+    fn current_dir(&self) -> io::Result<PathBuf>;
     /// `pread(fd, buf, offset)`.
     fn read_at(&self, fd: &Fd, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// `ftruncate(fd, len)`.
     fn set_len(&self, fd: &Fd, len: u64) -> io::Result<()>;
     /// `fsync(fd)` or `fdatasync(fd)` of a file.
     fn sync(&self, fd: &Fd, kind: SyncKind) -> io::Result<()>;
+    /// `syncfs(fd)`: makes everything written to the file system that holds `fd` durable at once
+    /// (one journal commit for many files).
+    fn sync_fs(&self, fd: &Fd) -> io::Result<()>;
     /// `fsync(dir)`: makes the directory's entries (creates, renames, links, unlinks) durable.
     fn sync_dir(&self, dir: &Fd) -> io::Result<()>;
     /// `renameat2(from_dir, from, to_dir, to, flags)`.

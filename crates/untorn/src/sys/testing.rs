@@ -18,9 +18,12 @@ pub enum Call {
     CreateUnnamed,
     OpenFile,
     Write,
+    WriteAt,
+    CurrentDir,
     ReadAt,
     SetLen,
     Sync,
+    SyncFs,
     SyncDir,
     Rename,
     Link,
@@ -250,6 +253,16 @@ impl Sys for Probe {
         })?;
         self.inner.write(fd, buf)
     }
+    fn write_at(&self, fd: &Fd, buf: &[u8], offset: u64) -> io::Result<usize> {
+        self.enter(Call::WriteAt, || {
+            format!("{} {} bytes at {offset}", self.label(fd), buf.len())
+        })?;
+        self.inner.write_at(fd, buf, offset)
+    }
+    fn current_dir(&self) -> io::Result<PathBuf> {
+        self.enter(Call::CurrentDir, String::new)?;
+        self.inner.current_dir()
+    }
     fn read_at(&self, fd: &Fd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.enter(Call::ReadAt, || format!("{} at {offset}", self.label(fd)))?;
         self.inner.read_at(fd, buf, offset)
@@ -261,6 +274,10 @@ impl Sys for Probe {
     fn sync(&self, fd: &Fd, kind: SyncKind) -> io::Result<()> {
         self.enter(Call::Sync, || format!("{} ({kind:?})", self.label(fd)))?;
         self.inner.sync(fd, kind)
+    }
+    fn sync_fs(&self, fd: &Fd) -> io::Result<()> {
+        self.enter(Call::SyncFs, || self.label(fd))?;
+        self.inner.sync_fs(fd)
     }
     fn sync_dir(&self, dir: &Fd) -> io::Result<()> {
         self.enter(Call::SyncDir, || self.label(dir))?;

@@ -33,6 +33,12 @@ impl Sys for Real {
     fn write(&self, _: &Fd, _: &[u8]) -> io::Result<usize> {
         no()
     }
+    fn write_at(&self, _: &Fd, _: &[u8], _: u64) -> io::Result<usize> {
+        no()
+    }
+    fn current_dir(&self) -> io::Result<PathBuf> {
+        no()
+    }
     fn read_at(&self, _: &Fd, _: &mut [u8], _: u64) -> io::Result<usize> {
         no()
     }
@@ -40,6 +46,9 @@ impl Sys for Real {
         no()
     }
     fn sync(&self, _: &Fd, _: SyncKind) -> io::Result<()> {
+        no()
+    }
+    fn sync_fs(&self, _: &Fd) -> io::Result<()> {
         no()
     }
     fn sync_dir(&self, _: &Fd) -> io::Result<()> {

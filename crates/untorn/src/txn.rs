@@ -1,0 +1,1105 @@
+//! Multi-file transactions: several files change together or not at all, even across a crash.
+//!
+//! ```
+//! # let dir = tempfile::tempdir()?;
+//! # let (a, b, old) = (dir.path().join("a.json"), dir.path().join("b.yaml"), dir.path().join("old.txt"));
+//! # std::fs::write(&old, "x")?;
+//! let mut tx = untorn::Transaction::new();
+//! tx.write(&a, "{\"v\": 2}\n")?;
+//! tx.write(&b, "v: 2\n")?;
+//! tx.remove(&old)?;
+//! tx.commit()?; // all three, durably, or none
+//! # assert!(!old.exists());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Protocol, and what a crash at each point leaves
+//!
+//! 1. **Stage**: each new content goes to a temp file beside its target
+//!    (`.NAME.untorn-XXXXXXXX.tmp`, mode 0600 until its final mode is set).
+//!    *Crash: targets untouched; temps are orphans for `untorn clean`.*
+//! 2. **Lock** every file involved (`FILE.lock`, the same lock files as single-file updates),
+//!    all at once, in one global order (sorted absolute paths), so that two transactions never
+//!    deadlock. All files must be on one file system (else an error, before anything changes).
+//! 3. **Mark**: write into each lock file the path of the journal to come, and the temp that
+//!    belongs to its file. Then one `syncfs` makes the temps and the marks durable together
+//!    (group commit: one flush for any number of files).
+//!    *Crash: the next untorn operation on any of the files sees the mark, finds no valid
+//!    journal, removes the temp and the mark: all old.*
+//! 4. **Journal**: write `.untorn-txn-XXXXXXXXXXXXXXXX.journal` (beside the first file): every
+//!    temp → target, removal and rename, with the inode each applies to, and a CRC32; `fsync`
+//!    it and its directory. **This is the commit point.**
+//!    *Crash before it is durable: the journal is missing, truncated or fails its checksum:
+//!    all old. After: all new, whatever else happens.*
+//! 5. **Apply** the renames and removals in order, then `fsync` each distinct directory.
+//!    *Crash: the next untorn operation on any of the files (or `untorn recover`) rolls the
+//!    journal forward. Rolling forward is idempotent: an entry whose temp (or inode) is gone was
+//!    applied already.*
+//! 6. **Clean up**: remove the journal and empty the lock files (not synced: if a crash brings
+//!    them back, the roll-forward finds everything applied).
+//!
+//! Recovery runs by itself: writes look at the target's lock file (one `stat`), and locks find
+//! the mark when they take the lock; either finishes (or undoes) the transaction before going
+//! on. `untorn recover DIR` also finds journals directly.
+
+use crate::atomic::{join, resolve, split, temp_name, Symlinks};
+use crate::ctx::Ctx;
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::lock::{lock_path_for, Lock, LockOptions};
+use crate::sys::{errnos::*, Fd, FileType, OpenHow, RenameMode, Stat, SyncKind, Sys};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+const MAGIC: &[u8; 8] = b"UNTORNTX";
+const VERSION: u16 = 1;
+const MARK: &[u8] = b"untorn-txn 1\t";
+const JOURNAL_PREFIX: &str = ".untorn-txn-";
+const JOURNAL_SUFFIX: &str = ".journal";
+/// Bounds a decoder accepts: a corrupt length can never make it allocate much.
+const MAX_PATH: usize = 64 * 1024;
+const MAX_ENTRIES: usize = 1 << 20;
+
+/// One change of a committed transaction, as the journal records it. Paths are absolute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// Rename the temp file (inode `ino` on device `dev`) over `target`.
+    Put {
+        temp: PathBuf,
+        target: PathBuf,
+        dev: u64,
+        ino: u64,
+    },
+    /// Remove `target` if it is still the inode it was when staged.
+    Remove { target: PathBuf, dev: u64, ino: u64 },
+    /// Rename `from` to `to` if `from` is still the inode it was when staged.
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+        dev: u64,
+        ino: u64,
+    },
+}
+
+/// A transaction journal: what a committed transaction does, and the lock files it marked.
+///
+/// # Format (version 1), all integers little-endian
+///
+/// ```text
+/// "UNTORNTX"  u16 version=1  u16 flags=0  u32 entries  u32 locks
+/// entries × { u8 kind (1 put, 2 remove, 3 rename)  u64 dev  u64 ino
+///             u32 len, path A   u32 len, path B (empty for remove) }
+/// locks   × { u32 len, path }
+/// u32 CRC-32 (IEEE) of every byte before it
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Journal {
+    /// The changes, in the order they are applied.
+    pub entries: Vec<Entry>,
+    /// The lock files marked with this journal's path.
+    pub locks: Vec<PathBuf>,
+}
+
+/// Why a journal could not be decoded: the commit point was not reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError(pub &'static str);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], DecodeError> {
+        if self.b.len() < n {
+            return Err(DecodeError("truncated"));
+        }
+        let (a, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(a)
+    }
+    fn u8(&mut self) -> std::result::Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> std::result::Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
+    }
+    fn u32(&mut self) -> std::result::Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self) -> std::result::Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn path(&mut self) -> std::result::Result<PathBuf, DecodeError> {
+        let n = self.u32()? as usize;
+        if n > MAX_PATH {
+            return Err(DecodeError("path too long"));
+        }
+        Ok(PathBuf::from(OsString::from_vec(self.take(n)?.to_vec())))
+    }
+}
+
+fn put_path(out: &mut Vec<u8>, p: &Path) {
+    let b = p.as_os_str().as_bytes();
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+impl Journal {
+    /// The journal's bytes, checksum included.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(self.locks.len() as u32).to_le_bytes());
+        for e in &self.entries {
+            let (kind, a, b, dev, ino) = match e {
+                Entry::Put {
+                    temp,
+                    target,
+                    dev,
+                    ino,
+                } => (1u8, temp.as_path(), target.as_path(), dev, ino),
+                Entry::Remove { target, dev, ino } => {
+                    (2, target.as_path(), Path::new(""), dev, ino)
+                }
+                Entry::Rename { from, to, dev, ino } => (3, from.as_path(), to.as_path(), dev, ino),
+            };
+            out.push(kind);
+            out.extend_from_slice(&dev.to_le_bytes());
+            out.extend_from_slice(&ino.to_le_bytes());
+            put_path(&mut out, a);
+            put_path(&mut out, b);
+        }
+        for l in &self.locks {
+            put_path(&mut out, l);
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Decodes a journal; any damage (truncation, a flipped bit, garbage) is an error, never a
+    /// panic and never a partial journal.
+    pub fn decode(bytes: &[u8]) -> std::result::Result<Journal, DecodeError> {
+        if bytes.len() < MAGIC.len() + 12 + 4 {
+            return Err(DecodeError("too short"));
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - 4);
+        if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
+            return Err(DecodeError("checksum mismatch"));
+        }
+        let mut r = Reader { b: body };
+        if r.take(8)? != MAGIC {
+            return Err(DecodeError("not a journal"));
+        }
+        if r.u16()? != VERSION {
+            return Err(DecodeError("unknown version"));
+        }
+        let _flags = r.u16()?;
+        let (n, nl) = (r.u32()? as usize, r.u32()? as usize);
+        if n > MAX_ENTRIES || nl > MAX_ENTRIES {
+            return Err(DecodeError("too many entries"));
+        }
+        let mut entries = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            let kind = r.u8()?;
+            let (dev, ino) = (r.u64()?, r.u64()?);
+            let (a, b) = (r.path()?, r.path()?);
+            entries.push(match kind {
+                1 => Entry::Put {
+                    temp: a,
+                    target: b,
+                    dev,
+                    ino,
+                },
+                2 => Entry::Remove {
+                    target: a,
+                    dev,
+                    ino,
+                },
+                3 => Entry::Rename {
+                    from: a,
+                    to: b,
+                    dev,
+                    ino,
+                },
+                _ => return Err(DecodeError("unknown entry kind")),
+            });
+        }
+        let mut locks = Vec::with_capacity(nl.min(1024));
+        for _ in 0..nl {
+            locks.push(r.path()?);
+        }
+        if !r.b.is_empty() {
+            return Err(DecodeError("trailing bytes"));
+        }
+        Ok(Journal { entries, locks })
+    }
+}
+
+/// The absolute form of `p` (lexically: symlinks are not resolved), for journals and for the
+/// global lock order.
+fn absolute(sys: &dyn Sys, p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        return Ok(p.to_path_buf());
+    }
+    let cwd = sys
+        .current_dir()
+        .map_err(|e| Error::io(Op::OpenDir, ".", e))?;
+    Ok(cwd.join(p))
+}
+
+/// A staged new content: a temp file beside its target. Write into it with `std::io::Write`.
+pub struct Staged {
+    ctx: Arc<Ctx>,
+    fd: Fd,
+    dir: Fd,
+    dir_path: PathBuf,
+    temp: OsString,
+    target_name: OsString,
+    /// The target as the caller named it (for its lock file and messages).
+    path: PathBuf,
+    existing: Option<Stat>,
+    final_mode: u32,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staged").field("path", &self.path).finish()
+    }
+}
+
+impl Staged {
+    fn flush_buf(&mut self) -> Result<()> {
+        let mut done = 0;
+        while done < self.buf.len() {
+            match self.ctx.sys.write(&self.fd, &self.buf[done..]) {
+                Ok(0) => {
+                    return Err(Error::io(
+                        Op::Write,
+                        &self.path,
+                        io::ErrorKind::WriteZero.into(),
+                    ))
+                }
+                Ok(n) => done += n,
+                Err(e) => {
+                    self.buf.drain(..done);
+                    return Err(Error::io(Op::Write, &self.path, e));
+                }
+            }
+        }
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+impl io::Write for Staged {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + data.len() > 64 * 1024 {
+            self.flush_buf()?;
+        }
+        if data.len() >= 64 * 1024 {
+            return self
+                .ctx
+                .sys
+                .write(&self.fd, data)
+                .map_err(|e| Error::io(Op::Write, &self.path, e).into());
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_buf().map_err(Into::into)
+    }
+}
+
+enum Change {
+    Put(Box<Staged>),
+    Remove {
+        path: PathBuf,
+        dir: Fd,
+        dir_path: PathBuf,
+        name: OsString,
+        st: Stat,
+    },
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+        from_dir: (Fd, PathBuf, OsString),
+        to_dir: (Fd, PathBuf, OsString),
+        st: Stat,
+    },
+}
+
+/// What a committed transaction changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Files written (in the order staged).
+    pub written: Vec<PathBuf>,
+    /// Files removed.
+    pub removed: Vec<PathBuf>,
+    /// Files renamed (from, to).
+    pub renamed: Vec<(PathBuf, PathBuf)>,
+}
+
+/// A set of changes to several files that become visible and durable together, or not at all.
+/// Dropping it uncommitted discards it (the staged temps are removed).
+pub struct Transaction {
+    ctx: Arc<Ctx>,
+    changes: Vec<Change>,
+    lock: LockOptions,
+    finished: bool,
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("changes", &self.changes.len())
+            .finish()
+    }
+}
+
+impl Default for Transaction {
+    fn default() -> Self {
+        Transaction::new()
+    }
+}
+
+impl Transaction {
+    /// An empty transaction.
+    pub fn new() -> Transaction {
+        Transaction {
+            ctx: Ctx::real(),
+            changes: Vec::new(),
+            lock: LockOptions::new(),
+            finished: false,
+        }
+    }
+
+    /// How the locks are taken at commit (a timeout, ...).
+    pub fn lock_options(&mut self, l: LockOptions) -> &mut Self {
+        self.lock = l;
+        self
+    }
+
+    #[doc(hidden)]
+    pub fn sys(&mut self, sys: Arc<dyn Sys>) -> &mut Self {
+        self.ctx = Ctx::new(sys);
+        self.lock.with_ctx(self.ctx.clone());
+        self
+    }
+
+    fn check_new(&self, path: &Path) -> Result<()> {
+        let dup = self.changes.iter().any(|c| match c {
+            Change::Put(s) => s.path == path,
+            Change::Remove { path: p, .. } => p == path,
+            Change::Rename { from, to, .. } => from == path || to == path,
+        });
+        if dup {
+            return Err(Error::new(
+                Op::Transaction,
+                path,
+                ErrorKind::InvalidInput,
+                "the transaction already changes this file".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stages a new content for `path`, to be written into the returned [`Staged`] file.
+    pub fn create(&mut self, path: impl AsRef<Path>) -> Result<&mut Staged> {
+        let path = path.as_ref();
+        self.check_new(path)?;
+        let t = resolve(&self.ctx, path, Symlinks::Follow)?;
+        let sys = &*self.ctx.sys;
+        let final_mode = match t.existing {
+            Some(st) if st.file_type() == FileType::Regular => st.permissions(),
+            _ => 0o666 & !sys.umask(),
+        };
+        let mut tries = 0;
+        let (temp, fd) = loop {
+            let name = temp_name(&t.name);
+            match sys.create_temp(&t.dir, &name, 0o600) {
+                Ok(fd) => break (name, fd),
+                Err(e) if e.raw_os_error() == Some(EEXIST) && tries < 100 => tries += 1,
+                Err(e) => return Err(Error::io(Op::CreateTemp, path, e)),
+            }
+        };
+        self.changes.push(Change::Put(Box::new(Staged {
+            ctx: self.ctx.clone(),
+            fd,
+            dir: t.dir,
+            dir_path: t.dir_path,
+            temp,
+            target_name: t.name,
+            path: path.to_path_buf(),
+            existing: t.existing,
+            final_mode,
+            buf: Vec::new(),
+        })));
+        match self.changes.last_mut() {
+            Some(Change::Put(s)) => Ok(s),
+            _ => unreachable!("just pushed"),
+        }
+    }
+
+    /// Stages `contents` as the new content of `path`.
+    pub fn write(&mut self, path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> Result<()> {
+        let s = self.create(path)?;
+        s.buf.extend_from_slice(contents.as_ref());
+        if s.buf.len() >= 64 * 1024 {
+            s.flush_buf()?;
+        }
+        Ok(())
+    }
+
+    fn existing(&self, path: &Path) -> Result<(Fd, PathBuf, OsString, Stat)> {
+        let sys = &*self.ctx.sys;
+        let (dir_path, name) = split(path)?;
+        let dir = sys
+            .open_dir(None, &dir_path)
+            .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+        let st = sys
+            .stat_at(&dir, &name, false)
+            .map_err(|e| Error::io(Op::Stat, path, e))?;
+        if st.file_type() == FileType::Directory {
+            return Err(Error::new(
+                Op::Transaction,
+                path,
+                ErrorKind::IsADirectory,
+                "is a directory".into(),
+            ));
+        }
+        Ok((dir, dir_path, name, st))
+    }
+
+    /// Stages the removal of `path` (which must exist).
+    pub fn remove(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        self.check_new(path)?;
+        let (dir, dir_path, name, st) = self.existing(path)?;
+        self.changes.push(Change::Remove {
+            path: path.to_path_buf(),
+            dir,
+            dir_path,
+            name,
+            st,
+        });
+        Ok(())
+    }
+
+    /// Stages renaming `from` (which must exist) to `to` (replaced if it exists).
+    pub fn rename(&mut self, from: impl AsRef<Path>, to: impl AsRef<Path>) -> Result<()> {
+        let (from, to) = (from.as_ref(), to.as_ref());
+        self.check_new(from)?;
+        self.check_new(to)?;
+        let (fd, fdp, fname, st) = self.existing(from)?;
+        let sys = &*self.ctx.sys;
+        let (tdp, tname) = split(to)?;
+        let td = sys
+            .open_dir(None, &tdp)
+            .map_err(|e| Error::io(Op::OpenDir, &tdp, e))?;
+        self.changes.push(Change::Rename {
+            from: from.to_path_buf(),
+            to: to.to_path_buf(),
+            from_dir: (fd, fdp, fname),
+            to_dir: (td, tdp, tname),
+            st,
+        });
+        Ok(())
+    }
+
+    /// The paths whose locks the commit takes.
+    fn paths(&self) -> Vec<&Path> {
+        let mut v = Vec::new();
+        for c in &self.changes {
+            match c {
+                Change::Put(s) => v.push(s.path.as_path()),
+                Change::Remove { path, .. } => v.push(path.as_path()),
+                Change::Rename { from, to, .. } => {
+                    v.push(from.as_path());
+                    v.push(to.as_path());
+                }
+            }
+        }
+        v
+    }
+
+    /// Makes every staged change visible and durable, or none of them. On error before the
+    /// commit point, nothing changed and the temps are gone; an error after it (rare: an I/O
+    /// error while renaming) leaves the journal, and the next untorn operation on any of the
+    /// files completes the transaction.
+    pub fn commit(mut self) -> Result<Committed> {
+        let started = Instant::now();
+        let r = self.commit_inner();
+        self.finished = true;
+        let n = self.changes.len();
+        match &r {
+            Ok(_) => {
+                tracing::debug!(target: "untorn", op = "txn", files = n, duration_us = started.elapsed().as_micros() as u64, outcome = "committed")
+            }
+            Err(e) => {
+                tracing::debug!(target: "untorn", op = "txn", files = n, duration_us = started.elapsed().as_micros() as u64, outcome = "failed", error = %e)
+            }
+        }
+        if r.is_err() {
+            self.discard_temps();
+        }
+        r
+    }
+
+    fn commit_inner(&mut self) -> Result<Committed> {
+        let ctx = self.ctx.clone();
+        let sys = &*ctx.sys;
+        if self.changes.is_empty() {
+            return Ok(Committed::default());
+        }
+        // 1. Everything written, with its final owner and mode.
+        for c in &mut self.changes {
+            if let Change::Put(s) = c {
+                s.flush_buf()?;
+                let st = sys
+                    .stat(&s.fd)
+                    .map_err(|e| Error::io(Op::Stat, &s.path, e))?;
+                if let Some(old) = s.existing.filter(|o| o.file_type() == FileType::Regular) {
+                    if (old.uid, old.gid) != (st.uid, st.gid) {
+                        let _ = sys.set_owner(&s.fd, Some(old.uid), Some(old.gid));
+                    }
+                }
+                if st.permissions() != s.final_mode || s.final_mode & 0o6000 != 0 {
+                    sys.set_mode(&s.fd, s.final_mode)
+                        .map_err(|e| Error::io(Op::SetMode, &s.path, e))?;
+                }
+            }
+        }
+        // 2. One file system, or nothing changes.
+        let mut dev = None;
+        let mut dirs: BTreeMap<PathBuf, &Fd> = BTreeMap::new();
+        for c in &self.changes {
+            let ds: Vec<(&Fd, &PathBuf)> = match c {
+                Change::Put(s) => vec![(&s.dir, &s.dir_path)],
+                Change::Remove { dir, dir_path, .. } => vec![(dir, dir_path)],
+                Change::Rename {
+                    from_dir, to_dir, ..
+                } => vec![(&from_dir.0, &from_dir.1), (&to_dir.0, &to_dir.1)],
+            };
+            for (fd, p) in ds {
+                let st = sys.stat(fd).map_err(|e| Error::io(Op::Stat, p, e))?;
+                match dev {
+                    None => dev = Some(st.dev),
+                    Some(d) if d != st.dev => {
+                        return Err(Error::new(
+                            Op::Transaction,
+                            p,
+                            ErrorKind::CrossDevice,
+                            "the files of a transaction must all be on one file system".into(),
+                        ))
+                    }
+                    _ => {}
+                }
+                dirs.insert(absolute(sys, p)?, fd);
+            }
+        }
+        // 3. The locks, all at once, in one global order.
+        let mut lock_paths: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
+        for p in self.paths() {
+            let l = lock_path_for(p);
+            lock_paths.insert(absolute(sys, &l)?, l);
+        }
+        let mut locks: Vec<Lock> = Vec::new();
+        for l in lock_paths.values() {
+            locks.push(self.lock.clone().shared(false).lock_file(l)?);
+        }
+        let first_dir = dirs
+            .keys()
+            .next()
+            .expect("a change has a directory")
+            .clone();
+        let journal_name = OsString::from(format!(
+            "{JOURNAL_PREFIX}{:016x}{JOURNAL_SUFFIX}",
+            fastrand::u64(..)
+        ));
+        let journal_path = first_dir.join(&journal_name);
+        let journal_dir = *dirs.get(&first_dir).expect("present");
+
+        // The journal, in memory.
+        let mut journal = Journal::default();
+        for c in &self.changes {
+            journal.entries.push(match c {
+                Change::Put(s) => {
+                    let st = sys
+                        .stat(&s.fd)
+                        .map_err(|e| Error::io(Op::Stat, &s.path, e))?;
+                    let dir = absolute(sys, &s.dir_path)?;
+                    Entry::Put {
+                        temp: dir.join(&s.temp),
+                        target: dir.join(&s.target_name),
+                        dev: st.dev,
+                        ino: st.ino,
+                    }
+                }
+                Change::Remove {
+                    dir_path, name, st, ..
+                } => Entry::Remove {
+                    target: absolute(sys, dir_path)?.join(name),
+                    dev: st.dev,
+                    ino: st.ino,
+                },
+                Change::Rename {
+                    from_dir,
+                    to_dir,
+                    st,
+                    ..
+                } => Entry::Rename {
+                    from: absolute(sys, &from_dir.1)?.join(&from_dir.2),
+                    to: absolute(sys, &to_dir.1)?.join(&to_dir.2),
+                    dev: st.dev,
+                    ino: st.ino,
+                },
+            });
+        }
+        journal.locks = lock_paths.keys().cloned().collect();
+
+        // 4. Marks in the lock files: the journal to look for, and this file's temp.
+        let undo_marks = |locks: &[Lock]| {
+            for l in locks {
+                let _ = sys.set_len(l.fd(), 0);
+            }
+        };
+        for (abs, l) in lock_paths.keys().zip(&locks) {
+            let temp = journal.entries.iter().find_map(|e| match e {
+                Entry::Put { temp, target, .. } if lock_path_for(target) == *abs => Some(temp),
+                _ => None,
+            });
+            let mut mark = MARK.to_vec();
+            mark.extend_from_slice(journal_path.as_os_str().as_bytes());
+            mark.push(b'\t');
+            if let Some(t) = temp {
+                mark.extend_from_slice(t.as_os_str().as_bytes());
+            }
+            mark.push(b'\n');
+            if let Err(e) = write_all_at_start(sys, l.fd(), &mark) {
+                undo_marks(&locks);
+                return Err(Error::io(Op::Write, l.path(), e)
+                    .with_note("a transaction writes a mark into each lock file"));
+            }
+        }
+        // 5. Temps and marks durable: one flush for all of them.
+        if let Err(e) = sys.sync_fs(journal_dir) {
+            undo_marks(&locks);
+            return Err(Error::io(Op::Sync, &first_dir, e));
+        }
+        // 6. The journal: the commit point.
+        let bytes = journal.encode();
+        if let Err(e) = write_journal(sys, journal_dir, &journal_name, &bytes, &journal_path) {
+            let _ = sys.unlink(journal_dir, &journal_name);
+            undo_marks(&locks);
+            return Err(e);
+        }
+        tracing::trace!(target: "untorn", journal = %journal_path.display(), "transaction committed (journal durable)");
+        // 7. Apply; then the directories, once each.
+        let mut out = Committed::default();
+        for c in &self.changes {
+            match c {
+                Change::Put(s) => {
+                    sys.rename(&s.dir, &s.temp, &s.dir, &s.target_name, RenameMode::Replace)
+                        .map_err(|e| {
+                            after_commit(
+                                Error::io(Op::Rename, join(&s.dir_path, &s.temp), e)
+                                    .with_other(&s.path),
+                            )
+                        })?;
+                    out.written.push(s.path.clone());
+                }
+                Change::Remove {
+                    path, dir, name, ..
+                } => {
+                    match sys.unlink(dir, name) {
+                        Ok(()) => {}
+                        Err(e) if e.raw_os_error() == Some(ENOENT) => {}
+                        Err(e) => return Err(after_commit(Error::io(Op::Remove, path, e))),
+                    }
+                    out.removed.push(path.clone());
+                }
+                Change::Rename {
+                    from,
+                    to,
+                    from_dir,
+                    to_dir,
+                    ..
+                } => {
+                    sys.rename(
+                        &from_dir.0,
+                        &from_dir.2,
+                        &to_dir.0,
+                        &to_dir.2,
+                        RenameMode::Replace,
+                    )
+                    .map_err(|e| after_commit(Error::io(Op::Rename, from, e).with_other(to)))?;
+                    out.renamed.push((from.clone(), to.clone()));
+                }
+            }
+        }
+        for (p, fd) in &dirs {
+            sys.sync_dir(fd)
+                .map_err(|e| after_commit(Error::io(Op::SyncDir, p, e)))?;
+        }
+        // 8. Done: the journal and the marks go (not synced; see the module doc).
+        let _ = sys.unlink(journal_dir, &journal_name);
+        undo_marks(&locks);
+        for c in &mut self.changes {
+            if let Change::Put(s) = c {
+                s.temp = OsString::new();
+            }
+        }
+        Ok(out)
+    }
+
+    fn discard_temps(&mut self) {
+        for c in &self.changes {
+            if let Change::Put(s) = c {
+                if !s.temp.is_empty() {
+                    let _ = self.ctx.sys.unlink(&s.dir, &s.temp);
+                }
+            }
+        }
+    }
+
+    /// Abandons the transaction: the staged temps are removed, nothing changes.
+    pub fn discard(mut self) {
+        self.discard_temps();
+        self.finished = true;
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.discard_temps();
+        }
+    }
+}
+
+fn after_commit(e: Error) -> Error {
+    e.with_note(
+        "the transaction is committed but not fully applied; the next untorn operation on its \
+         files (or `untorn recover`) completes it",
+    )
+}
+
+fn write_all_at_start(sys: &dyn Sys, fd: &Fd, data: &[u8]) -> io::Result<()> {
+    sys.set_len(fd, 0)?;
+    let mut done = 0;
+    // The lock file descriptor's offset may be anywhere: pwrite-like behaviour through a fresh
+    // truncate + write from the start is enough for a file only transactions write.
+    while done < data.len() {
+        let n = sys.write_at(fd, &data[done..], done as u64)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+fn write_journal(sys: &dyn Sys, dir: &Fd, name: &OsStr, bytes: &[u8], path: &Path) -> Result<()> {
+    let fd = sys
+        .create_temp(dir, name, 0o600)
+        .map_err(|e| Error::io(Op::Create, path, e))?;
+    let mut done = 0;
+    while done < bytes.len() {
+        match sys.write(&fd, &bytes[done..]) {
+            Ok(0) => return Err(Error::io(Op::Write, path, io::ErrorKind::WriteZero.into())),
+            Ok(n) => done += n,
+            Err(e) => return Err(Error::io(Op::Write, path, e)),
+        }
+    }
+    sys.sync(&fd, SyncKind::All)
+        .map_err(|e| Error::io(Op::Sync, path, e))?;
+    // The journal's name must be durable too: only then is the commit point reached.
+    sys.sync_dir(dir)
+        .map_err(|e| Error::io(Op::SyncDir, path, e))
+}
+
+/// If `name` is a transaction journal's file name.
+pub fn is_journal_name(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    b.starts_with(JOURNAL_PREFIX.as_bytes()) && b.ends_with(JOURNAL_SUFFIX.as_bytes())
+}
+
+fn read_path(sys: &dyn Sys, path: &Path) -> Result<Option<Vec<u8>>> {
+    let (dir_path, name) = split(path)?;
+    let dir = match sys.open_dir(None, &dir_path) {
+        Ok(d) => d,
+        Err(e) if e.raw_os_error() == Some(ENOENT) => return Ok(None),
+        Err(e) => return Err(Error::io(Op::OpenDir, &dir_path, e)),
+    };
+    let how = OpenHow {
+        read: true,
+        no_follow: true,
+        ..OpenHow::default()
+    };
+    let fd = match sys.open_file(&dir, &name, how, 0) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(ENOENT) => return Ok(None),
+        Err(e) => return Err(Error::io(Op::Open, path, e)),
+    };
+    crate::backup::read_all(sys, &fd, path).map(Some)
+}
+
+/// What a lock file's mark says: the journal, and the temp of that lock's file (if any).
+fn parse_mark(bytes: &[u8]) -> Option<(PathBuf, Option<PathBuf>)> {
+    let rest = bytes.strip_prefix(MARK)?;
+    let line = rest.strip_suffix(b"\n").unwrap_or(rest);
+    let mut parts = line.splitn(2, |&b| b == b'\t');
+    let journal = parts.next().filter(|j| !j.is_empty())?;
+    let temp = parts.next().filter(|t| !t.is_empty());
+    Some((
+        PathBuf::from(OsStr::from_bytes(journal)),
+        temp.map(|t| PathBuf::from(OsStr::from_bytes(t))),
+    ))
+}
+
+/// What a recovery did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recovered {
+    /// The journal was complete: its changes were applied (again, where needed).
+    RolledForward(PathBuf),
+    /// The commit point was not reached: the temps were removed, nothing changed.
+    RolledBack(PathBuf),
+}
+
+/// Finishes or undoes the transaction that the lock file `lock_path` points to, if any.
+pub(crate) fn recover_lock_file(ctx: &Arc<Ctx>, lock_path: &Path) -> Result<Option<Recovered>> {
+    let sys = &*ctx.sys;
+    let Some(mark) = read_path(sys, lock_path)? else {
+        return Ok(None);
+    };
+    if mark.is_empty() {
+        return Ok(None);
+    }
+    let Some((journal, _)) = parse_mark(&mark) else {
+        // Not ours to interpret: someone else wrote into the lock file. Leave it.
+        tracing::warn!(target: "untorn", lock = %lock_path.display(), "lock file holds something other than a transaction mark");
+        return Ok(None);
+    };
+    recover_journal(ctx, &journal, Some(lock_path)).map(Some)
+}
+
+/// Recovers one journal: rolls it forward if it is complete and valid, else rolls back (removes
+/// the temps that the marks name). Takes the locks the journal names.
+pub(crate) fn recover_journal(
+    ctx: &Arc<Ctx>,
+    journal_path: &Path,
+    found_via: Option<&Path>,
+) -> Result<Recovered> {
+    let sys = &*ctx.sys;
+    let bytes = read_path(sys, journal_path)?;
+    let journal = bytes.as_deref().map(Journal::decode);
+    // Lock what the journal covers (or, without a valid journal, the lock file that led here),
+    // in the global order, holding nothing else.
+    let mut lock_set: BTreeSet<PathBuf> = BTreeSet::new();
+    if let Some(Ok(j)) = &journal {
+        lock_set.extend(j.locks.iter().cloned());
+    }
+    if let Some(l) = found_via {
+        lock_set.insert(absolute(sys, l)?);
+    }
+    let mut opts = LockOptions::new();
+    opts.with_ctx(ctx.clone());
+    opts.recover_txns = false;
+    let mut locks = Vec::new();
+    for l in &lock_set {
+        match opts.lock_file(l) {
+            Ok(g) => locks.push(g),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // Under the locks, look again: another process may have recovered it meanwhile.
+    let bytes = read_path(sys, journal_path)?;
+    match bytes.as_deref().map(Journal::decode) {
+        Some(Ok(j)) => {
+            roll_forward(sys, &j)?;
+            let (d, n) = split(journal_path)?;
+            if let Ok(dir) = sys.open_dir(None, &d) {
+                let _ = sys.unlink(&dir, &n);
+            }
+            for l in &locks {
+                let _ = sys.set_len(l.fd(), 0);
+            }
+            tracing::info!(target: "untorn", journal = %journal_path.display(), "rolled an interrupted transaction forward");
+            Ok(Recovered::RolledForward(journal_path.to_path_buf()))
+        }
+        other => {
+            // No valid journal: the commit point was not reached. Each mark names its temp.
+            for l in &locks {
+                if let Ok(Some(mark)) = read_path(sys, l.path()) {
+                    if let Some((j, temp)) = parse_mark(&mark) {
+                        if j == journal_path {
+                            if let Some(t) = temp {
+                                let (d, n) = split(&t)?;
+                                if let Ok(dir) = sys.open_dir(None, &d) {
+                                    let _ = sys.unlink(&dir, &n);
+                                }
+                            }
+                            let _ = sys.set_len(l.fd(), 0);
+                        }
+                    }
+                }
+            }
+            if let Some(Err(e)) = other {
+                // A damaged journal: remove it, it can never become valid.
+                tracing::info!(target: "untorn", journal = %journal_path.display(), reason = %e, "discarding an incomplete transaction journal");
+                let (d, n) = split(journal_path)?;
+                if let Ok(dir) = sys.open_dir(None, &d) {
+                    let _ = sys.unlink(&dir, &n);
+                    let _ = sys.sync_dir(&dir);
+                }
+            }
+            Ok(Recovered::RolledBack(journal_path.to_path_buf()))
+        }
+    }
+}
+
+/// Applies a committed journal again; every step checks that it is still due (idempotent).
+fn roll_forward(sys: &dyn Sys, j: &Journal) -> Result<()> {
+    // Every directory involved, opened once.
+    let mut dirs: BTreeMap<PathBuf, Fd> = BTreeMap::new();
+    for e in &j.entries {
+        let paths: [&Path; 2] = match e {
+            Entry::Put { temp, target, .. } => [temp, target],
+            Entry::Remove { target, .. } => [target, target],
+            Entry::Rename { from, to, .. } => [from, to],
+        };
+        for p in paths {
+            let (d, _) = split(p)?;
+            if !dirs.contains_key(&d) {
+                let fd = sys
+                    .open_dir(None, &d)
+                    .map_err(|e| Error::io(Op::OpenDir, &d, e))?;
+                dirs.insert(d, fd);
+            }
+        }
+    }
+    let at = |p: &Path| -> Result<(&Fd, OsString)> {
+        let (d, n) = split(p)?;
+        Ok((&dirs[&d], n))
+    };
+    let is = |dir: &Fd, name: &OsStr, dev: u64, ino: u64| {
+        sys.stat_at(dir, name, false)
+            .is_ok_and(|st| st.dev == dev && st.ino == ino)
+    };
+    for e in &j.entries {
+        match e {
+            Entry::Put {
+                temp,
+                target,
+                dev,
+                ino,
+            } => {
+                let ((td, tn), (gd, gn)) = (at(temp)?, at(target)?);
+                if is(td, &tn, *dev, *ino) {
+                    sys.rename(td, &tn, gd, &gn, RenameMode::Replace)
+                        .map_err(|e| Error::io(Op::Rename, temp, e).with_other(target))?;
+                }
+            }
+            Entry::Remove { target, dev, ino } => {
+                let (gd, gn) = at(target)?;
+                if is(gd, &gn, *dev, *ino) {
+                    sys.unlink(gd, &gn)
+                        .map_err(|e| Error::io(Op::Remove, target, e))?;
+                }
+            }
+            Entry::Rename { from, to, dev, ino } => {
+                let ((fd_, fnm), (td, tn)) = (at(from)?, at(to)?);
+                if is(fd_, &fnm, *dev, *ino) {
+                    sys.rename(fd_, &fnm, td, &tn, RenameMode::Replace)
+                        .map_err(|e| Error::io(Op::Rename, from, e).with_other(to))?;
+                }
+            }
+        }
+    }
+    for (p, fd) in &dirs {
+        sys.sync_dir(fd).map_err(|e| Error::io(Op::SyncDir, p, e))?;
+    }
+    Ok(())
+}
+
+/// Before a write to `name` in `dir`: if its lock file carries a transaction mark, recover
+/// that transaction first. Costs one `stat` when there is nothing to do.
+pub(crate) fn recover_before_write(
+    ctx: &Arc<Ctx>,
+    dir: &Fd,
+    dir_path: &Path,
+    name: &OsStr,
+) -> Result<()> {
+    let mut lock_name = name.to_os_string();
+    lock_name.push(".lock");
+    match ctx.sys.stat_at(dir, &lock_name, false) {
+        Ok(st) if st.size > 0 && st.file_type() == FileType::Regular => {
+            recover_lock_file(ctx, &join(dir_path, &lock_name)).map(drop)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Recovers every transaction journal in `dir`. Returns what it did.
+pub fn recover_dir(dir: impl AsRef<Path>, dry_run: bool) -> Result<Vec<Recovered>> {
+    let dir = dir.as_ref();
+    let ctx = Ctx::real();
+    let sys = &*ctx.sys;
+    let dfd = sys
+        .open_dir(None, dir)
+        .map_err(|e| Error::io(Op::OpenDir, dir, e))?;
+    let mut names = sys
+        .list_dir(&dfd)
+        .map_err(|e| Error::io(Op::ListDir, dir, e))?;
+    names.sort();
+    let mut out = Vec::new();
+    for n in names {
+        let p = absolute(sys, &join(dir, &n))?;
+        if is_journal_name(&n) {
+            if dry_run {
+                let valid = read_path(sys, &p)?.is_some_and(|b| Journal::decode(&b).is_ok());
+                out.push(if valid {
+                    Recovered::RolledForward(p)
+                } else {
+                    Recovered::RolledBack(p)
+                });
+            } else {
+                out.push(recover_journal(&ctx, &p, None)?);
+            }
+        } else if n.as_bytes().ends_with(b".lock") && !dry_run {
+            if let Ok(st) = sys.stat_at(&dfd, &n, false) {
+                if st.size > 0 && st.file_type() == FileType::Regular {
+                    if let Some(r) = recover_lock_file(&ctx, &p)? {
+                        if !out.contains(&r) {
+                            out.push(r);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
