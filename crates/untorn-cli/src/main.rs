@@ -419,6 +419,12 @@ fn cmd_recover(a: RecoverArgs) -> Result<u8, Failure> {
                 path.display(),
                 from.name.to_string_lossy()
             ),
+            Action::TxnRolledForward(j) => {
+                format!("{would}finish the interrupted transaction {}", j.display())
+            }
+            Action::TxnRolledBack(j) => {
+                format!("{would}undo the interrupted transaction {}", j.display())
+            }
             Action::InvalidWithoutBackup { path, reason } => {
                 unresolved = true;
                 format!("cannot fix {}: no valid backup ({reason})", path.display())

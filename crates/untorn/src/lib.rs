@@ -98,3 +98,5 @@ mod tests_backup;
 mod tests_lock;
 #[cfg(test)]
 mod tests_log;
+#[cfg(test)]
+mod tests_txn;

@@ -131,6 +131,10 @@ pub enum Action {
         /// Why the file was judged invalid.
         reason: String,
     },
+    /// Finished an interrupted transaction (its journal was complete).
+    TxnRolledForward(PathBuf),
+    /// Undid an interrupted transaction (its commit point was not reached).
+    TxnRolledBack(PathBuf),
     /// Found a file that fails validation and has no valid backup: left as it is.
     InvalidWithoutBackup {
         /// The file.
@@ -152,12 +156,20 @@ pub struct RecoverOptions {
     pub older_than: Duration,
 }
 
-/// Leaves `dir` consistent after a crash: removes orphaned temp files that no process has
-/// open, and (with [`RecoverOptions::restore_invalid`]) restores invalid files from their
-/// newest valid backup. Returns what it did, in order.
+/// Leaves `dir` consistent after a crash: finishes or undoes interrupted transactions, removes
+/// orphaned temp files that no process has open, and (with
+/// [`RecoverOptions::restore_invalid`]) restores invalid files from their newest valid backup.
+/// Returns what it did, in order.
 pub fn recover(dir: impl AsRef<Path>, opts: &RecoverOptions) -> Result<Vec<Action>> {
     let dir = dir.as_ref();
     let mut actions = Vec::new();
+    // Transactions first: rolling one back removes its temps, rolling forward consumes them.
+    for r in crate::txn::recover_dir(dir, opts.dry_run)? {
+        actions.push(match r {
+            crate::txn::Recovered::RolledForward(p) => Action::TxnRolledForward(p),
+            crate::txn::Recovered::RolledBack(p) => Action::TxnRolledBack(p),
+        });
+    }
     let cleaned = clean(dir, opts.older_than, opts.dry_run)?;
     actions.extend(cleaned.removed.into_iter().map(Action::RemovedTemp));
     actions.extend(

@@ -993,11 +993,11 @@ fn roll_forward(sys: &dyn Sys, j: &Journal) -> Result<()> {
         };
         for p in paths {
             let (d, _) = split(p)?;
-            if !dirs.contains_key(&d) {
+            if let std::collections::btree_map::Entry::Vacant(v) = dirs.entry(d) {
                 let fd = sys
-                    .open_dir(None, &d)
-                    .map_err(|e| Error::io(Op::OpenDir, &d, e))?;
-                dirs.insert(d, fd);
+                    .open_dir(None, v.key())
+                    .map_err(|e| Error::io(Op::OpenDir, v.key(), e))?;
+                v.insert(fd);
             }
         }
     }

@@ -70,6 +70,8 @@ struct Plan {
     nth: usize,
     errno: i32,
     seen: usize,
+    /// Fail every call from the nth on (a process that died there), not just the nth.
+    sticky: bool,
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +120,21 @@ impl Probe {
             nth,
             errno,
             seen: 0,
+            sticky: false,
+        });
+    }
+
+    /// Makes every call from the `nth` on (counting from 1, calls of any kind) fail with `EIO`,
+    /// as if the process had died there: nothing it would still do (cleanup included) reaches
+    /// the file system.
+    pub fn die_at(&self, nth: usize) {
+        let mut st = self.state.lock().unwrap();
+        st.plan = Some(Plan {
+            call: None,
+            nth,
+            errno: super::errnos::EIO,
+            seen: 0,
+            sticky: true,
         });
     }
 
@@ -199,7 +216,7 @@ impl Probe {
         if let Some(p) = st.plan.as_mut() {
             if p.call.is_none_or(|c| c == call) {
                 p.seen += 1;
-                if p.seen == p.nth {
+                if p.seen == p.nth || (p.sticky && p.seen > p.nth) {
                     fail = Some(p.errno);
                 }
             }

@@ -1,0 +1,370 @@
+//! Unit tests of multi-file transactions: commit, discard, the journal, crashes at every call.
+
+use crate::sys::testing::{Call, Probe};
+use crate::sys::Sys;
+use crate::tests::{assert_no_leftovers, skip};
+use crate::txn::{is_journal_name, recover_dir, Entry, Journal};
+use crate::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// Fails if a journal is left in `dir` or a lock file still carries a mark.
+fn assert_settled(dir: &Path) {
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let n = e.file_name();
+        assert!(!is_journal_name(&n), "journal left: {n:?}");
+        if n.to_string_lossy().ends_with(".lock") {
+            assert_eq!(e.metadata().unwrap().len(), 0, "mark left in {n:?}");
+        }
+    }
+    assert_no_leftovers(dir);
+}
+
+fn read(p: &Path) -> Option<String> {
+    fs::read_to_string(p).ok()
+}
+
+#[test]
+fn commit_applies_writes_removals_and_renames_together() {
+    let d = dir();
+    let p = |n: &str| d.path().join(n);
+    fs::write(p("a.json"), "old a").unwrap();
+    fs::write(p("old.txt"), "bye").unwrap();
+    fs::write(p("from"), "moving").unwrap();
+    let sub = p("sub");
+    fs::create_dir(&sub).unwrap();
+    let mut tx = Transaction::new();
+    tx.write(p("a.json"), "new a").unwrap();
+    tx.write(sub.join("b.yaml"), "b: 1\n").unwrap();
+    {
+        use std::io::Write;
+        let s = tx.create(p("big.bin")).unwrap();
+        for i in 0..1000u32 {
+            s.write_all(&i.to_le_bytes().repeat(100)).unwrap();
+        }
+    }
+    tx.remove(p("old.txt")).unwrap();
+    tx.rename(p("from"), p("to")).unwrap();
+    // Nothing is visible before the commit.
+    assert_eq!(read(&p("a.json")).unwrap(), "old a");
+    assert!(!sub.join("b.yaml").exists());
+    let c = tx.commit().unwrap();
+    assert_eq!(c.written.len(), 3);
+    assert_eq!(read(&p("a.json")).unwrap(), "new a");
+    assert_eq!(read(&sub.join("b.yaml")).unwrap(), "b: 1\n");
+    assert_eq!(fs::metadata(p("big.bin")).unwrap().len(), 400_000);
+    assert!(!p("old.txt").exists() && !p("from").exists());
+    assert_eq!(read(&p("to")).unwrap(), "moving");
+    assert_settled(d.path());
+    assert_settled(&sub);
+}
+
+#[test]
+fn dropping_or_discarding_changes_nothing() {
+    let d = dir();
+    let a = d.path().join("a");
+    fs::write(&a, "old").unwrap();
+    let mut tx = Transaction::new();
+    tx.write(&a, "new").unwrap();
+    tx.write(d.path().join("b"), "new").unwrap();
+    drop(tx);
+    assert_eq!(read(&a).unwrap(), "old");
+    assert!(!d.path().join("b").exists());
+    let mut tx = Transaction::new();
+    tx.write(&a, "new").unwrap();
+    tx.discard();
+    assert_eq!(read(&a).unwrap(), "old");
+    assert_settled(d.path());
+}
+
+#[test]
+fn bad_transactions_fail_before_anything_changes() {
+    let d = dir();
+    let a = d.path().join("a");
+    fs::write(&a, "old").unwrap();
+    let mut tx = Transaction::new();
+    tx.write(&a, "x").unwrap();
+    assert_eq!(
+        tx.write(&a, "y").unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        tx.remove(d.path().join("missing")).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    drop(tx);
+    // Two file systems: an error naming the file, before anything changes.
+    let shm = Path::new("/dev/shm");
+    let same_fs = fs::metadata(shm).map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.dev() == fs::metadata(d.path()).unwrap().dev()
+    });
+    match same_fs {
+        Ok(false) => {
+            let other = tempfile::tempdir_in(shm).unwrap();
+            let mut tx = Transaction::new();
+            tx.write(&a, "new").unwrap();
+            tx.write(other.path().join("b"), "new").unwrap();
+            let e = tx.commit().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::CrossDevice, "{e}");
+            assert_eq!(read(&a).unwrap(), "old");
+            assert!(!other.path().join("b").exists());
+            assert_settled(other.path());
+        }
+        _ => skip(
+            "bad_transactions_fail_before_anything_changes: /dev/shm is not another file system",
+        ),
+    }
+    assert_settled(d.path());
+}
+
+#[test]
+fn group_commit_costs_a_few_flushes_whatever_the_number_of_files() {
+    let d = dir();
+    let probe = Probe::real();
+    let mut tx = Transaction::new();
+    tx.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
+    for i in 0..50 {
+        tx.write(
+            d.path().join(format!("f{i}.json")),
+            format!("{{\"i\": {i}}}"),
+        )
+        .unwrap();
+    }
+    probe.clear();
+    tx.commit().unwrap();
+    let tr = probe.transcript();
+    assert_eq!(probe.count(Call::SyncFs), 1, "{tr}");
+    assert_eq!(probe.count(Call::Sync), 1, "only the journal:\n{tr}");
+    assert_eq!(
+        probe.count(Call::SyncDir),
+        2,
+        "journal's dir, then the applied renames:\n{tr}"
+    );
+    // The commit point comes before the first rename into place.
+    let ev = probe.events();
+    let journal_sync = ev.iter().position(|e| e.call == Call::Sync).unwrap();
+    let first_rename = ev.iter().position(|e| e.call == Call::Rename).unwrap();
+    let syncfs = ev.iter().position(|e| e.call == Call::SyncFs).unwrap();
+    assert!(syncfs < journal_sync && journal_sync < first_rename, "{tr}");
+    assert_settled(d.path());
+}
+
+fn stage(dir: &Path, version: u32, n: usize) -> Transaction {
+    let mut tx = Transaction::new();
+    for i in 0..n {
+        tx.write(dir.join(format!("f{i}")), format!("v{version}"))
+            .unwrap();
+    }
+    tx
+}
+
+/// All of `n` files hold the same version; returns it.
+fn same_version(dir: &Path, n: usize) -> String {
+    let vs: Vec<_> = (0..n)
+        .map(|i| read(&dir.join(format!("f{i}"))).unwrap_or_else(|| "none".into()))
+        .collect();
+    assert!(vs.iter().all(|v| *v == vs[0]), "a mix: {vs:?}");
+    vs[0].clone()
+}
+
+#[test]
+fn a_crash_at_any_call_leaves_all_old_or_all_new_after_recovery() {
+    const N: usize = 4;
+    // How many calls a commit makes.
+    let d = dir();
+    stage(d.path(), 1, N).commit().unwrap();
+    let probe = Probe::real();
+    let mut tx = stage(d.path(), 2, N);
+    tx.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
+    // Re-stage through the probe (staging made temps through the real sys above).
+    drop(tx);
+    let mut tx = Transaction::new();
+    tx.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
+    for i in 0..N {
+        tx.write(d.path().join(format!("f{i}")), "v2").unwrap();
+    }
+    probe.clear();
+    tx.commit().unwrap();
+    let total = probe.events().len();
+    assert!(total > 20, "{}", probe.transcript());
+
+    let (mut old, mut new) = (0, 0);
+    for nth in 1..=total {
+        let d = dir();
+        stage(d.path(), 1, N).commit().unwrap();
+        let probe = Probe::real();
+        let mut tx = Transaction::new();
+        tx.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
+        for i in 0..N {
+            tx.write(d.path().join(format!("f{i}")), "v2").unwrap();
+        }
+        probe.clear();
+        probe.die_at(nth);
+        let r = tx.commit();
+        // Recovery as the next process would run it: any untorn operation on one of the files.
+        untorn_op_on(&d.path().join("f0"));
+        recover_dir(d.path(), false).unwrap();
+        match same_version(d.path(), N).as_str() {
+            "v1" => old += 1,
+            "v2" => new += 1,
+            v => panic!("{v}"),
+        }
+        if r.is_ok() {
+            assert_eq!(same_version(d.path(), N), "v2");
+        }
+        // What the dead process left: settled by recovery, except orphan temps of a commit that
+        // died before its marks were durable (for `untorn clean`).
+        for e in fs::read_dir(d.path()).unwrap() {
+            let n = e.unwrap().file_name();
+            assert!(
+                !is_journal_name(&n),
+                "journal left after recovery at call {nth}"
+            );
+        }
+    }
+    assert!(
+        old > 0 && new > 0,
+        "crashes before and after the commit point: {old} {new}"
+    );
+}
+
+/// A write to another name in the directory, then a read of `p` under its lock: both run the
+/// automatic recovery.
+fn untorn_op_on(p: &Path) {
+    let _ = crate::read(p);
+}
+
+#[test]
+fn a_plain_write_finishes_a_crashed_transaction_first() {
+    const N: usize = 3;
+    let d = dir();
+    stage(d.path(), 1, N).commit().unwrap();
+    let probe = Probe::real();
+    let mut tx = Transaction::new();
+    tx.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
+    for i in 0..N {
+        tx.write(d.path().join(format!("f{i}")), "v2").unwrap();
+    }
+    // Die right after the first rename into place: committed, partly applied.
+    probe.clear();
+    let renames_at = {
+        let p2 = Probe::real();
+        let mut t2 = Transaction::new();
+        t2.sys(Arc::new(p2.clone()) as Arc<dyn Sys>);
+        let d2 = dir();
+        for i in 0..N {
+            t2.write(d2.path().join(format!("f{i}")), "x").unwrap();
+        }
+        p2.clear();
+        t2.commit().unwrap();
+        p2.events()
+            .iter()
+            .position(|e| e.call == Call::Rename)
+            .unwrap()
+            + 2
+    };
+    probe.die_at(renames_at);
+    assert!(tx.commit().is_err());
+    let vs: Vec<_> = (0..N)
+        .map(|i| read(&d.path().join(format!("f{i}"))).unwrap())
+        .collect();
+    assert!(
+        vs.contains(&"v1".to_string()) && vs.contains(&"v2".to_string()),
+        "a mix: {vs:?}"
+    );
+    // A plain write to f2 (not locking): the transaction is finished first, then the write.
+    write(d.path().join("f2"), "v3").unwrap();
+    assert_eq!(read(&d.path().join("f0")).unwrap(), "v2");
+    assert_eq!(read(&d.path().join("f1")).unwrap(), "v2");
+    assert_eq!(read(&d.path().join("f2")).unwrap(), "v3");
+    assert_settled(d.path());
+}
+
+#[test]
+fn locks_are_held_and_taken_in_one_order() {
+    let d = dir();
+    let a = d.path().join("a");
+    let b = d.path().join("b");
+    // Another process holds b's lock: the commit waits, and times out without changing a.
+    let held = lock(&b).unwrap();
+    let mut tx = Transaction::new();
+    let mut lo = LockOptions::new();
+    lo.timeout(Duration::from_millis(100));
+    tx.lock_options(lo);
+    tx.write(&a, "new").unwrap();
+    tx.write(&b, "new").unwrap();
+    assert_eq!(tx.commit().unwrap_err().kind(), ErrorKind::TimedOut);
+    assert!(!a.exists());
+    drop(held);
+    // Opposite staging orders in two threads, many times: never a deadlock.
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let (a, b) = (a.clone(), b.clone());
+            s.spawn(move || {
+                for i in 0..50 {
+                    let mut tx = Transaction::new();
+                    let (x, y) = if t == 0 { (&a, &b) } else { (&b, &a) };
+                    tx.write(x, format!("{t}-{i}")).unwrap();
+                    tx.write(y, format!("{t}-{i}")).unwrap();
+                    tx.commit().unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(read(&a), read(&b), "every transaction was all or nothing");
+    assert_settled(d.path());
+}
+
+#[test]
+fn the_journal_decoder_rejects_every_damage_without_panicking() {
+    let j = Journal {
+        entries: vec![
+            Entry::Put {
+                temp: PathBuf::from("/d/.a.untorn-00000000.tmp"),
+                target: PathBuf::from("/d/a"),
+                dev: 1,
+                ino: 2,
+            },
+            Entry::Remove {
+                target: PathBuf::from("/d/b"),
+                dev: 1,
+                ino: 3,
+            },
+            Entry::Rename {
+                from: PathBuf::from("/d/c"),
+                to: PathBuf::from("/d/e"),
+                dev: 1,
+                ino: 4,
+            },
+        ],
+        locks: vec![PathBuf::from("/d/a.lock"), PathBuf::from("/d/b.lock")],
+    };
+    let bytes = j.encode();
+    assert_eq!(Journal::decode(&bytes).unwrap(), j);
+    for len in 0..bytes.len() {
+        assert!(
+            Journal::decode(&bytes[..len]).is_err(),
+            "truncated to {len}"
+        );
+    }
+    for i in 0..bytes.len() {
+        for bit in 0..8 {
+            let mut b = bytes.clone();
+            b[i] ^= 1 << bit;
+            assert!(Journal::decode(&b).is_err(), "bit {bit} of byte {i}");
+        }
+    }
+    for _ in 0..2000 {
+        let n = fastrand::usize(0..200);
+        let junk: Vec<u8> = (0..n).map(|_| fastrand::u8(..)).collect();
+        assert!(Journal::decode(&junk).is_err());
+    }
+}
