@@ -86,6 +86,35 @@ pub enum Command {
     /// restore files that fail validation from their newest valid backup.
     #[command(after_long_help = long_help())]
     Recover(RecoverArgs),
+    /// Apply several changes atomically: all of them, durably, or none, even across a crash.
+    /// Changes: `put TARGET=SOURCE` (SOURCE `-` is standard input), `rm PATH`, `mv FROM=TO`.
+    #[command(
+        after_long_help = long_help(),
+        after_help = "Example:\n  untorn txn put a.json=new_a.json put b.yaml=new_b.yaml rm old.txt"
+    )]
+    Txn(TxnArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TxnArgs {
+    /// Read the changes from FILE, one per line (`put a.json=new.json`); `#` starts a comment.
+    #[arg(long, short = 'm', value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+
+    /// Do not check that new content is valid for its target's format (.json, .yaml, .toml).
+    #[arg(long)]
+    pub no_check: bool,
+
+    #[command(flatten)]
+    pub wait: WaitArgs,
+
+    /// The changes: put TARGET=SOURCE, rm PATH, mv FROM=TO (any number, in order).
+    #[arg(
+        value_name = "CHANGE",
+        allow_hyphen_values = true,
+        trailing_var_arg = true
+    )]
+    pub changes: Vec<std::ffi::OsString>,
 }
 
 #[derive(Args, Debug)]
@@ -678,6 +707,32 @@ mod tests {
             parse(&["recover", "d", "--restore-invalid"]).is_err(),
             "needs --format"
         );
+    }
+
+    #[test]
+    fn txn_flags() {
+        let Command::Txn(t) = parse(&["txn", "put", "a=b", "rm", "c"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(t.changes, ["put", "a=b", "rm", "c"]);
+        assert!(t.manifest.is_none() && !t.no_check);
+        let Command::Txn(t) = parse(&[
+            "txn",
+            "--manifest",
+            "m.txt",
+            "--no-check",
+            "--timeout",
+            "1s",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(t.manifest, Some(PathBuf::from("m.txt")));
+        assert!(t.no_check && t.wait.timeout.is_some());
+        let Command::Txn(t) = parse(&["txn", "put", "a=-"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(t.changes, ["put", "a=-"]);
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub const CANNOT_EXECUTE: u8 = 126;
 pub const COMMAND_NOT_FOUND: u8 = 127;
 /// Interrupted by SIGINT (128 + 2, the shell's convention).
 pub const INTERRUPTED: u8 = 130;
+/// Terminated by SIGTERM (128 + 15), after finishing or abandoning what was under way.
+pub const TERMINATED: u8 = 143;
 
 /// The rows of the table, for `--help` and the README.
 pub const TABLE: &[(u8, &str)] = &[
@@ -68,6 +70,7 @@ pub const TABLE: &[(u8, &str)] = &[
     (CANNOT_EXECUTE, "lock: the command could not be executed"),
     (COMMAND_NOT_FOUND, "lock: the command was not found"),
     (INTERRUPTED, "interrupted (SIGINT)"),
+    (TERMINATED, "terminated (SIGTERM)"),
 ];
 
 /// The exit code of `untorn lock` for its command's exit status: the command's own code, or
@@ -102,6 +105,14 @@ pub fn for_kind(kind: ErrorKind) -> u8 {
         ErrorKind::InvalidContent => INVALID,
         ErrorKind::FilterFailed => FILTER_FAILED,
         _ => FAILURE,
+    }
+}
+
+/// The exit code for an I/O error outside the library (reading a manifest or a source file).
+pub fn for_io(e: &std::io::Error) -> u8 {
+    match e.raw_os_error() {
+        Some(n) => for_kind(ErrorKind::from_errno(n)),
+        None => FAILURE,
     }
 }
 

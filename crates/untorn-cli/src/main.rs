@@ -6,7 +6,7 @@ mod exit;
 
 use args::{
     AppendArgs, BackupNowArgs, BackupsArgs, CheckArgs, CheckFormat, CleanArgs, Cli, Command,
-    EditArgs, LockArgs, LogArgs, ReadArgs, RecoverArgs, RestoreArgs, TailArgs, WriteArgs,
+    EditArgs, LockArgs, LogArgs, ReadArgs, RecoverArgs, RestoreArgs, TailArgs, TxnArgs, WriteArgs,
 };
 use clap::Parser;
 use std::io::{self, IsTerminal, Read, Write};
@@ -53,6 +53,7 @@ fn main() -> ExitCode {
         Command::Check(a) => cmd_check(a),
         Command::Clean(a) => cmd_clean(a),
         Command::Recover(a) => cmd_recover(a),
+        Command::Txn(a) => cmd_txn(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -107,8 +108,9 @@ fn cmd_write(a: WriteArgs) -> Result<u8, Failure> {
             stdin.read_to_end(&mut buf).map_err(|e| {
                 Failure::Other(
                     format!(
-                        "cannot write '{}': reading standard input failed: {e}",
-                        a.file.display()
+                        "cannot write '{}': reading standard input failed: {}",
+                        a.file.display(),
+                        plain(&e)
                     ),
                     exit::FAILURE,
                 )
@@ -439,6 +441,128 @@ fn cmd_recover(a: RecoverArgs) -> Result<u8, Failure> {
     }
     print_out(out.as_bytes())?;
     Ok(if unresolved { exit::INVALID } else { exit::OK })
+}
+
+fn cmd_txn(a: TxnArgs) -> Result<u8, Failure> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use untorn::txn::ManifestOp;
+    // SIGINT and SIGTERM must not cut a commit in half: note them, finish (or abandon, before
+    // the commit starts), then exit with the signal's code.
+    let int = Arc::new(AtomicBool::new(false));
+    let term = Arc::new(AtomicBool::new(false));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, int.clone());
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone());
+    let interrupted = || {
+        if int.load(Ordering::SeqCst) {
+            Some(exit::INTERRUPTED)
+        } else if term.load(Ordering::SeqCst) {
+            Some(exit::TERMINATED)
+        } else {
+            None
+        }
+    };
+    let usage = |msg: String| Failure::Other(format!("txn: {msg}"), exit::USAGE);
+    let mut ops = untorn::txn::parse_ops(a.changes.iter().cloned()).map_err(usage)?;
+    if let Some(m) = &a.manifest {
+        let text = std::fs::read(m).map_err(|e| {
+            Failure::Other(
+                format!("cannot read manifest '{}': {}", m.display(), plain(&e)),
+                exit::for_io(&e),
+            )
+        })?;
+        let more = untorn::txn::parse_manifest(&text)
+            .map_err(|e| usage(format!("manifest '{}': {e}", m.display())))?;
+        ops.extend(more);
+    }
+    if ops.is_empty() {
+        return Err(usage(
+            "no changes given (put TARGET=SOURCE, rm PATH, mv FROM=TO)".into(),
+        ));
+    }
+    let mut tx = untorn::Transaction::new();
+    tx.lock_options(a.wait.lock_options());
+    let mut stdin_used = false;
+    for op in &ops {
+        if let Some(code) = interrupted() {
+            tx.discard();
+            eprintln!("untorn: interrupted before the commit; nothing was changed");
+            return Ok(code);
+        }
+        match op {
+            ManifestOp::Put { target, source } => {
+                let content = if source.as_os_str() == "-" {
+                    if stdin_used {
+                        return Err(usage(
+                            "standard input ('-') can be the source of one put only".into(),
+                        ));
+                    }
+                    stdin_used = true;
+                    let mut v = Vec::new();
+                    io::stdin().lock().read_to_end(&mut v).map_err(|e| {
+                        Failure::Other(
+                            format!(
+                                "cannot read standard input for '{}': {}",
+                                target.display(),
+                                plain(&e)
+                            ),
+                            exit::FAILURE,
+                        )
+                    })?;
+                    v
+                } else {
+                    std::fs::read(source).map_err(|e| {
+                        Failure::Other(
+                            format!(
+                                "cannot read '{}' (the new content of '{}'): {}",
+                                source.display(),
+                                target.display(),
+                                plain(&e)
+                            ),
+                            exit::for_io(&e),
+                        )
+                    })?
+                };
+                if !a.no_check {
+                    untorn::Format::from_path(target).check(&content, target)?;
+                }
+                tx.write(target, &content)?;
+            }
+            ManifestOp::Remove(p) => tx.remove(p)?,
+            ManifestOp::Rename { from, to } => tx.rename(from, to)?,
+            _ => return Err(usage(format!("unsupported change {op:?}"))),
+        }
+    }
+    if let Some(code) = interrupted() {
+        tx.discard();
+        eprintln!("untorn: interrupted before the commit; nothing was changed");
+        return Ok(code);
+    }
+    let c = tx.commit()?;
+    let mut out = String::new();
+    for p in &c.written {
+        out.push_str(&format!("wrote\t{}\n", p.display()));
+    }
+    for p in &c.removed {
+        out.push_str(&format!("removed\t{}\n", p.display()));
+    }
+    for (f, t) in &c.renamed {
+        out.push_str(&format!("renamed\t{}\t{}\n", f.display(), t.display()));
+    }
+    print_out(out.as_bytes())?;
+    // A signal during the commit: it finished; now exit as the signal asked.
+    Ok(interrupted().unwrap_or(exit::OK))
+}
+
+/// An I/O error's message without Rust's "(os error N)".
+fn plain(e: &io::Error) -> String {
+    let s = e.to_string();
+    let s = s.split(" (os error ").next().unwrap_or(&s).to_string();
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+        None => s,
+    }
 }
 
 /// Writes to stdout; a closed pipe (`untorn read f | head -1`) is not an error.
