@@ -223,7 +223,7 @@ pub struct AppendArgs {
     pub file: PathBuf,
 
     /// The records, one line each. Without them, each line of standard input is a record.
-    pub lines: Vec<String>,
+    pub lines: Vec<std::ffi::OsString>,
 
     /// Each record must be one JSON value (JSON Lines); a trailing non-JSON line counts as torn.
     #[arg(long)]
@@ -394,9 +394,9 @@ pub struct WriteArgs {
     /// The file to replace (or create).
     pub file: PathBuf,
 
-    /// The new content, written exactly as given (no newline is added). Without it, all of
-    /// standard input is read first, then written.
-    pub content: Option<String>,
+    /// The new content, written exactly as given, any bytes (no newline is added). Without it,
+    /// all of standard input is read first, then written.
+    pub content: Option<std::ffi::OsString>,
 
     /// Permission bits of the written file, in octal (e.g. 600, 0644). Default: a replaced file
     /// keeps its mode, a new file gets 666 less the umask.
@@ -754,7 +754,7 @@ mod tests {
     fn file_and_optional_content() {
         let w = write(&["f.json", "{}"]).unwrap();
         assert_eq!(w.file, PathBuf::from("f.json"));
-        assert_eq!(w.content.as_deref(), Some("{}"));
+        assert_eq!(w.content.as_deref(), Some(std::ffi::OsStr::new("{}")));
         assert_eq!(write(&["f.json"]).unwrap().content, None);
         assert!(write(&[]).is_err());
     }

@@ -91,7 +91,7 @@ fn cmd_write(a: WriteArgs) -> Result<u8, Failure> {
     // Like sponge: all input is read before FILE is touched, so `jq . f | untorn write f` is
     // safe.
     let data = match a.content {
-        Some(c) => c.into_bytes(),
+        Some(c) => std::os::unix::ffi::OsStringExt::into_vec(c),
         None => {
             let mut stdin = io::stdin().lock();
             if stdin.is_terminal() {
@@ -242,7 +242,10 @@ fn cmd_append(a: AppendArgs) -> Result<u8, Failure> {
             .map(<[u8]>::to_vec)
             .collect()
     } else {
-        a.lines.into_iter().map(String::into_bytes).collect()
+        a.lines
+            .into_iter()
+            .map(std::os::unix::ffi::OsStringExt::into_vec)
+            .collect()
     };
     if !lines.is_empty() {
         opts.append_all(&a.file, &lines)?;
