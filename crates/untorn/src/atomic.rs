@@ -791,8 +791,22 @@ impl AtomicFile {
             // The temp name now holds the old content. Removing it need not be durable: if a
             // crash brings it back, it is a recognisable orphan for `untorn clean`.
             if let Some(name) = self.temp.name.take() {
-                if let Err(e) = self.sys().unlink(&self.target.dir, &name) {
-                    tracing::warn!(target: "untorn", temp = %join(&self.target.dir_path, &name).display(), error = %e, "could not remove the replaced file's temp name");
+                match self.sys().unlink(&self.target.dir, &name) {
+                    Ok(()) => {}
+                    // EIO right after the directory fsync means the file system has failed
+                    // (xfs, once shut down, even reports success for that fsync while the
+                    // rename is lost): do not claim the write is durable.
+                    Err(e) if e.raw_os_error() == Some(EIO) => {
+                        self.progress.finished = true;
+                        return Err(Error::io(Op::Remove, join(&self.target.dir_path, &name), e)
+                            .with_note(
+                            "the file system failed just after the write: the new content is in \
+                             place but may not be durable",
+                        ));
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "untorn", temp = %join(&self.target.dir_path, &name).display(), error = %e, "could not remove the replaced file's temp name");
+                    }
                 }
             }
         }

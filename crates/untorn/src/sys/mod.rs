@@ -287,3 +287,4 @@ pub mod errnos {
 pub fn os_error(errno: i32) -> io::Error {
     io::Error::from_raw_os_error(errno)
 }
+pub mod sim;
