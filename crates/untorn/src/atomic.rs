@@ -768,17 +768,6 @@ impl AtomicFile {
         if !self.progress.published {
             self.publish()?;
         }
-        if self.progress.exchanged && self.opts.backups > 0 && self.progress.backup.is_none() {
-            // Keep the displaced version: rename it from the temp name to its backup name, in the
-            // same directory, so the directory fsync below makes the write and the backup
-            // durable at once.
-            let t = self.temp.name.clone().expect("exchanged under a temp name");
-            let b = self.new_backup_name(|sys, dir, b| {
-                sys.rename(dir, &t, dir, b, RenameMode::NoReplace)
-            })?;
-            self.progress.backup = Some(b);
-            self.temp.name = None;
-        }
         if self.opts.durability == Durability::Full {
             // A rename is durable only once its directory is: without this fsync a power cut
             // can bring the old content back after the write "succeeded" (atomic-write-file#8).
@@ -964,6 +953,17 @@ impl AtomicFile {
         let existed = self.target.existing.is_some_and(|s| {
             s.file_type() == FileType::Regular || self.opts.symlinks == Symlinks::Replace
         });
+        if existed && self.opts.backups > 0 && self.progress.backup.is_none() {
+            // Keep the version about to be displaced: a second name for its inode, made durable
+            // by the same directory fsync as the write. Whatever subset of these directory
+            // operations a crash keeps, the backup name holds the old version, never the new.
+            match self.new_backup_name(|sys, dir, b| sys.link(dir, name, dir, b)) {
+                Ok(b) => self.progress.backup = Some(b),
+                // The target went away since we looked: nothing to keep.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
         if existed && self.ctx.has(self.dev, Feature::Exchange) != Some(false) {
             match sys.rename(dir, &tname, dir, name, RenameMode::Exchange) {
                 Ok(()) => {
@@ -979,11 +979,6 @@ impl AtomicFile {
                 Err(e) if e.raw_os_error() == Some(ENOENT) => {}
                 Err(e) => return Err(rename_err(e)),
             }
-        }
-        if existed && self.opts.backups > 0 && self.progress.backup.is_none() {
-            // No RENAME_EXCHANGE here: keep the old inode under the backup name first.
-            let b = self.new_backup_name(|sys, dir, b| sys.link(dir, name, dir, b))?;
-            self.progress.backup = Some(b);
         }
         if let Err(e) = sys.rename(dir, &tname, dir, name, RenameMode::Replace) {
             if let Some(b) = self.progress.backup.take() {
@@ -1002,23 +997,15 @@ impl AtomicFile {
         let dir = &self.target.dir;
         let name = &self.target.name;
         let undone = if self.progress.exchanged {
-            match self.progress.backup.take() {
-                // The old version went on to a backup name: swap it back, then give the new
-                // content a temp name again.
-                Some(b) => {
-                    let t = temp_name(name);
-                    let ok = sys.rename(dir, &b, dir, name, RenameMode::Exchange).is_ok()
-                        && sys.rename(dir, &b, dir, &t, RenameMode::NoReplace).is_ok();
-                    if ok {
-                        self.temp.name = Some(t);
-                    }
-                    ok
-                }
-                None => {
-                    let t = self.temp.name.clone().expect("exchanged under a temp name");
-                    sys.rename(dir, &t, dir, name, RenameMode::Exchange).is_ok()
+            let t = self.temp.name.clone().expect("exchanged under a temp name");
+            let ok = sys.rename(dir, &t, dir, name, RenameMode::Exchange).is_ok();
+            if ok {
+                // The backup of this write goes too: the old version is the file again.
+                if let Some(b) = self.progress.backup.take() {
+                    let _ = sys.unlink(dir, &b);
                 }
             }
+            ok
         } else if self.opts.no_clobber || self.target.existing.is_none() {
             // A new file: move it back to a temp name.
             let t = temp_name(name);

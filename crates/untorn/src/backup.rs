@@ -4,15 +4,16 @@
 //!
 //! A backup of `DIR/NAME` is `DIR/NAME.YYYYMMDDTHHMMSS.NNNNNNNNNZ.bak`: the UTC time it was
 //! displaced, to the nanosecond, so that names sort by time (`state.json.20261122T031500.123456789Z.bak`).
-//! Backups live in the file's own directory so that keeping one costs a rename inside the
+//! Backups live in the file's own directory so that keeping one costs a link inside the
 //! directory whose `fsync` the write already pays for: no copy, and no second fsync.
 //!
 //! # Cost
 //!
-//! A write with backups on renames the displaced inode (which the atomic replace had moved to
-//! its temp name) to the backup name, instead of unlinking it: O(1) in the file's size, and
-//! made durable by the same directory fsync as the write itself. Where `RENAME_EXCHANGE` is
-//! missing, the old inode is hard-linked under the backup name before the rename. Backups taken
+//! A write with backups on gives the inode about to be displaced a second name, the backup
+//! name (`linkat`), just before the atomic replace: O(1) in the file's size, and made durable
+//! by the same directory fsync as the write itself. The crash simulator checks that whatever
+//! subset of these directory operations a crash keeps, a backup never holds the new content.
+//! Backups taken
 //! on demand ([`backup`]) share nothing with the live file (which a program could still change
 //! in place): they are a reflink (`FICLONE`, O(1) on xfs and btrfs) or else a copy.
 //!
@@ -131,16 +132,35 @@ pub struct Backup {
 }
 
 /// The backups of `name` in the open directory `dir`, oldest first.
+///
+/// A backup name that is another name of the live file itself is not a backup: a crash between
+/// the link that keeps the old version and the replace leaves one. It is left out (and
+/// [`prune`] removes it).
 pub(crate) fn list_in(
     sys: &dyn Sys,
     dir: &Fd,
     dir_path: &Path,
     name: &OsStr,
 ) -> Result<Vec<Backup>> {
+    Ok(scan(sys, dir, dir_path, name)?.0)
+}
+
+/// The backups of `name` (oldest first), and the stale names that are the live file itself.
+fn scan(
+    sys: &dyn Sys,
+    dir: &Fd,
+    dir_path: &Path,
+    name: &OsStr,
+) -> Result<(Vec<Backup>, Vec<OsString>)> {
     let names = sys
         .list_dir(dir)
         .map_err(|e| Error::io(Op::ListDir, dir_path, e))?;
+    let live = sys
+        .stat_at(dir, name, false)
+        .ok()
+        .map(|st| (st.dev, st.ino));
     let mut out = Vec::new();
+    let mut stale = Vec::new();
     for n in names {
         let Some((target, time)) = parse_backup_name(&n) else {
             continue;
@@ -149,6 +169,10 @@ pub(crate) fn list_in(
             continue;
         }
         let size = match sys.stat_at(dir, &n, false) {
+            Ok(st) if live == Some((st.dev, st.ino)) => {
+                stale.push(n);
+                continue;
+            }
             Ok(st) if st.file_type() == FileType::Regular => st.size,
             _ => continue,
         };
@@ -160,19 +184,20 @@ pub(crate) fn list_in(
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    Ok((out, stale))
 }
 
-/// Removes the oldest backups of `name` beyond `keep`. Not fsynced: if a crash undoes a
-/// removal, there is one backup too many, never one too few.
+/// Removes the oldest backups of `name` beyond `keep`, and stale backup names of the live file.
+/// Not fsynced: if a crash undoes a removal, there is one backup too many, never one too few.
 pub(crate) fn prune(sys: &dyn Sys, dir: &Fd, dir_path: &Path, name: &OsStr, keep: usize) {
-    let Ok(all) = list_in(sys, dir, dir_path, name) else {
+    let Ok((all, stale)) = scan(sys, dir, dir_path, name) else {
         return;
     };
     let extra = all.len().saturating_sub(keep);
-    for b in &all[..extra] {
-        if let Err(e) = sys.unlink(dir, &b.name) {
-            tracing::warn!(target: "untorn", backup = %b.path.display(), error = %e, "could not remove an old backup");
+    let doomed = all[..extra].iter().map(|b| &b.name).chain(stale.iter());
+    for n in doomed {
+        if let Err(e) = sys.unlink(dir, n) {
+            tracing::warn!(target: "untorn", backup = %join(dir_path, n).display(), error = %e, "could not remove an old backup");
         }
     }
 }

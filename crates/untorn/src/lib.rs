@@ -95,6 +95,8 @@ mod tests;
 #[cfg(test)]
 mod tests_backup;
 #[cfg(test)]
+mod tests_crash;
+#[cfg(test)]
 mod tests_lock;
 #[cfg(test)]
 mod tests_log;

@@ -402,8 +402,16 @@ fn truncate_durably(sys: &dyn Sys, fd: &Fd, len: u64, path: &Path) -> Result<()>
 
 /// Reads a log under the shared lock, leaving a torn tail out (and reporting it).
 pub fn read_log(path: impl AsRef<Path>, format: LogFormat) -> Result<Log> {
-    let path = path.as_ref();
-    let data = match crate::update::UpdateOptions::new().read(path)? {
+    read_log_with(crate::update::UpdateOptions::new(), path.as_ref(), format)
+}
+
+/// [`read_log`] through the given options (and so their [`Sys`]).
+pub(crate) fn read_log_with(
+    opts: crate::update::UpdateOptions,
+    path: &Path,
+    format: LogFormat,
+) -> Result<Log> {
+    let data = match opts.read(path)? {
         Some(d) => d,
         None => return Err(Error::io(Op::Read, path, crate::sys::os_error(ENOENT))),
     };

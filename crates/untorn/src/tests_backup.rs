@@ -81,7 +81,7 @@ fn backups_are_never_more_readable_than_the_original() {
 }
 
 #[test]
-fn a_backup_costs_a_rename_not_a_copy_nor_a_second_sync() {
+fn a_backup_costs_a_link_not_a_copy_nor_a_second_sync() {
     let d = dir();
     let p = d.path().join("big.bin");
     write(&p, vec![1u8; 1 << 20]).unwrap();
@@ -100,7 +100,7 @@ fn a_backup_costs_a_rename_not_a_copy_nor_a_second_sync() {
     let backup_rename = probe
         .events()
         .iter()
-        .position(|e| e.call == Call::Rename && e.detail.contains(".bak"))
+        .position(|e| e.call == Call::Link && e.detail.contains(".bak"))
         .expect(&tr);
     let dsync = probe
         .events()

@@ -1065,8 +1065,15 @@ pub(crate) fn recover_before_write(
 
 /// Recovers every transaction journal in `dir`. Returns what it did.
 pub fn recover_dir(dir: impl AsRef<Path>, dry_run: bool) -> Result<Vec<Recovered>> {
-    let dir = dir.as_ref();
-    let ctx = Ctx::real();
+    recover_dir_with(&Ctx::real(), dir.as_ref(), dry_run)
+}
+
+/// [`recover_dir`] through `ctx`'s [`Sys`].
+pub(crate) fn recover_dir_with(
+    ctx: &Arc<Ctx>,
+    dir: &Path,
+    dry_run: bool,
+) -> Result<Vec<Recovered>> {
     let sys = &*ctx.sys;
     let dfd = sys
         .open_dir(None, dir)
@@ -1087,12 +1094,12 @@ pub fn recover_dir(dir: impl AsRef<Path>, dry_run: bool) -> Result<Vec<Recovered
                     Recovered::RolledBack(p)
                 });
             } else {
-                out.push(recover_journal(&ctx, &p, None)?);
+                out.push(recover_journal(ctx, &p, None)?);
             }
         } else if n.as_bytes().ends_with(b".lock") && !dry_run {
             if let Ok(st) = sys.stat_at(&dfd, &n, false) {
                 if st.size > 0 && st.file_type() == FileType::Regular {
-                    if let Some(r) = recover_lock_file(&ctx, &p)? {
+                    if let Some(r) = recover_lock_file(ctx, &p)? {
                         if !out.contains(&r) {
                             out.push(r);
                         }
