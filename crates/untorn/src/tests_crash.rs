@@ -460,7 +460,8 @@ fn crash_states_cover_lost_renames_and_zero_filled_tails() {
     .unwrap();
     let snap = sim.snapshots().pop().unwrap();
     let states = Sim::crash_states(&snap, 1000, &mut fastrand::Rng::with_seed(1));
-    let seen: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = states
+    type Pair = (Option<Vec<u8>>, Option<Vec<u8>>);
+    let seen: Vec<Pair> = states
         .iter()
         .map(|t: &Tree| (t.read(Path::new("/d/f")), t.read(Path::new("/d/g"))))
         .collect();
