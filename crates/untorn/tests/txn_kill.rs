@@ -57,7 +57,11 @@ fn killed_transactions_are_all_or_nothing() {
     let mut last_acked = 0;
     let mut next = 1;
     let (mut rolled_forward, mut rolled_back) = (0, 0);
-    for _kill in 0..60 {
+    let kills: usize = std::env::var("UNTORN_KILL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    for _kill in 0..kills {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
@@ -117,7 +121,7 @@ fn killed_transactions_are_all_or_nothing() {
         next = v0.max(last_acked) + 1 + 1000;
     }
     let msg = format!(
-        "txn kill test: last acked {last_acked}, rolled forward {rolled_forward}, back {rolled_back}\n"
+        "PROOF kill op=txn kills={kills} violations=0 last_acked={last_acked} rolled_forward={rolled_forward} rolled_back={rolled_back}\n"
     );
     let _ = std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes());
     assert!(last_acked > 0);
