@@ -152,7 +152,9 @@ fn a_held_lock_times_out_in_about_the_time_asked() {
     let took = t.elapsed();
     assert_eq!(out.status.code(), Some(11), "{out:?}");
     assert!(
-        took >= Duration::from_millis(200) && took < Duration::from_millis(800),
+        // The upper bound allows for starting a process on a loaded machine (the jq tests of
+        // this file run beside it).
+        took >= Duration::from_millis(200) && took < Duration::from_millis(1500),
         "{took:?}"
     );
     let err = String::from_utf8_lossy(&out.stderr);
