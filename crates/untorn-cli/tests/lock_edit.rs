@@ -201,8 +201,9 @@ fn a_killed_holder_releases_the_lock_at_once() {
         d.path(),
     );
     assert!(out.status.success(), "{out:?}");
+    // Well under the 5 s timeout: at once, allowing for process start-up on a loaded machine.
     assert!(
-        t.elapsed() < Duration::from_millis(500),
+        t.elapsed() < Duration::from_millis(1500),
         "{:?}",
         t.elapsed()
     );
