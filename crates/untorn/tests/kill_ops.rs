@@ -59,7 +59,13 @@ fn child_ops() {
 /// last acknowledged n, if any.
 fn one_kill(dir: &Path, op: &str, start: u64) -> Option<u64> {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_ops", "--nocapture", "--test-threads=1", "-q"])
+        .args([
+            "--exact",
+            "child_ops",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
         .env("UNTORN_KILL_CHILD", dir)
         .env("UNTORN_KILL_OP", op)
         .env("UNTORN_KILL_START", start.to_string())
@@ -113,7 +119,10 @@ fn killed_updates_lose_no_acknowledged_increment() {
         } else {
             0
         };
-        assert!(now >= acked && now <= acked + 1, "count {now}, last acked {acked}");
+        assert!(
+            now >= acked && now <= acked + 1,
+            "count {now}, last acked {acked}"
+        );
         acked = now;
     }
     report("update", n, 0, &format!("final_count={acked}"));

@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""untorn against python-atomicwrites and filelock, in one run.
+
+1. A 1 KiB durable write: ``untorn.write_bytes`` against ``atomicwrites.atomic_write`` (which
+   also fsyncs the file and its directory on Linux), same directory, same data.
+2. A contended counter: N processes each add 1 to a JSON counter M times, with
+   ``untorn.update_json`` against ``filelock.FileLock`` + ``json`` + ``atomicwrites`` (the
+   usual Python recipe). Both must end at exactly N*M.
+
+Prints the per-operation times and the ratios (> 1: untorn is faster).
+
+    pip install ./python atomicwrites filelock
+    python python/bench/bench.py [--dir DIR] [--writes 300] [--procs 4] [--updates 100]
+
+The numbers depend on the disk's fsync latency far more than on either library: run both on the
+same file system (``--dir``), on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from typing import Callable, List
+
+import untorn
+
+try:
+    import atomicwrites
+    import filelock
+except ImportError as e:  # pragma: no cover - a usage error
+    sys.exit(f"bench.py needs atomicwrites and filelock: pip install atomicwrites filelock ({e})")
+
+
+PAYLOAD = os.urandom(512).hex().encode()  # 1 KiB
+assert len(PAYLOAD) == 1024
+
+
+def write_untorn(path: str) -> None:
+    untorn.write_bytes(path, PAYLOAD)
+
+
+def write_atomicwrites(path: str) -> None:
+    with atomicwrites.atomic_write(path, mode="wb", overwrite=True) as f:
+        f.write(PAYLOAD)
+
+
+def time_writes(fn: Callable[[str], None], path: str, n: int) -> List[float]:
+    fn(path)  # warm up (creates the file)
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn(path)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+# -- the contended counter (functions run in child processes) ----------------------------------
+
+
+def bump(state: dict) -> None:
+    state["count"] += 1
+
+
+def counter_untorn(path: str, n: int) -> None:
+    for _ in range(n):
+        untorn.update_json(path, bump, default={"count": 0})
+
+
+def counter_filelock(path: str, n: int) -> None:
+    lock = filelock.FileLock(path + ".flock")
+    for _ in range(n):
+        with lock:
+            try:
+                with open(path) as f:
+                    state = json.load(f)
+            except FileNotFoundError:
+                state = {"count": 0}
+            state["count"] += 1
+            with atomicwrites.atomic_write(path, overwrite=True) as f:
+                json.dump(state, f, indent=2)
+                f.write("\n")
+
+
+def run_counter(fn: Callable[[str, int], None], path: str, procs: int, n: int) -> float:
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=fn, args=(path, n)) for _ in range(procs)]
+    t = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - t
+    if any(w.exitcode != 0 for w in workers):
+        sys.exit(f"{fn.__name__}: a worker failed")
+    with open(path) as f:
+        count = json.load(f)["count"]
+    if count != procs * n:
+        sys.exit(f"{fn.__name__}: lost updates: {count} != {procs * n}")
+    return elapsed
+
+
+def fmt_ms(s: float) -> str:
+    return f"{s * 1e3:8.3f} ms"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dir", help="where to write (default: a temp dir under the current dir)")
+    ap.add_argument("--writes", type=int, default=300, help="durable writes per library")
+    ap.add_argument("--procs", type=int, default=4, help="processes in the counter")
+    ap.add_argument("--updates", type=int, default=100, help="increments per process")
+    args = ap.parse_args()
+
+    parent = args.dir or os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="untorn-bench-", dir=parent) as d:
+        print(f"# untorn {untorn.__version__}, atomicwrites {atomicwrites.__version__}, "
+              f"filelock {filelock.__version__}, Python {sys.version.split()[0]}")
+        print(f"# in {d}")
+
+        # 1. Durable 1 KiB writes, interleaved in rounds so that drift hits both alike.
+        tu: List[float] = []
+        ta: List[float] = []
+        rounds = 5
+        for _ in range(rounds):
+            tu += time_writes(write_untorn, os.path.join(d, "u.bin"), args.writes // rounds)
+            ta += time_writes(write_atomicwrites, os.path.join(d, "a.bin"), args.writes // rounds)
+        mu, ma = statistics.median(tu), statistics.median(ta)
+        print()
+        print(f"1 KiB durable write ({len(tu)} each)          median      mean")
+        print(f"  untorn.write_bytes                {fmt_ms(mu)}  {fmt_ms(statistics.mean(tu))}")
+        print(f"  atomicwrites.atomic_write         {fmt_ms(ma)}  {fmt_ms(statistics.mean(ta))}")
+        print(f"  ratio atomicwrites/untorn (median)  {ma / mu:6.2f}x")
+
+        # 2. The contended counter.
+        n = args.procs * args.updates
+        cu = run_counter(counter_untorn, os.path.join(d, "u.json"), args.procs, args.updates)
+        cf = run_counter(counter_filelock, os.path.join(d, "f.json"), args.procs, args.updates)
+        print()
+        print(f"contended counter: {args.procs} processes x {args.updates} increments "
+              f"(exact count checked)")
+        print(f"  untorn.update_json                {cu:7.2f} s  {fmt_ms(cu / n)} per update")
+        print(f"  filelock + json + atomicwrites    {cf:7.2f} s  {fmt_ms(cf / n)} per update")
+        print(f"  ratio filelock/untorn               {cf / cu:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
