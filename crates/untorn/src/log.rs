@@ -361,7 +361,8 @@ fn torn_tail(
     if size == 0 {
         return Ok(None);
     }
-    let mut window: u64 = 64 * 1024;
+    // Most records are short: look at the last 4 KiB first, and further back only if needed.
+    let mut window: u64 = 4 * 1024;
     loop {
         let start = size.saturating_sub(window);
         let data = read_range(sys, fd, start, (size - start) as usize, path)?;
