@@ -1,0 +1,1547 @@
+//! The order of the real system calls of the `untorn` binary, seen with strace.
+//!
+//! Each test runs one operation under
+//! `strace -f -y -xx -s 4096 --seccomp-bpf -e signal=none -e trace=<files, descriptors, syncs,
+//! renames, links, unlinks, flock>`, parses the trace, and checks the order the protocol needs:
+//! data written to the temp before its fsync, the fsync before the rename that puts the temp at
+//! FILE, the directory fsynced after; a transaction's journal durable before its first rename;
+//! an edit holding FILE.lock from before the read until after the rename is durable.
+//!
+//! The checker follows inodes, not names: a small model of the directory (names → objects, and
+//! each process's descriptors → objects) replays the trace, so that an `O_TMPFILE` descriptor,
+//! its `linkat` name and the `renameat2` that moves that name onto FILE are known to be one file.
+//! `-y` prints each descriptor's path, which is how a directory's fsync is recognised.
+//!
+//! Every test then mutates its own real trace (moves the temp's fsync after the rename, drops the
+//! directory fsync, ...) and checks that the checker rejects it: the assertions are shown to be
+//! able to fail, on every run.
+//!
+//! Without strace the tests print `SKIPPED: <reason>` on stderr and pass, unless
+//! `UNTORN_REQUIRE_ALL=1` (CI), which turns the skip into a failure.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+const UNTORN: &str = env!("CARGO_BIN_EXE_untorn");
+
+/// The calls traced: everything on files and descriptors, every kind of sync, renames, links,
+/// unlinks and flock.
+const TRACE_SET: &str = "%file,%desc,fsync,fdatasync,syncfs,sync_file_range,sync,rename,renameat,\
+                         renameat2,link,linkat,unlink,unlinkat,flock";
+
+// ---------------------------------------------------------------------------------------------
+// Running strace
+
+/// strace's path and whether it supports `--seccomp-bpf`, or why it cannot be used.
+fn strace() -> Result<(PathBuf, bool), String> {
+    static FOUND: OnceLock<Result<(PathBuf, bool), String>> = OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let path = std::env::var_os("PATH")
+                .and_then(|p| {
+                    std::env::split_paths(&p)
+                        .map(|d| d.join("strace"))
+                        .find(|p| p.is_file())
+                })
+                .ok_or_else(|| {
+                    "strace is not installed (./scripts/test installs it)".to_string()
+                })?;
+            let works = |extra: &[&str]| {
+                Command::new(&path)
+                    .args(extra)
+                    .args(["-f", "-e", "trace=fsync", "-o", "/dev/null", "true"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            if works(&["--seccomp-bpf"]) {
+                Ok((path, true))
+            } else if works(&[]) {
+                Ok((path, false))
+            } else {
+                Err(format!(
+                    "{} cannot trace here (ptrace not allowed?)",
+                    path.display()
+                ))
+            }
+        })
+        .clone()
+}
+
+/// Prints why a test is skipped, or fails it when `UNTORN_REQUIRE_ALL=1`.
+fn skip(test: &str, why: &str) {
+    if std::env::var("UNTORN_REQUIRE_ALL").as_deref() == Ok("1") {
+        panic!("{test} cannot run: {why} (UNTORN_REQUIRE_ALL=1 forbids skipping)");
+    }
+    let msg = format!("SKIPPED: {test}: {why}\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes());
+}
+
+/// One traced run of `untorn ARGS` in `dir`.
+struct Run {
+    dir: String,
+    calls: Vec<Call>,
+    evs: Vec<Ev>,
+}
+
+impl Run {
+    fn path(&self, name: &str) -> String {
+        norm(&format!("{}/{name}", self.dir))
+    }
+}
+
+/// Runs `untorn ARGS` in `dir` under strace; None if the test must be skipped.
+fn traced(test: &str, dir: &Path, args: &[&str]) -> Option<Run> {
+    let (strace, seccomp) = match strace() {
+        Ok(s) => s,
+        Err(why) => {
+            skip(test, &why);
+            return None;
+        }
+    };
+    let dir = dir.canonicalize().expect("canonical test dir");
+    let out = tempfile::Builder::new()
+        .prefix("untorn-trace-")
+        .tempfile()
+        .expect("a trace file");
+    let mut cmd = Command::new(strace);
+    cmd.args(["-f", "-y", "-xx", "-s", "4096"]);
+    if seccomp {
+        cmd.arg("--seccomp-bpf");
+    }
+    cmd.args(["-e", "signal=none", "-e"])
+        .arg(format!("trace={TRACE_SET}"))
+        .arg("-o")
+        .arg(out.path())
+        .arg(UNTORN)
+        .args(args)
+        .current_dir(&dir)
+        .stdin(Stdio::null());
+    let output = cmd.output().expect("run strace");
+    let text = std::fs::read_to_string(out.path()).expect("read the trace");
+    let calls = parse_trace(&text);
+    let evs = analyze(&calls);
+    assert!(
+        output.status.success(),
+        "untorn {args:?} failed: {:?}\nstderr: {}\ntrace:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        dump(&evs)
+    );
+    Some(Run {
+        dir: dir.to_str().expect("UTF-8 test dir").to_string(),
+        calls,
+        evs,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing strace's output
+
+/// One completed system call, as strace printed it (unfinished/resumed pairs joined).
+#[derive(Clone, Debug)]
+struct Call {
+    pid: u32,
+    name: String,
+    args: Vec<String>,
+    /// The return value; None for `?`.
+    ret: Option<i64>,
+    /// The path of a returned descriptor (`= 3</dir>`).
+    ret_path: Option<String>,
+    /// The line, with its strings decoded, for messages.
+    text: String,
+}
+
+/// Decodes strace's escapes (`-xx` prints every byte of a string or path as `\xNN`).
+fn unescape(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len() / 4);
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            match b[i + 1] {
+                b'x' if i + 3 < b.len() => {
+                    if let Ok(v) = u8::from_str_radix(&s[i + 2..i + 4], 16) {
+                        out.push(v);
+                        i += 4;
+                        continue;
+                    }
+                    out.push(b'\\');
+                    i += 1;
+                }
+                b'n' => {
+                    out.push(b'\n');
+                    i += 2;
+                }
+                b't' => {
+                    out.push(b'\t');
+                    i += 2;
+                }
+                b'r' => {
+                    out.push(b'\r');
+                    i += 2;
+                }
+                c => {
+                    out.push(c);
+                    i += 2;
+                }
+            }
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A readable form of a trace line: `\xNN` escapes decoded where printable.
+fn readable(line: &str) -> String {
+    let b = line.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out = Vec::with_capacity(b.len() / 2);
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1] == b'x' {
+            if let (Some(h), Some(l)) = (hex(b[i + 2]), hex(b[i + 3])) {
+                let v = (h * 16 + l) as u8;
+                if v == b' ' || v.is_ascii_graphic() {
+                    out.push(v);
+                } else {
+                    out.extend_from_slice(format!("\\x{v:02x}").as_bytes());
+                }
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Splits `a, b, {c, d}, [e]` at the top-level commas.
+fn split_args(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut depth, mut quoted, mut cur) = (0i32, false, String::new());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if quoted => {
+                cur.push(c);
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+                continue;
+            }
+            '"' => quoted = !quoted,
+            '(' | '[' | '{' | '<' if !quoted => depth += 1,
+            ')' | ']' | '}' | '>' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                out.push(cur.trim().to_string());
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
+}
+
+/// Parses one complete call: `name(args) = ret ...`.
+fn parse_call(pid: u32, body: &str) -> Option<Call> {
+    let open = body.find('(')?;
+    let name = body[..open].trim().to_string();
+    if name.is_empty() || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+        return None;
+    }
+    // The closing parenthesis of the arguments: strings are hex-escaped, so brackets inside
+    // them cannot confuse the count.
+    let (mut depth, mut quoted, mut close) = (0i32, false, None);
+    let bytes = body.as_bytes();
+    let mut i = open;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if quoted => i += 1,
+            b'"' => quoted = !quoted,
+            b'(' if !quoted => depth += 1,
+            b')' if !quoted => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(i);
+                    break;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let close = close?;
+    let args = split_args(&body[open + 1..close]);
+    let rest = body[close + 1..].trim_start();
+    let ret = rest.strip_prefix('=')?.trim_start();
+    let token: String = ret
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    let ret_path = fd_arg(ret.split_whitespace().next().unwrap_or("")).map(|(_, p)| p);
+    let ret = if let Some(h) = token.strip_prefix("0x") {
+        i64::from_str_radix(h, 16).ok()
+    } else {
+        token.parse().ok()
+    };
+    Some(Call {
+        pid,
+        name,
+        args,
+        ret,
+        ret_path,
+        text: readable(&format!("{pid} {body}")),
+    })
+}
+
+/// Parses a trace written by `strace -f -o FILE`: one call per line, prefixed by the pid.
+fn parse_trace(text: &str) -> Vec<Call> {
+    let mut calls = Vec::new();
+    let mut pending: HashMap<u32, String> = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim_end();
+        let Some((pid, body)) = line.split_once(|c: char| c.is_ascii_whitespace()) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        let body = body.trim_start();
+        if body.starts_with("+++") || body.starts_with("---") {
+            continue;
+        }
+        let body = if let Some(r) = body.strip_prefix("<... ") {
+            // `<... name resumed>rest`: the end of a call started on an earlier line.
+            let Some((_, rest)) = r.split_once(" resumed>") else {
+                continue;
+            };
+            match pending.remove(&pid) {
+                Some(start) => format!("{start}{rest}"),
+                None => continue,
+            }
+        } else if let Some(start) = body.strip_suffix("<unfinished ...>") {
+            pending.insert(pid, start.to_string());
+            continue;
+        } else {
+            body.to_string()
+        };
+        if let Some(c) = parse_call(pid, &body) {
+            calls.push(c);
+        }
+    }
+    calls
+}
+
+/// The descriptor of an argument printed with `-y`: `3</dir>`, `4</dir/#123>(deleted)`,
+/// `AT_FDCWD</cwd>` (fd -100).
+fn fd_arg(a: &str) -> Option<(i64, String)> {
+    let lt = a.find('<')?;
+    let gt = a.rfind('>')?;
+    if gt < lt {
+        return None;
+    }
+    let fd = match &a[..lt] {
+        "AT_FDCWD" => -100,
+        n => n.parse().ok()?,
+    };
+    let path = String::from_utf8_lossy(&unescape(&a[lt + 1..gt])).into_owned();
+    Some((fd, path))
+}
+
+/// The bytes of a string argument `"..."` (possibly followed by `...` when truncated).
+fn str_arg(a: &str) -> Option<Vec<u8>> {
+    let a = a.strip_prefix('"')?;
+    let end = a.rfind('"')?;
+    Some(unescape(&a[..end]))
+}
+
+/// A path made absolute and lexically normal (no `.`, no `..`, no double slashes).
+fn norm(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+fn parent(p: &str) -> String {
+    norm(&format!("{p}/.."))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replaying the trace: which file each call touches
+
+/// A file (an inode), as far as the trace shows it.
+type Obj = usize;
+
+/// A call with what it touched.
+#[derive(Clone, Debug, Default)]
+struct Ev {
+    i: usize,
+    pid: u32,
+    name: String,
+    ok: bool,
+    /// The descriptor of the first argument, its path as `-y` printed it, its file, and the
+    /// flags it was opened with (when the open was seen).
+    fd: Option<i64>,
+    fd_path: Option<String>,
+    obj: Option<Obj>,
+    fd_flags: String,
+    /// Resolved absolute path arguments: `[path]` for opens and unlinks, `[from, to]` for
+    /// renames and links.
+    paths: Vec<String>,
+    /// Renames and links: the file that got the new name; unlinks: the file that lost it.
+    moved: Option<Obj>,
+    /// Renames: the file that had the destination name before.
+    displaced: Option<Obj>,
+    /// The flags argument (opens, renames, flock), as printed.
+    flags: String,
+    /// Writes: the bytes written.
+    data: Vec<u8>,
+    text: String,
+}
+
+#[derive(Default)]
+struct Model {
+    names: HashMap<String, Obj>,
+    /// (pid, fd) → (file, open flags, path at open).
+    fds: HashMap<(u32, i64), (Obj, String, String)>,
+    next: Obj,
+    cwd: String,
+}
+
+impl Model {
+    fn new_obj(&mut self) -> Obj {
+        self.next += 1;
+        self.next
+    }
+    /// The file named `path` (a file the trace has not seen yet existed before it).
+    fn at(&mut self, path: &str) -> Obj {
+        if let Some(&o) = self.names.get(path) {
+            return o;
+        }
+        let o = self.new_obj();
+        self.names.insert(path.to_string(), o);
+        o
+    }
+    /// The file of descriptor `fd` of `pid`, and the flags it was opened with. A descriptor
+    /// whose open this process was not seen doing (another thread of it opened it) is the one
+    /// of the same number and path opened elsewhere, else the file its `-y` path names.
+    fn fd(&mut self, pid: u32, fd: i64, path: &str) -> (Obj, String) {
+        if let Some((o, f, _)) = self.fds.get(&(pid, fd)) {
+            return (*o, f.clone());
+        }
+        let shared = self
+            .fds
+            .iter()
+            .find(|((_, n), (_, _, p))| *n == fd && p == path)
+            .map(|(_, (o, f, _))| (*o, f.clone()));
+        shared.unwrap_or_else(|| (self.at(path), String::new()))
+    }
+    /// `dirfd` + `name` as an absolute path.
+    fn resolve(&self, dir: Option<&str>, name: &[u8]) -> String {
+        let name = String::from_utf8_lossy(name);
+        if name.starts_with('/') {
+            return norm(&name);
+        }
+        let base = match dir.and_then(fd_arg) {
+            Some((_, p)) => p,
+            None => self.cwd.clone(),
+        };
+        norm(&format!("{base}/{name}"))
+    }
+}
+
+/// Replays the calls: one `Ev` per call, in the same order.
+fn analyze(calls: &[Call]) -> Vec<Ev> {
+    let mut m = Model::default();
+    let mut evs = Vec::with_capacity(calls.len());
+    for (i, c) in calls.iter().enumerate() {
+        let mut e = Ev {
+            i,
+            pid: c.pid,
+            name: c.name.clone(),
+            ok: c.ret.is_some_and(|r| r >= 0),
+            text: c.text.clone(),
+            ..Ev::default()
+        };
+        for a in &c.args {
+            if let Some(p) = a.strip_prefix("AT_FDCWD<").and(fd_arg(a)) {
+                m.cwd = p.1;
+            }
+        }
+        let arg = |n: usize| c.args.get(n).map(String::as_str);
+        if let Some((fd, path)) = arg(0).and_then(fd_arg) {
+            let (obj, flags) = m.fd(c.pid, fd, &path);
+            e.fd = Some(fd);
+            e.fd_path = Some(path);
+            e.obj = Some(obj);
+            e.fd_flags = flags;
+        }
+        let name_at = |n: usize| arg(n).and_then(str_arg).unwrap_or_default();
+        match c.name.as_str() {
+            "open" | "openat" | "creat" | "openat2" => {
+                let (path, flags) = match c.name.as_str() {
+                    "open" => (m.resolve(None, &name_at(0)), arg(1).unwrap_or("")),
+                    "creat" => (m.resolve(None, &name_at(0)), "O_CREAT|O_WRONLY|O_TRUNC"),
+                    _ => (m.resolve(arg(0), &name_at(1)), arg(2).unwrap_or("")),
+                };
+                e.flags = flags.to_string();
+                e.paths = vec![path.clone()];
+                if e.ok {
+                    let obj = if flags.contains("O_TMPFILE") {
+                        m.new_obj()
+                    } else if flags.contains("O_CREAT") && flags.contains("O_EXCL") {
+                        let o = m.new_obj();
+                        m.names.insert(path.clone(), o);
+                        o
+                    } else {
+                        m.at(&path)
+                    };
+                    let fd_path = c.ret_path.clone().unwrap_or_default();
+                    m.fds
+                        .insert((c.pid, c.ret.unwrap()), (obj, flags.to_string(), fd_path));
+                    e.moved = Some(obj);
+                }
+            }
+            "close" => {
+                if let Some(fd) = e.fd {
+                    m.fds.remove(&(c.pid, fd));
+                }
+            }
+            "dup" | "dup2" | "dup3" | "fcntl" => {
+                let dup = c.name != "fcntl" || arg(1).is_some_and(|f| f.starts_with("F_DUPFD"));
+                if let (true, true, Some(obj)) = (dup, e.ok, e.obj) {
+                    let v = (
+                        obj,
+                        e.fd_flags.clone(),
+                        e.fd_path.clone().unwrap_or_default(),
+                    );
+                    m.fds.insert((c.pid, c.ret.unwrap()), v);
+                }
+            }
+            "rename" | "renameat" | "renameat2" | "link" | "linkat" => {
+                let (from, to, flags) = if matches!(c.name.as_str(), "rename" | "link") {
+                    (
+                        m.resolve(None, &name_at(0)),
+                        m.resolve(None, &name_at(1)),
+                        "",
+                    )
+                } else {
+                    (
+                        m.resolve(arg(0), &name_at(1)),
+                        m.resolve(arg(2), &name_at(3)),
+                        arg(4).unwrap_or(""),
+                    )
+                };
+                e.flags = flags.to_string();
+                e.paths = vec![from.clone(), to.clone()];
+                if e.ok {
+                    let src = if c.name == "linkat" && flags.contains("AT_EMPTY_PATH") {
+                        e.obj.expect("linkat AT_EMPTY_PATH has a descriptor")
+                    } else {
+                        m.at(&from)
+                    };
+                    e.moved = Some(src);
+                    e.displaced = m.names.get(&to).copied();
+                    if c.name.starts_with("link") {
+                        m.names.insert(to, src);
+                    } else if flags.contains("RENAME_EXCHANGE") {
+                        let dst = m.at(&to);
+                        m.names.insert(from, dst);
+                        m.names.insert(to, src);
+                    } else {
+                        m.names.remove(&from);
+                        m.names.insert(to, src);
+                    }
+                }
+            }
+            "unlink" | "unlinkat" => {
+                let path = if c.name == "unlink" {
+                    m.resolve(None, &name_at(0))
+                } else {
+                    m.resolve(arg(0), &name_at(1))
+                };
+                e.paths = vec![path.clone()];
+                if e.ok {
+                    e.moved = m.names.remove(&path);
+                }
+            }
+            "write" | "pwrite64" | "writev" | "pwritev" | "pwritev2" if e.ok => {
+                // write: the string; writev: every iov_base of the array.
+                let mut data = Vec::new();
+                let mut rest = arg(1).unwrap_or("");
+                while let Some(p) = rest.find('"') {
+                    let s = &rest[p..];
+                    let end = s[1..].find('"').map_or(s.len(), |e| e + 2);
+                    data.extend(str_arg(&s[..end]).unwrap_or_default());
+                    rest = &s[end..];
+                }
+                let n = usize::try_from(c.ret.unwrap()).unwrap_or(0);
+                data.truncate(n);
+                e.data = data;
+            }
+            "flock" => e.flags = arg(1).unwrap_or("").to_string(),
+            "newfstatat" | "statx" | "faccessat" | "faccessat2" | "readlinkat" => {
+                // A name that exists: a file the trace has not seen created existed before.
+                let path = m.resolve(arg(0), &name_at(1));
+                if e.ok {
+                    m.at(&path);
+                }
+            }
+            "stat" | "lstat" | "access" | "readlink" => {
+                let path = m.resolve(None, &name_at(0));
+                if e.ok {
+                    m.at(&path);
+                }
+            }
+            _ => {}
+        }
+        evs.push(e);
+    }
+    evs
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checks
+
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+));
+        }
+    };
+}
+
+fn is_sync(e: &Ev) -> bool {
+    e.ok && matches!(e.name.as_str(), "fsync" | "fdatasync")
+}
+
+fn is_any_sync(e: &Ev) -> bool {
+    matches!(
+        e.name.as_str(),
+        "fsync" | "fdatasync" | "syncfs" | "sync_file_range" | "sync"
+    )
+}
+
+fn is_write(e: &Ev) -> bool {
+    e.ok && !e.data.is_empty() && e.name.contains("write")
+}
+
+fn is_read(e: &Ev) -> bool {
+    e.ok && matches!(
+        e.name.as_str(),
+        "read" | "pread64" | "readv" | "preadv" | "preadv2"
+    )
+}
+
+/// An fsync of the directory `dir` (a descriptor whose path is the directory).
+fn is_dir_sync(e: &Ev, dir: &str) -> bool {
+    is_sync(e) && e.fd_path.as_deref() == Some(dir)
+}
+
+/// The one successful rename or link that gives `file` its new content.
+fn put_at<'a>(evs: &'a [Ev], file: &str) -> Result<&'a Ev, String> {
+    let puts: Vec<&Ev> = evs
+        .iter()
+        .filter(|e| e.ok && e.moved.is_some() && e.paths.len() == 2 && e.paths[1] == file)
+        .filter(|e| e.name.starts_with("rename") || e.name.starts_with("link"))
+        .collect();
+    ensure!(
+        puts.len() == 1,
+        "expected one rename (or link) onto {file}, found {}",
+        puts.len()
+    );
+    Ok(puts[0])
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Durability {
+    Full,
+    File,
+    None,
+}
+
+/// Where the steps of one atomic replace are in the trace.
+#[derive(Debug)]
+struct Replace {
+    /// The writes of the new content to the temp.
+    writes: Vec<usize>,
+    /// The fsync of the temp (after its last write, before the rename).
+    sync: Option<usize>,
+    /// The rename (or link) that puts the temp at FILE.
+    put: usize,
+    /// The fsync of the directory after the rename.
+    dir_sync: Option<usize>,
+    /// The file that was at FILE before (None for a new file).
+    displaced: Option<Obj>,
+}
+
+/// An atomic replace of `file` with `content`: the whole content written to a temp in the same
+/// directory, the temp fsynced after its last write and before the rename that puts it at
+/// FILE, the directory fsynced after that rename (durability full); no directory fsync at all
+/// (file); no sync of any kind (none).
+fn check_replace(
+    evs: &[Ev],
+    file: &str,
+    content: &[u8],
+    durability: Durability,
+) -> Result<Replace, String> {
+    let dir = parent(file);
+    let put = put_at(evs, file)?;
+    let temp = put.moved.unwrap();
+    if put.name.starts_with("rename") {
+        ensure!(
+            parent(&put.paths[0]) == dir,
+            "the temp {} is not in the directory of {file}",
+            put.paths[0]
+        );
+    }
+    let writes: Vec<&Ev> = evs
+        .iter()
+        .filter(|e| is_write(e) && e.obj == Some(temp))
+        .collect();
+    ensure!(
+        !writes.is_empty(),
+        "no write to the temp that becomes {file}"
+    );
+    let written: Vec<u8> = writes.iter().flat_map(|e| e.data.clone()).collect();
+    ensure!(
+        written == content,
+        "the temp got {:?}, not the new content {:?}",
+        String::from_utf8_lossy(&written),
+        String::from_utf8_lossy(content)
+    );
+    let last_write = writes.last().unwrap().i;
+    ensure!(
+        last_write < put.i,
+        "the temp is written (call {last_write}) after the rename onto {file} (call {})",
+        put.i
+    );
+    let sync = evs
+        .iter()
+        .find(|e| is_sync(e) && e.obj == Some(temp) && e.i > last_write && e.i < put.i)
+        .map(|e| e.i);
+    let dir_syncs: Vec<usize> = evs
+        .iter()
+        .filter(|e| is_dir_sync(e, &dir))
+        .map(|e| e.i)
+        .collect();
+    let dir_sync = dir_syncs.iter().copied().find(|&i| i > put.i);
+    match durability {
+        Durability::Full | Durability::File => {
+            ensure!(
+                sync.is_some(),
+                "the temp is not fsynced between its last write (call {last_write}) and the \
+                 rename onto {file} (call {})",
+                put.i
+            );
+        }
+        Durability::None => {}
+    }
+    match durability {
+        Durability::Full => ensure!(
+            dir_sync.is_some(),
+            "no fsync of {dir} after the rename onto {file} (call {})",
+            put.i
+        ),
+        Durability::File => ensure!(
+            dir_syncs.is_empty(),
+            "--durability file fsyncs the directory (calls {dir_syncs:?})"
+        ),
+        Durability::None => {
+            let syncs: Vec<usize> = evs.iter().filter(|e| is_any_sync(e)).map(|e| e.i).collect();
+            ensure!(
+                syncs.is_empty(),
+                "--durability none syncs (calls {syncs:?})"
+            );
+        }
+    }
+    Ok(Replace {
+        writes: writes.iter().map(|e| e.i).collect(),
+        sync,
+        put: put.i,
+        dir_sync,
+        displaced: put.displaced,
+    })
+}
+
+/// `untorn write --backup`: the displaced version gets its `.bak` name (a link or a rename of
+/// the old inode) before the single directory fsync that makes the write durable.
+fn check_backup(evs: &[Ev], file: &str, content: &[u8]) -> Result<(Replace, usize), String> {
+    let r = check_replace(evs, file, content, Durability::Full)?;
+    let old = r
+        .displaced
+        .ok_or_else(|| format!("nothing was displaced at {file}"))?;
+    let prefix = format!("{file}.");
+    let bak = evs
+        .iter()
+        .find(|e| {
+            e.ok && (e.name.starts_with("link") || e.name.starts_with("rename"))
+                && e.paths.len() == 2
+                && e.paths[1].starts_with(&prefix)
+                && e.paths[1].ends_with(".bak")
+        })
+        .ok_or_else(|| format!("no link or rename to a backup name {prefix}*.bak"))?;
+    ensure!(
+        bak.moved == Some(old),
+        "the backup name {} is given to another file than the old version",
+        bak.paths[1]
+    );
+    let dir = parent(file);
+    let dir_syncs: Vec<usize> = evs
+        .iter()
+        .filter(|e| is_dir_sync(e, &dir))
+        .map(|e| e.i)
+        .collect();
+    ensure!(
+        dir_syncs.len() == 1,
+        "expected a single fsync of {dir}, found calls {dir_syncs:?}"
+    );
+    ensure!(
+        bak.i < dir_syncs[0],
+        "the backup name (call {}) comes after the directory fsync (call {})",
+        bak.i,
+        dir_syncs[0]
+    );
+    Ok((r, bak.i))
+}
+
+/// Where the steps of an append are.
+struct Append {
+    lock: usize,
+    write: usize,
+    unlock: usize,
+    sync: usize,
+}
+
+/// The exclusive flock of `lock_path` (successful), and its release after `from`: LOCK_UN, or
+/// the close of the locked descriptor, or the end of the trace.
+fn lock_span(evs: &[Ev], lock_path: &str) -> Result<(usize, usize), String> {
+    let lock = evs
+        .iter()
+        .find(|e| {
+            e.ok && e.name == "flock"
+                && e.fd_path.as_deref() == Some(lock_path)
+                && e.flags.contains("LOCK_EX")
+        })
+        .ok_or_else(|| format!("no exclusive flock of {lock_path}"))?;
+    let unlock = evs[lock.i + 1..]
+        .iter()
+        .find(|e| {
+            e.pid == lock.pid
+                && e.fd == lock.fd
+                && ((e.name == "flock" && e.flags.contains("LOCK_UN")) || e.name == "close")
+        })
+        .map_or(evs.len(), |e| e.i);
+    Ok((lock.i, unlock))
+}
+
+/// `untorn append LOG LINE`: one write of the whole line, through a descriptor opened with
+/// O_APPEND, under the exclusive lock of LOG.lock, then an fdatasync (or fsync) of that same
+/// descriptor.
+fn check_append(evs: &[Ev], log: &str, line: &[u8]) -> Result<Append, String> {
+    let writes: Vec<&Ev> = evs
+        .iter()
+        .filter(|e| is_write(e) && e.fd_path.as_deref() == Some(log))
+        .collect();
+    ensure!(
+        writes.len() == 1,
+        "expected one write to {log}, found {}",
+        writes.len()
+    );
+    let w = writes[0];
+    let mut record = line.to_vec();
+    record.push(b'\n');
+    ensure!(
+        w.data == record,
+        "the write to {log} is {:?}, not the whole record {:?}",
+        String::from_utf8_lossy(&w.data),
+        String::from_utf8_lossy(&record)
+    );
+    ensure!(
+        w.fd_flags.contains("O_APPEND"),
+        "{log} is written through a descriptor without O_APPEND ({:?})",
+        w.fd_flags
+    );
+    let (lock, unlock) = lock_span(evs, &format!("{log}.lock"))?;
+    ensure!(
+        lock < w.i && w.i < unlock,
+        "the write (call {}) is not under the lock (calls {lock}..{unlock})",
+        w.i
+    );
+    let sync = evs[w.i + 1..]
+        .iter()
+        .find(|e| is_sync(e) && e.pid == w.pid && e.fd == w.fd)
+        .ok_or_else(|| format!("no fdatasync of {log}'s descriptor after the write"))?;
+    Ok(Append {
+        lock,
+        write: w.i,
+        unlock,
+        sync: sync.i,
+    })
+}
+
+/// Where the steps of a transaction are.
+struct Txn {
+    syncfs: usize,
+    journal_writes: Vec<usize>,
+    journal_sync: usize,
+    journal_dir_sync: usize,
+    first_rename: usize,
+    dir_syncs_after: Vec<usize>,
+    unlink: usize,
+}
+
+/// `untorn txn put A=SRC put B=SRC`: the temps written, then one syncfs, then the journal
+/// written (a complete journal that decodes and names every temp → target), fsynced, and its
+/// directory fsynced, all before the first rename onto a target; each renamed temp is the one
+/// the journal names; after the renames, each directory fsynced; then the journal unlinked.
+fn check_txn(evs: &[Ev], targets: &[(&str, &[u8])]) -> Result<Txn, String> {
+    let is_journal = |p: &str| {
+        Path::new(p)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(".untorn-txn-") && n.ends_with(".journal"))
+    };
+    let creates: Vec<&Ev> = evs
+        .iter()
+        .filter(|e| e.ok && e.name.starts_with("open") && e.flags.contains("O_CREAT"))
+        .filter(|e| e.paths.first().is_some_and(|p| is_journal(p)))
+        .collect();
+    ensure!(
+        creates.len() == 1,
+        "expected one journal created, found {}",
+        creates.len()
+    );
+    let (create, jpath) = (creates[0], creates[0].paths[0].clone());
+    let journal = create.moved.unwrap();
+    let jdir = parent(&jpath);
+    let jwrites: Vec<&Ev> = evs
+        .iter()
+        .filter(|e| is_write(e) && e.obj == Some(journal))
+        .collect();
+    ensure!(!jwrites.is_empty(), "the journal {jpath} is never written");
+    let bytes: Vec<u8> = jwrites.iter().flat_map(|e| e.data.clone()).collect();
+    let decoded = untorn::txn::Journal::decode(&bytes)
+        .map_err(|e| format!("the journal written is not a valid journal: {e}"))?;
+    let syncfs = evs
+        .iter()
+        .find(|e| e.ok && e.name == "syncfs")
+        .ok_or("no syncfs")?;
+    ensure!(
+        syncfs.i < jwrites[0].i,
+        "the syncfs (call {}) is not before the journal is written (call {})",
+        syncfs.i,
+        jwrites[0].i
+    );
+    let last_jwrite = jwrites.last().unwrap().i;
+    let first_rename_guess = evs
+        .iter()
+        .filter(|e| {
+            e.ok && e.name.starts_with("rename")
+                && e.paths.len() == 2
+                && targets.iter().any(|(t, _)| e.paths[1] == *t)
+        })
+        .map(|e| e.i)
+        .min()
+        .ok_or("no rename onto a target")?;
+    let journal_sync = evs
+        .iter()
+        .find(|e| is_sync(e) && e.obj == Some(journal) && e.i > last_jwrite)
+        .map(|e| e.i)
+        .ok_or_else(|| format!("the journal {jpath} is not fsynced after it is written"))?;
+    ensure!(
+        journal_sync < first_rename_guess,
+        "the journal's fsync (call {journal_sync}) comes after the first rename (call \
+         {first_rename_guess})"
+    );
+    let journal_dir_sync = evs
+        .iter()
+        .find(|e| is_dir_sync(e, &jdir) && e.i > create.i)
+        .map(|e| e.i)
+        .ok_or_else(|| format!("the journal's directory {jdir} is not fsynced"))?;
+    ensure!(
+        journal_dir_sync < first_rename_guess,
+        "the journal's directory fsync (call {journal_dir_sync}) comes after the first rename \
+         (call {first_rename_guess})"
+    );
+    let mut renames = Vec::new();
+    for (target, content) in targets {
+        let put = put_at(evs, target)?;
+        ensure!(
+            put.name.starts_with("rename"),
+            "{target} is not put by a rename"
+        );
+        let temp = put.moved.unwrap();
+        let writes: Vec<&Ev> = evs
+            .iter()
+            .filter(|e| is_write(e) && e.obj == Some(temp))
+            .collect();
+        ensure!(
+            writes.iter().all(|e| e.i < put.i),
+            "the temp of {target} is written after its rename"
+        );
+        let data: Vec<u8> = writes.iter().flat_map(|e| e.data.clone()).collect();
+        ensure!(
+            data == *content,
+            "the temp of {target} got {:?}",
+            String::from_utf8_lossy(&data)
+        );
+        let last = writes.last().unwrap().i;
+        ensure!(
+            last < syncfs.i,
+            "the temp of {target} is written (call {last}) after the syncfs (call {})",
+            syncfs.i
+        );
+        let named = decoded.entries.iter().any(|en| match en {
+            untorn::txn::Entry::Put {
+                temp: t,
+                target: tg,
+                ..
+            } => {
+                norm(&t.to_string_lossy()) == put.paths[0] && norm(&tg.to_string_lossy()) == *target
+            }
+            _ => false,
+        });
+        ensure!(
+            named,
+            "the journal does not name the rename {} -> {target}",
+            put.paths[0]
+        );
+        renames.push((put.i, parent(target)));
+    }
+    let first_rename = renames.iter().map(|r| r.0).min().unwrap();
+    let mut dir_syncs_after = Vec::new();
+    for dir in renames
+        .iter()
+        .map(|r| r.1.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let last = renames
+            .iter()
+            .filter(|r| r.1 == dir)
+            .map(|r| r.0)
+            .max()
+            .unwrap();
+        let s = evs
+            .iter()
+            .find(|e| is_dir_sync(e, &dir) && e.i > last)
+            .ok_or_else(|| format!("no fsync of {dir} after its last rename (call {last})"))?;
+        dir_syncs_after.push(s.i);
+    }
+    let unlink = evs
+        .iter()
+        .find(|e| e.ok && e.name.starts_with("unlink") && e.paths.first() == Some(&jpath))
+        .ok_or_else(|| format!("the journal {jpath} is not unlinked"))?;
+    let last_dir_sync = *dir_syncs_after.iter().max().unwrap();
+    ensure!(
+        unlink.i > last_dir_sync,
+        "the journal is unlinked (call {}) before the renames are durable (call {last_dir_sync})",
+        unlink.i
+    );
+    Ok(Txn {
+        syncfs: syncfs.i,
+        journal_writes: jwrites.iter().map(|e| e.i).collect(),
+        journal_sync,
+        journal_dir_sync,
+        first_rename,
+        dir_syncs_after,
+        unlink: unlink.i,
+    })
+}
+
+/// `untorn edit FILE -- FILTER`: the exclusive flock of FILE.lock is taken before FILE is read
+/// and released (LOCK_UN or close) only after the rename onto FILE and the directory fsync.
+fn check_edit(
+    evs: &[Ev],
+    file: &str,
+    new: &[u8],
+) -> Result<(Replace, usize, usize, usize), String> {
+    let r = check_replace(evs, file, new, Durability::Full)?;
+    let old = r
+        .displaced
+        .ok_or_else(|| format!("nothing was displaced at {file}"))?;
+    let (lock, unlock) = lock_span(evs, &format!("{file}.lock"))?;
+    let first_read = evs
+        .iter()
+        .find(|e| is_read(e) && e.obj == Some(old))
+        .map(|e| e.i)
+        .ok_or_else(|| format!("{file} is never read"))?;
+    ensure!(
+        lock < first_read,
+        "{file} is read (call {first_read}) before its lock is taken (call {lock})"
+    );
+    let dir_sync = r.dir_sync.unwrap();
+    ensure!(
+        unlock > r.put && unlock > dir_sync,
+        "the lock is released (call {unlock}) before the rename (call {}) and the directory \
+         fsync (call {dir_sync}) are done",
+        r.put
+    );
+    Ok((r, lock, first_read, unlock))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Showing that the checks can fail: mutations of a real trace
+
+/// The calls with the call at `from` moved to just after the call (originally) at `after`.
+fn moved(calls: &[Call], from: usize, after: usize) -> Vec<Call> {
+    let mut v = calls.to_vec();
+    let c = v.remove(from);
+    let at = if after > from { after } else { after + 1 };
+    v.insert(at.min(v.len()), c);
+    v
+}
+
+/// The calls without the call at `i`.
+fn removed(calls: &[Call], i: usize) -> Vec<Call> {
+    let mut v = calls.to_vec();
+    v.remove(i);
+    v
+}
+
+/// Asserts that `check` rejects the mutated trace.
+fn must_fail<T>(what: &str, calls: Vec<Call>, check: impl Fn(&[Ev]) -> Result<T, String>) {
+    let evs = analyze(&calls);
+    assert!(
+        check(&evs).is_err(),
+        "the check accepted a trace where {what}:\n{}",
+        dump(&evs)
+    );
+}
+
+/// The calls of a trace that touch the test directory, for messages.
+fn dump(evs: &[Ev]) -> String {
+    evs.iter()
+        .filter(|e| {
+            let ours = |p: &String| p.contains("untorn-strace-");
+            let touches_dir = if e.paths.is_empty() {
+                e.fd_path.as_ref().is_some_and(ours)
+            } else {
+                e.paths.iter().any(ours)
+            };
+            touches_dir || is_any_sync(e) || e.name == "flock"
+        })
+        .map(|e| format!("  [{}] {}\n", e.i, e.text))
+        .collect()
+}
+
+fn ok<T>(what: &str, r: Result<T, String>, run: &Run) -> T {
+    r.unwrap_or_else(|e| panic!("{what}: {e}\ntrace:\n{}", dump(&run.evs)))
+}
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("untorn-strace-")
+        .tempdir()
+        .expect("tempdir")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests
+
+/// `untorn write FILE X`, default durability: write → fsync(temp) → rename onto FILE →
+/// fsync(dir); for an existing and a new file, with `--temp named` and the default temp.
+#[test]
+fn write_full() {
+    for existing in [true, false] {
+        for named in [false, true] {
+            let d = scratch();
+            if existing {
+                std::fs::write(d.path().join("a.json"), "{\"old\": 1}\n").unwrap();
+            }
+            let content = "{\"new\": 2}\n";
+            let mut args = vec!["write"];
+            if named {
+                args.extend(["--temp", "named"]);
+            }
+            args.extend(["a.json", content]);
+            let Some(run) = traced("write_full", d.path(), &args) else {
+                return;
+            };
+            let file = run.path("a.json");
+            let what = format!("untorn {args:?} (existing: {existing})");
+            let check =
+                |evs: &[Ev]| check_replace(evs, &file, content.as_bytes(), Durability::Full);
+            let r = ok(&what, check(&run.evs), &run);
+            assert_eq!(
+                std::fs::read_to_string(d.path().join("a.json")).unwrap(),
+                content
+            );
+            assert_eq!(
+                existing,
+                r.displaced.is_some(),
+                "{what}: displaced {:?}",
+                r.displaced
+            );
+
+            // The same checks reject the classic mistakes.
+            let sync = r.sync.unwrap();
+            let dir_sync = r.dir_sync.unwrap();
+            must_fail(
+                "the temp's fsync comes after the rename",
+                moved(&run.calls, sync, r.put),
+                check,
+            );
+            must_fail(
+                "the temp is never fsynced",
+                removed(&run.calls, sync),
+                check,
+            );
+            must_fail(
+                "the data is written after the fsync",
+                moved(&run.calls, r.writes[0], sync),
+                check,
+            );
+            must_fail(
+                "the directory is not fsynced",
+                removed(&run.calls, dir_sync),
+                check,
+            );
+            must_fail(
+                "the directory is fsynced before the rename",
+                moved(&run.calls, dir_sync, r.put - 1),
+                check,
+            );
+        }
+    }
+}
+
+/// `--durability file`: the temp fsynced before the rename, no directory fsync;
+/// `--durability none`: no sync of any kind.
+#[test]
+fn write_weaker_durability() {
+    for named in [false, true] {
+        for (level, durability) in [("file", Durability::File), ("none", Durability::None)] {
+            let d = scratch();
+            std::fs::write(d.path().join("a.txt"), "old").unwrap();
+            let mut args = vec!["write", "--durability", level];
+            if named {
+                args.extend(["--temp", "named"]);
+            }
+            args.extend(["a.txt", "new"]);
+            let Some(run) = traced("write_weaker_durability", d.path(), &args) else {
+                return;
+            };
+            let file = run.path("a.txt");
+            let what = format!("untorn {args:?}");
+            let check = |evs: &[Ev]| check_replace(evs, &file, b"new", durability);
+            let r = ok(&what, check(&run.evs), &run);
+            assert_eq!(std::fs::read(d.path().join("a.txt")).unwrap(), b"new");
+            // Stronger expectations fail on this trace.
+            assert!(
+                check_replace(&run.evs, &file, b"new", Durability::Full).is_err(),
+                "{what}: the trace passes as durability full"
+            );
+            if durability == Durability::File {
+                must_fail(
+                    "the temp's fsync comes after the rename",
+                    moved(&run.calls, r.sync.unwrap(), r.put),
+                    check,
+                );
+            } else {
+                assert!(r.sync.is_none(), "{what}: a sync with durability none");
+            }
+        }
+    }
+    // And a full-durability trace is rejected as file and none.
+    let d = scratch();
+    std::fs::write(d.path().join("a.txt"), "old").unwrap();
+    let Some(run) = traced(
+        "write_weaker_durability",
+        d.path(),
+        &["write", "a.txt", "new"],
+    ) else {
+        return;
+    };
+    let file = run.path("a.txt");
+    for durability in [Durability::File, Durability::None] {
+        assert!(
+            check_replace(&run.evs, &file, b"new", durability).is_err(),
+            "a full trace passes as {durability:?}"
+        );
+    }
+}
+
+/// `untorn write --backup FILE X`: the old version gets its `.bak` name before the single
+/// directory fsync.
+#[test]
+fn write_backup() {
+    let d = scratch();
+    std::fs::write(d.path().join("s.json"), "{\"v\": 1}\n").unwrap();
+    let args = ["write", "--backup", "s.json", "{\"v\": 2}\n"];
+    let Some(run) = traced("write_backup", d.path(), &args) else {
+        return;
+    };
+    let file = run.path("s.json");
+    let check = |evs: &[Ev]| check_backup(evs, &file, b"{\"v\": 2}\n");
+    let (r, bak) = ok("untorn write --backup", check(&run.evs), &run);
+    let dir_sync = r.dir_sync.unwrap();
+    must_fail(
+        "the backup name comes after the directory fsync",
+        moved(&run.calls, bak, dir_sync),
+        check,
+    );
+    must_fail("there is no backup", removed(&run.calls, bak), check);
+    must_fail(
+        "the directory is not fsynced",
+        removed(&run.calls, dir_sync),
+        check,
+    );
+    let backups: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".bak"))
+        .collect();
+    assert_eq!(backups.len(), 1);
+    assert_eq!(std::fs::read(backups[0].path()).unwrap(), b"{\"v\": 1}\n");
+}
+
+/// `untorn append LOG LINE`: one O_APPEND write of the whole record under LOG.lock, then an
+/// fdatasync of that descriptor; for an existing log and a new one.
+#[test]
+fn append() {
+    for existing in [true, false] {
+        let d = scratch();
+        if existing {
+            std::fs::write(d.path().join("p.log"), "step 1\n").unwrap();
+        }
+        let Some(run) = traced("append", d.path(), &["append", "p.log", "step 2 done"]) else {
+            return;
+        };
+        let log = run.path("p.log");
+        let check = |evs: &[Ev]| check_append(evs, &log, b"step 2 done");
+        let a = ok("untorn append", check(&run.evs), &run);
+        let want = if existing {
+            "step 1\nstep 2 done\n"
+        } else {
+            "step 2 done\n"
+        };
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("p.log")).unwrap(),
+            want
+        );
+        must_fail(
+            "the fdatasync comes before the write",
+            moved(&run.calls, a.sync, a.write.saturating_sub(1)),
+            check,
+        );
+        must_fail("there is no fdatasync", removed(&run.calls, a.sync), check);
+        must_fail(
+            "the write happens after the lock is released",
+            moved(&run.calls, a.write, a.unlock),
+            check,
+        );
+        must_fail(
+            "the write happens before the lock is taken",
+            moved(&run.calls, a.write, a.lock.saturating_sub(1)),
+            check,
+        );
+        // Two writes of half a record each.
+        let mut split = run.calls.clone();
+        let w = &run.calls[a.write];
+        let (first, second) = (w.clone(), w.clone());
+        split[a.write] = Call {
+            args: vec![w.args[0].clone(), "\"\\x73\\x74\"".into(), "2".into()],
+            ret: Some(2),
+            ..first
+        };
+        split.insert(
+            a.write + 1,
+            Call {
+                args: vec![w.args[0].clone(), "\"\\x65\\x70\"".into(), "2".into()],
+                ret: Some(2),
+                ..second
+            },
+        );
+        must_fail("the record is written in two writes", split, check);
+    }
+}
+
+/// `untorn txn put a=src put b=src`: syncfs before the journal; the journal (complete) fsynced
+/// and its directory fsynced before the first rename; the directories fsynced after the
+/// renames; the journal unlinked last. In one directory, and across two.
+#[test]
+fn txn() {
+    for two_dirs in [false, true] {
+        let d = scratch();
+        std::fs::write(d.path().join("src.json"), "{\"n\": 2}\n").unwrap();
+        std::fs::write(d.path().join("a.json"), "{\"n\": 1}\n").unwrap();
+        let b = if two_dirs { "sub/b.json" } else { "b.json" };
+        std::fs::create_dir_all(d.path().join("sub")).unwrap();
+        let put_b = format!("{b}=src.json");
+        let args = ["txn", "put", "a.json=src.json", "put", &put_b];
+        let Some(run) = traced("txn", d.path(), &args) else {
+            return;
+        };
+        let new: &[u8] = b"{\"n\": 2}\n";
+        let (fa, fb) = (run.path("a.json"), run.path(b));
+        let targets = [(fa.as_str(), new), (fb.as_str(), new)];
+        let check = |evs: &[Ev]| check_txn(evs, &targets);
+        let t = ok(&format!("untorn {args:?}"), check(&run.evs), &run);
+        assert_eq!(std::fs::read(d.path().join("a.json")).unwrap(), new);
+        assert_eq!(std::fs::read(d.path().join(b)).unwrap(), new);
+        must_fail(
+            "the syncfs comes after the journal is written",
+            moved(&run.calls, t.syncfs, t.journal_writes[0]),
+            check,
+        );
+        must_fail("there is no syncfs", removed(&run.calls, t.syncfs), check);
+        must_fail(
+            "the journal's fsync comes after the first rename",
+            moved(&run.calls, t.journal_sync, t.first_rename),
+            check,
+        );
+        must_fail(
+            "the journal's directory fsync comes after the first rename",
+            moved(&run.calls, t.journal_dir_sync, t.first_rename),
+            check,
+        );
+        must_fail(
+            "the first rename comes before the journal is written",
+            moved(
+                &run.calls,
+                t.first_rename,
+                t.journal_writes[0].saturating_sub(1),
+            ),
+            check,
+        );
+        for &s in &t.dir_syncs_after {
+            must_fail(
+                "a directory is not fsynced after its renames",
+                removed(&run.calls, s),
+                check,
+            );
+        }
+        must_fail(
+            "the journal is unlinked before the renames are durable",
+            moved(&run.calls, t.unlink, t.first_rename),
+            check,
+        );
+        must_fail(
+            "the journal is left behind",
+            removed(&run.calls, t.unlink),
+            check,
+        );
+        // A journal cut short (its last write lost) is not a commit point.
+        let mut cut = run.calls.clone();
+        let lw = *t.journal_writes.last().unwrap();
+        cut[lw].ret = Some(cut[lw].ret.unwrap() - 1);
+        must_fail("the journal is written without its last byte", cut, check);
+    }
+}
+
+/// `untorn edit F -- sed s/a/b/`: flock(F.lock) before the read of F; released after the
+/// rename and the directory fsync.
+#[test]
+fn edit() {
+    let d = scratch();
+    std::fs::write(d.path().join("f.txt"), "aaa\n").unwrap();
+    let Some(run) = traced("edit", d.path(), &["edit", "f.txt", "--", "sed", "s/a/b/"]) else {
+        return;
+    };
+    let file = run.path("f.txt");
+    let check = |evs: &[Ev]| check_edit(evs, &file, b"baa\n");
+    let (r, lock, read, unlock) = ok("untorn edit", check(&run.evs), &run);
+    assert_eq!(std::fs::read(d.path().join("f.txt")).unwrap(), b"baa\n");
+    must_fail(
+        "the lock is taken after the read",
+        moved(&run.calls, lock, read),
+        check,
+    );
+    if unlock < run.calls.len() {
+        must_fail(
+            "the lock is released before the rename",
+            moved(&run.calls, unlock, r.put.saturating_sub(1)),
+            check,
+        );
+        must_fail(
+            "the lock is released before the directory fsync",
+            moved(&run.calls, unlock, r.dir_sync.unwrap().saturating_sub(1)),
+            check,
+        );
+    }
+    must_fail(
+        "the temp's fsync comes after the rename",
+        moved(&run.calls, r.sync.unwrap(), r.put),
+        check,
+    );
+}
+
+/// The parser on lines as this strace prints them: `-y` paths, `(deleted)`, unfinished and
+/// resumed calls of several processes, a failed call.
+#[test]
+fn parser() {
+    let hex = |s: &str| s.bytes().map(|b| format!("\\x{b:02x}")).collect::<String>();
+    let d = hex("/d");
+    let tmp = hex("/d/#123");
+    let text = format!(
+        "10 openat(AT_FDCWD<{d}>, \"{dot}\", O_RDONLY|O_DIRECTORY) = 3<{d}>\n\
+         10 openat(3<{d}>, \"{dot}\", O_WRONLY|O_TMPFILE, 0600) = 4<{tmp}>(deleted)\n\
+         10 write(4<{tmp}>(deleted), \"{data}\", 3 <unfinished ...>\n\
+         11 newfstatat(AT_FDCWD<{d}>, \"{x}\", 0x7ffe, 0) = -1 ENOENT (No such file)\n\
+         10 <... write resumed>) = 3\n\
+         10 fsync(4<{tmp}>(deleted)) = 0\n\
+         10 linkat(4<{tmp}>(deleted), \"\", 3<{d}>, \"{t}\", AT_EMPTY_PATH) = 0\n\
+         10 renameat2(3<{d}>, \"{t}\", 3<{d}>, \"{f}\", RENAME_EXCHANGE) = 0\n\
+         10 fsync(3<{d}>) = 0\n\
+         10 fcntl(3<{d}>, F_GETFD) = 0x1 (flags FD_CLOEXEC)\n\
+         10 +++ exited with 0 +++\n",
+        dot = hex("."),
+        data = hex("new"),
+        x = hex("x"),
+        t = hex(".f.untorn-1.tmp"),
+        f = hex("f"),
+    );
+    let calls = parse_trace(&text);
+    let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "openat",
+            "openat",
+            "newfstatat",
+            "write",
+            "fsync",
+            "linkat",
+            "renameat2",
+            "fsync",
+            "fcntl"
+        ]
+    );
+    assert_eq!(calls[2].ret, Some(-1));
+    assert_eq!(calls[8].ret, Some(1));
+    let evs = analyze(&calls);
+    assert_eq!(evs[3].data, b"new");
+    assert_eq!(evs[6].paths, ["/d/.f.untorn-1.tmp", "/d/f"]);
+    assert_eq!(
+        evs[6].moved, evs[1].moved,
+        "the O_TMPFILE inode is what lands at /d/f"
+    );
+    let r = check_replace(&evs, "/d/f", b"new", Durability::Full).unwrap();
+    assert_eq!((r.sync, r.put, r.dir_sync), (Some(4), 6, Some(7)));
+    assert!(check_replace(&evs, "/d/f", b"other", Durability::Full).is_err());
+    assert!(check_replace(&evs, "/d/f", b"new", Durability::File).is_err());
+    must_fail("the fsync is after the rename", moved(&calls, 4, 6), |e| {
+        check_replace(e, "/d/f", b"new", Durability::Full)
+    });
+}
