@@ -180,7 +180,13 @@ impl LockOptions {
                 return Ok(lock);
             }
             drop(lock);
-            crate::txn::recover_lock_file(&self.ctx, path)?;
+            if crate::txn::recover_lock_file(&self.ctx, path)?.is_none() {
+                // Not a transaction's mark (someone else wrote into the lock file): nothing to
+                // recover; the lock is still a lock.
+                let mut lock = self.acquire_once(path, started)?;
+                lock.pending_txn = false;
+                return Ok(lock);
+            }
         }
         Err(Error::new(
             Op::Lock,
@@ -395,6 +401,8 @@ pub struct Lock {
     fd: Option<Fd>,
     /// The lock file was not empty: it points to a crashed transaction's journal.
     pub(crate) pending_txn: bool,
+    /// The lock file's size when the lock was taken.
+    pub(crate) size: u64,
     path: PathBuf,
     kind: LockKind,
     acquired: Instant,
@@ -411,11 +419,13 @@ impl fmt::Debug for Lock {
 
 impl Lock {
     fn new(opts: &LockOptions, fd: Fd, path: &Path, kind: LockKind) -> Lock {
-        let pending_txn = opts.ctx.sys.stat(&fd).is_ok_and(|st| st.size > 0);
+        let size = opts.ctx.sys.stat(&fd).map_or(0, |st| st.size);
+        let pending_txn = size > 0;
         Lock {
             ctx: opts.ctx.clone(),
             fd: Some(fd),
             pending_txn,
+            size,
             path: path.to_path_buf(),
             kind,
             acquired: Instant::now(),

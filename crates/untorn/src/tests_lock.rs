@@ -365,3 +365,19 @@ fn threads_updating_one_counter_lose_nothing() {
     });
     assert_eq!(read_json::<u64>(&p).unwrap(), 100);
 }
+
+#[test]
+fn a_lock_file_with_foreign_content_still_locks() {
+    // Some scripts write their PID into the lock file: that is not a transaction's mark.
+    let d = dir();
+    let p = d.path().join("s.json");
+    fs::write(d.path().join("s.json.lock"), "12345\n").unwrap();
+    let l = lock(&p).unwrap();
+    assert_eq!(nb().lock(&p).unwrap_err().kind(), ErrorKind::WouldBlock);
+    drop(l);
+    update(&p, |_| Ok::<_, Error>(Some(b"{}".to_vec()))).unwrap();
+    assert_eq!(
+        fs::read_to_string(d.path().join("s.json.lock")).unwrap(),
+        "12345\n"
+    );
+}

@@ -267,6 +267,15 @@ fn absolute(sys: &dyn Sys, p: &Path) -> Result<PathBuf> {
     Ok(cwd.join(p))
 }
 
+/// `p` made absolute against `cwd` (lexically).
+fn absolute_in(cwd: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd.join(p)
+    }
+}
+
 /// A staged new content: a temp file beside its target. Write into it with `std::io::Write`.
 pub struct Staged {
     ctx: Arc<Ctx>,
@@ -280,6 +289,8 @@ pub struct Staged {
     existing: Option<Stat>,
     final_mode: u32,
     buf: Vec<u8>,
+    /// The temp's (device, inode), once known.
+    id: (u64, u64),
 }
 
 impl std::fmt::Debug for Staged {
@@ -455,6 +466,7 @@ impl Transaction {
             existing: t.existing,
             final_mode,
             buf: Vec::new(),
+            id: (0, 0),
         })));
         match self.changes.last_mut() {
             Some(Change::Put(s)) => Ok(s),
@@ -580,6 +592,7 @@ impl Transaction {
                 let st = sys
                     .stat(&s.fd)
                     .map_err(|e| Error::io(Op::Stat, &s.path, e))?;
+                s.id = (st.dev, st.ino);
                 if let Some(old) = s.existing.filter(|o| o.file_type() == FileType::Regular) {
                     if (old.uid, old.gid) != (st.uid, st.gid) {
                         let _ = sys.set_owner(&s.fd, Some(old.uid), Some(old.gid));
@@ -592,6 +605,9 @@ impl Transaction {
             }
         }
         // 2. One file system, or nothing changes.
+        let cwd = sys
+            .current_dir()
+            .map_err(|e| Error::io(Op::OpenDir, ".", e))?;
         let mut dev = None;
         let mut dirs: BTreeMap<PathBuf, &Fd> = BTreeMap::new();
         for c in &self.changes {
@@ -603,6 +619,10 @@ impl Transaction {
                 } => vec![(&from_dir.0, &from_dir.1), (&to_dir.0, &to_dir.1)],
             };
             for (fd, p) in ds {
+                let abs = absolute_in(&cwd, p);
+                if dirs.contains_key(&abs) {
+                    continue;
+                }
                 let st = sys.stat(fd).map_err(|e| Error::io(Op::Stat, p, e))?;
                 match dev {
                     None => dev = Some(st.dev),
@@ -616,14 +636,14 @@ impl Transaction {
                     }
                     _ => {}
                 }
-                dirs.insert(absolute(sys, p)?, fd);
+                dirs.insert(abs, fd);
             }
         }
         // 3. The locks, all at once, in one global order.
         let mut lock_paths: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
         for p in self.paths() {
             let l = lock_path_for(p);
-            lock_paths.insert(absolute(sys, &l)?, l);
+            lock_paths.insert(absolute_in(&cwd, &l), l);
         }
         let mut locks: Vec<Lock> = Vec::new();
         for l in lock_paths.values() {
@@ -646,21 +666,18 @@ impl Transaction {
         for c in &self.changes {
             journal.entries.push(match c {
                 Change::Put(s) => {
-                    let st = sys
-                        .stat(&s.fd)
-                        .map_err(|e| Error::io(Op::Stat, &s.path, e))?;
-                    let dir = absolute(sys, &s.dir_path)?;
+                    let dir = absolute_in(&cwd, &s.dir_path);
                     Entry::Put {
                         temp: dir.join(&s.temp),
                         target: dir.join(&s.target_name),
-                        dev: st.dev,
-                        ino: st.ino,
+                        dev: s.id.0,
+                        ino: s.id.1,
                     }
                 }
                 Change::Remove {
                     dir_path, name, st, ..
                 } => Entry::Remove {
-                    target: absolute(sys, dir_path)?.join(name),
+                    target: absolute_in(&cwd, dir_path).join(name),
                     dev: st.dev,
                     ino: st.ino,
                 },
@@ -670,8 +687,8 @@ impl Transaction {
                     st,
                     ..
                 } => Entry::Rename {
-                    from: absolute(sys, &from_dir.1)?.join(&from_dir.2),
-                    to: absolute(sys, &to_dir.1)?.join(&to_dir.2),
+                    from: absolute_in(&cwd, &from_dir.1).join(&from_dir.2),
+                    to: absolute_in(&cwd, &to_dir.1).join(&to_dir.2),
                     dev: st.dev,
                     ino: st.ino,
                 },
@@ -697,7 +714,7 @@ impl Transaction {
                 mark.extend_from_slice(t.as_os_str().as_bytes());
             }
             mark.push(b'\n');
-            if let Err(e) = write_all_at_start(sys, l.fd(), &mark) {
+            if let Err(e) = write_all_at_start(sys, l.fd(), &mark, l.size > 0) {
                 undo_marks(&locks);
                 return Err(Error::io(Op::Write, l.path(), e)
                     .with_note("a transaction writes a mark into each lock file"));
@@ -806,8 +823,10 @@ fn after_commit(e: Error) -> Error {
     )
 }
 
-fn write_all_at_start(sys: &dyn Sys, fd: &Fd, data: &[u8]) -> io::Result<()> {
-    sys.set_len(fd, 0)?;
+fn write_all_at_start(sys: &dyn Sys, fd: &Fd, data: &[u8], not_empty: bool) -> io::Result<()> {
+    if not_empty {
+        sys.set_len(fd, 0)?;
+    }
     let mut done = 0;
     // The lock file descriptor's offset may be anywhere: pwrite-like behaviour through a fresh
     // truncate + write from the start is enough for a file only transactions write.
