@@ -72,7 +72,11 @@
 //!
 //! Then call [`run`] with an [`FsConfig`] and [`Options::from_env`], after
 //! [`should_run`] (which skips, loudly, where the bed cannot work). [`UntornWrite`] is the
-//! first workload: `untorn write` in a loop, each version self-checking.
+//! first workload: `untorn write` in a loop, each version self-checking. The workloads of the
+//! later issues follow the same pattern: [`LockedIncrements`] (`untorn edit` of a JSON
+//! counter), [`UntornBackups`] (`untorn write --backup=3`), [`UntornAppend`] (`untorn append
+//! --jsonl`, torn tails counted by kind) and [`UntornTxn`] (`untorn txn` of three files, then
+//! `untorn recover`); each keeps counts of what its checks saw (`stats()`).
 //!
 //! # Requirements
 //!
@@ -80,20 +84,30 @@
 //! `e2fsprogs`), `mkfs.xfs` and `xfs_io` (`xfsprogs`), `losetup`, `mount`, `umount` (`mount`,
 //! `util-linux`) and `sync` (`coreutils`). [`unavailable`] says what is missing.
 
+mod append;
+mod backups;
 mod bed;
 mod driver;
+mod edit;
 mod error;
 mod fs;
+mod json;
 mod ops;
 mod sys;
+mod txn;
 mod workload;
 mod write;
 
+pub use append::{AppendStats, Tail, UntornAppend};
+pub use backups::{backup_version, BackupStats, UntornBackups};
 pub use bed::{Bed, PowerSwitch};
 pub use driver::{run, Options, Report, Violation, DEFAULT_CYCLES};
+pub use edit::{IncrementStats, LockedIncrements};
 pub use error::{Error, Result};
 pub use fs::FsConfig;
+pub use json::{identify_json, json_doc, record};
 pub use ops::{Acks, Finished, Ops};
 pub use sys::{say, should_run, unavailable};
+pub use txn::{txn_version, TxnStats, UntornTxn, TXN_FILES};
 pub use workload::{leftover_temps, Checked, Workload};
 pub use write::{content, identify, UntornWrite};

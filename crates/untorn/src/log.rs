@@ -17,10 +17,10 @@
 //!
 //! # Concurrency
 //!
-//! Appenders take the exclusive lock of the log (`FILE.lock`) for the tail check and the write,
-//! so records of different processes never interleave even when a write is short; the
-//! `fdatasync` happens after the lock is released, so concurrent appenders share journal
-//! commits. Readers take the shared lock, so they never see a record half-written.
+//! Appenders take the exclusive lock of the log (`FILE.lock`) for the tail check, the write and
+//! the `fdatasync`, so records of different processes never interleave even when a write is
+//! short, and no appender's sync can make another's new size durable before its data (which on
+//! ext4 `data=writeback` exposes stale blocks after a power cut). Readers take the shared lock, so they never see a record half-written.
 
 use crate::atomic::{split, Durability};
 use crate::ctx::Ctx;
@@ -252,9 +252,10 @@ impl AppendOptions {
                 Err(e) => return Err(self.undo(&fd, size, path, e)),
             }
         }
-        // The data is in the file; the lock is no longer needed for the sync, and releasing it
-        // first lets concurrent appenders share one journal commit.
-        drop(lock);
+        // The lock is held until the record is durable. Released earlier, another appender's
+        // fdatasync could commit this record's new size before its data: on ext4
+        // data=writeback a power cut then shows the block's stale content (another file's old
+        // data) as if it were records. The power-cut test bed caught exactly that.
         if self.durability != Durability::None {
             sys.sync(&fd, SyncKind::Data).map_err(|e| {
                 Error::io(Op::Sync, path, e)
@@ -266,6 +267,7 @@ impl AppendOptions {
             sys.sync_dir(&dir)
                 .map_err(|e| Error::io(Op::SyncDir, path, e))?;
         }
+        drop(lock);
         Ok(buf.len() as u64)
     }
 

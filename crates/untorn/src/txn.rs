@@ -917,11 +917,39 @@ pub(crate) fn recover_lock_file(ctx: &Arc<Ctx>, lock_path: &Path) -> Result<Opti
         return Ok(None);
     }
     let Some((journal, _)) = parse_mark(&mark) else {
+        if is_torn_mark(&mark) {
+            // A mark that a power cut left incomplete (zeros where its bytes should be, or cut
+            // short): marks are durable before the journal is written, so this transaction
+            // never reached its commit point. Its files are all old; clear the mark.
+            let mut opts = LockOptions::new();
+            opts.with_ctx(ctx.clone());
+            opts.recover_txns = false;
+            let l = opts.lock_file(lock_path)?;
+            if read_path(sys, lock_path)?.is_some_and(|m| is_torn_mark(&m)) {
+                sys.set_len(l.fd(), 0)
+                    .map_err(|e| Error::io(Op::Write, lock_path, e))?;
+                tracing::info!(target: "untorn", lock = %lock_path.display(), "cleared a torn transaction mark");
+            }
+            return Ok(Some(Recovered::RolledBack(lock_path.to_path_buf())));
+        }
         // Not ours to interpret: someone else wrote into the lock file. Leave it.
         tracing::warn!(target: "untorn", lock = %lock_path.display(), "lock file holds something other than a transaction mark");
         return Ok(None);
     };
     recover_journal(ctx, &journal, Some(lock_path)).map(Some)
+}
+
+/// Whether a lock file's content is an incomplete transaction mark: all NUL bytes, or the start
+/// of a mark followed by NULs or cut short.
+fn is_torn_mark(bytes: &[u8]) -> bool {
+    let text_end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    let (text, rest) = bytes.split_at(text_end);
+    let zeros_after = rest.iter().all(|&b| b == 0);
+    let prefix = text.len().min(MARK.len());
+    zeros_after
+        && text[..prefix] == MARK[..prefix]
+        && (rest.len() + text.len() > 0)
+        && !(text.starts_with(MARK) && text.ends_with(b"\n") && rest.is_empty())
 }
 
 /// Recovers one journal: rolls it forward if it is complete and valid, else rolls back (removes
