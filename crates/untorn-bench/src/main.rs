@@ -46,14 +46,33 @@
 //! any extra journal work; at 64 MiB the data write dominates and all contenders converge.
 //! Numbers only mean something on a file system like the one users have: run it on a journaled
 //! ext4 (`scripts/bench-ext4.sh`); the root fs of the development VMs has no journal and
-//! synchronous discard.
+//! synchronous discard. The load average and I/O pressure printed before and after the run
+//! tell whether a neighbour was busy.
+//!
+//! **A loop-mount artifact.** Since Linux 6.13 (multigrain timestamps), a `stat`/`fstat` that
+//! returns an inode's timestamps makes that inode's next change take a fine-grained timestamp,
+//! which also advances the kernel-wide timestamp floor. On a loop mount the loop driver's next
+//! write to its backing image must then update the image file's mtime on the host file
+//! system, and the next flush write that inode too. On these VMs this costs ~30 µs per write
+//! to whoever did the `fstat` before changing something (untorn: `fstat` of the temp before
+//! its `fchmod`, of the directory before the `linkat`/rename), i.e. ~5% at 1 KiB–64 KiB; it
+//! does not show on the root fs, where nothing sits on a file. `--ablation` measures it
+//! (`untorn's syscalls by hand` against the same with `statx` asking for no timestamps).
 //!
 //! # Options
 //!
 //! `--quick` (few rounds, one stream), `--rounds N` (same count at every size), `--sizes
 //! 1K,64K,1M,64M`, `--order random|blocked` (blocked runs all rounds of one contender, then the
 //! next: to check that interleaving does not favour anyone), `--variants` (adds untorn with a
-//! named temp and with `Durability::File`), `--no-stream`, `--no-syscalls`.
+//! named temp and with `Durability::File`), `--ablation` (adds the floor written by hand with
+//! every combination of untorn's three extra steps: `0600` + `fchmod`, `O_TMPFILE` + `linkat`,
+//! `RENAME_EXCHANGE` + `unlinkat` of the old file; then all of them plus untorn's `fstat`s,
+//! which is exactly untorn's system calls; then that with `statx` without timestamps; each
+//! timed step by step, to show where untorn's extra time goes), `--no-stream`,
+//! `--no-syscalls`.
+//!
+//! Hidden subcommands (used by the above, handy under `perf` or `strace -c`): `stream-1g DIR
+//! CHUNK`, `syscalls CONTENDER SIZE DIR`, `repeat CONTENDER SIZE DIR N`.
 
 use std::error::Error;
 use std::ffi::{OsStr, OsString};
@@ -61,7 +80,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use atomic_write_file::AtomicWriteFile;
 use rustix::fs::{self as rfs, Mode, OFlags};
@@ -84,6 +103,7 @@ fn main() -> ExitCode {
     let r = match args.first().map(String::as_str) {
         Some("stream-1g") => stream_child(&args[1..]),
         Some("syscalls") => syscalls_child(&args[1..]),
+        Some("repeat") => repeat_child(&args[1..]),
         _ => run(&args),
     };
     match r {
@@ -96,7 +116,7 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: untorn-bench --dir DIR [--quick] [--rounds N] [--sizes 1K,64K,1M,64M] \
-[--order random|blocked] [--variants] [--no-stream] [--no-syscalls]";
+[--order random|blocked] [--variants] [--ablation] [--no-stream] [--no-syscalls]";
 
 #[derive(Debug)]
 struct Args {
@@ -106,6 +126,7 @@ struct Args {
     sizes: Vec<usize>,
     blocked: bool,
     variants: bool,
+    ablation: bool,
     stream: bool,
     syscalls: bool,
 }
@@ -118,6 +139,7 @@ fn parse_args(args: &[String]) -> Res<Args> {
         sizes: vec![KIB, 64 * KIB, MIB, 64 * MIB],
         blocked: false,
         variants: false,
+        ablation: false,
         stream: true,
         syscalls: true,
     };
@@ -145,6 +167,7 @@ fn parse_args(args: &[String]) -> Res<Args> {
                 o => return Err(format!("unknown order '{o}'\n{USAGE}").into()),
             },
             "--variants" => a.variants = true,
+            "--ablation" => a.ablation = true,
             "--no-stream" => a.stream = false,
             "--no-syscalls" => a.syscalls = false,
             "-h" | "--help" => {
@@ -173,9 +196,9 @@ fn parse_size(s: &str) -> Res<usize> {
 }
 
 fn size_label(n: usize) -> String {
-    if n >= MIB && n % MIB == 0 {
+    if n >= MIB && n & (MIB - 1) == 0 {
         format!("{} MiB", n / MIB)
-    } else if n >= KIB && n % KIB == 0 {
+    } else if n >= KIB && n & (KIB - 1) == 0 {
         format!("{} KiB", n / KIB)
     } else {
         format!("{n} B")
@@ -210,33 +233,89 @@ enum Kind {
     Floor,
     /// The atomic-write-file crate.
     Awf,
+    /// The floor plus some of untorn's extra steps, by hand, timed step by step
+    /// (`--ablation`).
+    Manual(Steps),
 }
 
+/// Which of untorn's extra steps a hand-written protocol adds to the floor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Steps {
+    /// `newfstatat` of the target and `fstat` of the directory before, `fstat` of the temp
+    /// after writing (as untorn does), or the same with `statx` asking for no timestamps.
+    stat: Stat,
+    /// Create the temp 0600, `fchmod` it to the final 0644 before the fsync.
+    fchmod: bool,
+    /// `O_TMPFILE`, then `linkat(AT_EMPTY_PATH)` to a temp name after the fsync.
+    tmpfile: bool,
+    /// `renameat2(RENAME_EXCHANGE)`, then `unlinkat` of the old content after the dir fsync.
+    exchange: bool,
+    /// What else untorn's trace shows: a `newfstatat` of `NAME.lock` (absent), a new random
+    /// temp name each write, the directory closed before the file.
+    exact: bool,
+}
+
+/// How the hand-written protocol looks at the target, the directory and the temp.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Stat {
+    /// Not at all (the floor).
+    #[default]
+    No,
+    /// `newfstatat` / `fstat`: they return the timestamps, which (since Linux 6.13's multigrain
+    /// timestamps) flags the inode's ctime as queried, so that its next change takes a
+    /// fine-grained timestamp.
+    Fstat,
+    /// `statx` with a mask of type, mode, owner, inode and links only: no timestamps queried.
+    StatxNoTimes,
+}
+
+/// `statx` of `path` under `dir` (or of `dir` itself for an empty path), without timestamps.
+fn statx_no_times(dir: impl std::os::fd::AsFd, path: &OsStr) -> rustix::io::Result<()> {
+    let mask = rfs::StatxFlags::TYPE
+        | rfs::StatxFlags::MODE
+        | rfs::StatxFlags::UID
+        | rfs::StatxFlags::GID
+        | rfs::StatxFlags::INO
+        | rfs::StatxFlags::NLINK;
+    let flags = if path.is_empty() {
+        rfs::AtFlags::EMPTY_PATH
+    } else {
+        rfs::AtFlags::SYMLINK_NOFOLLOW
+    };
+    rfs::statx(dir, path, flags, mask).map(drop)
+}
+
+/// Durations of the steps of one write, in nanoseconds, for the hand-written contenders.
+type Laps = Vec<(&'static str, f64)>;
+
 struct Contender {
-    label: &'static str,
+    label: String,
     kind: Kind,
     dir: PathBuf,
     target: PathBuf,
     name: OsString,
     /// The floor's temp name.
     temp: OsString,
+    /// State of the random temp names (`Steps::exact`).
+    seed: std::cell::Cell<u64>,
 }
 
 impl Contender {
-    fn new(label: &'static str, key: &str, kind: Kind, dir: &Path) -> Contender {
+    fn new(label: impl Into<String>, key: &str, kind: Kind, dir: &Path) -> Contender {
         let name = OsString::from(format!("untorn-bench-{key}.dat"));
         let temp = OsString::from(format!(".untorn-bench-{key}.dat.floor-tmp"));
         Contender {
-            label,
+            label: label.into(),
             kind,
             dir: dir.to_path_buf(),
             target: dir.join(&name),
             name,
             temp,
+            seed: std::cell::Cell::new(0x2545_F491_4F6C_DD1D),
         }
     }
 
-    fn write(&self, data: &[u8]) -> Res<()> {
+    fn write(&self, data: &[u8], laps: &mut Laps) -> Res<()> {
         match self.kind {
             Kind::Untorn => untorn::write(&self.target, data)?,
             Kind::UntornWith(t, d) => OpenOptions::new()
@@ -244,6 +323,16 @@ impl Contender {
                 .durability(d)
                 .write(&self.target, data)?,
             Kind::Floor => floor_write(&self.dir, &self.temp, &self.name, data)?,
+            Kind::Manual(steps) if steps.exact => {
+                let mut rng = Rng(self.seed.get());
+                let x = rng.next() as u32;
+                self.seed.set(rng.0);
+                let temp = format!(".{}.untorn-{x:08x}.tmp", self.name.to_string_lossy());
+                manual_write(&self.dir, temp.as_ref(), &self.name, data, steps, laps)?
+            }
+            Kind::Manual(steps) => {
+                manual_write(&self.dir, &self.temp, &self.name, data, steps, laps)?
+            }
             Kind::Awf => {
                 let mut f = AtomicWriteFile::open(&self.target)?;
                 f.write_all(data)?;
@@ -261,7 +350,8 @@ impl Contender {
 
 /// The floor: the least a durable atomic replacement can do, with the raw system calls.
 fn floor_write(dir: &Path, temp: &OsStr, name: &OsStr, data: &[u8]) -> rustix::io::Result<()> {
-    let dirfd = rfs::open(
+    let dirfd = rfs::openat(
+        rfs::CWD,
         dir,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
@@ -286,7 +376,118 @@ fn floor_write(dir: &Path, temp: &OsStr, name: &OsStr, data: &[u8]) -> rustix::i
     rfs::fsync(&dirfd)
 }
 
-fn contenders(dir: &Path, variants: bool) -> Vec<Contender> {
+/// The floor with some of untorn's extra steps added, each step timed.
+fn manual_write(
+    dir: &Path,
+    temp: &OsStr,
+    name: &OsStr,
+    data: &[u8],
+    steps: Steps,
+    laps: &mut Laps,
+) -> rustix::io::Result<()> {
+    let mut t = Instant::now();
+    let mut lap = |step: &'static str| {
+        let now = Instant::now();
+        laps.push((step, (now - t).as_nanos() as f64));
+        t = now;
+    };
+    let dirfd = rfs::openat(
+        rfs::CWD,
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    lap("open dir");
+    match steps.stat {
+        Stat::No => {}
+        Stat::Fstat => {
+            if steps.exact {
+                let mut lock = name.to_os_string();
+                lock.push(".lock");
+                let _ = rfs::statat(&dirfd, &lock, rfs::AtFlags::SYMLINK_NOFOLLOW);
+            }
+            rfs::statat(&dirfd, name, rfs::AtFlags::SYMLINK_NOFOLLOW)?;
+            rfs::fstat(&dirfd)?;
+            lap("stat target, fstat dir");
+        }
+        Stat::StatxNoTimes => {
+            statx_no_times(&dirfd, name)?;
+            statx_no_times(&dirfd, OsStr::new(""))?;
+            lap("statx target, dir (no times)");
+        }
+    }
+    let mode = Mode::from_raw_mode(if steps.fchmod { 0o600 } else { 0o644 });
+    let fd = if steps.tmpfile {
+        rfs::openat(
+            &dirfd,
+            ".",
+            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+            mode,
+        )?
+    } else {
+        rfs::openat(
+            &dirfd,
+            temp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            mode,
+        )?
+    };
+    lap(if steps.tmpfile {
+        "create (O_TMPFILE)"
+    } else {
+        "create (named)"
+    });
+    let mut rest = data;
+    while !rest.is_empty() {
+        match rustix::io::write(&fd, rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    lap("write");
+    match steps.stat {
+        Stat::No => {}
+        Stat::Fstat => drop(rfs::fstat(&fd)?),
+        Stat::StatxNoTimes => statx_no_times(&fd, OsStr::new(""))?,
+    }
+    if steps.fchmod {
+        rfs::fchmod(&fd, Mode::from_raw_mode(0o644))?;
+    }
+    if steps.stat != Stat::No || steps.fchmod {
+        lap("(f)stat / fchmod temp");
+    }
+    rfs::fsync(&fd)?;
+    lap("fsync temp");
+    if steps.tmpfile {
+        rfs::linkat(&fd, "", &dirfd, temp, rfs::AtFlags::EMPTY_PATH)?;
+        lap("linkat");
+    }
+    if steps.exchange {
+        rfs::renameat_with(&dirfd, temp, &dirfd, name, rfs::RenameFlags::EXCHANGE)?;
+        lap("renameat2 (EXCHANGE)");
+    } else {
+        rfs::renameat(&dirfd, temp, &dirfd, name)?;
+        lap("renameat");
+    }
+    rfs::fsync(&dirfd)?;
+    lap("fsync dir");
+    if steps.exchange {
+        rfs::unlinkat(&dirfd, temp, rfs::AtFlags::empty())?;
+        lap("unlink old");
+    }
+    if steps.exact {
+        drop(dirfd);
+        drop(fd);
+    } else {
+        drop(fd);
+        drop(dirfd);
+    }
+    lap("close");
+    Ok(())
+}
+
+fn contenders(dir: &Path, variants: bool, ablation: bool) -> Vec<Contender> {
     let mut v = vec![
         Contender::new("untorn::write", "untorn", Kind::Untorn, dir),
         Contender::new("floor (rustix)", "floor", Kind::Floor, dir),
@@ -305,6 +506,52 @@ fn contenders(dir: &Path, variants: bool) -> Vec<Contender> {
             Kind::UntornWith(TempFile::Auto, Durability::File),
             dir,
         ));
+    }
+    if ablation {
+        // Every combination of the three extra steps, then all three plus the fstats: exactly
+        // untorn's system calls; then the same with statx calls that do not ask for timestamps.
+        for bits in 0..11u8 {
+            let b = bits & 7 | if bits >= 8 { 7 } else { 0 };
+            let steps = Steps {
+                fchmod: b & 1 != 0,
+                tmpfile: b & 2 != 0,
+                exchange: b & 4 != 0,
+                exact: bits == 10,
+                stat: match bits {
+                    8 | 10 => Stat::Fstat,
+                    9 => Stat::StatxNoTimes,
+                    _ => Stat::No,
+                },
+            };
+            let label = match bits {
+                0 => "floor, timed by step".to_string(),
+                8 => "untorn's syscalls by hand".to_string(),
+                9 => "untorn's syscalls by hand, statx without times".to_string(),
+                10 => {
+                    "untorn's syscalls by hand, exact (lock probe, random temp names)".to_string()
+                }
+                _ => {
+                    let mut l = "floor".to_string();
+                    for (on, what) in [
+                        (steps.fchmod, " + fchmod"),
+                        (steps.tmpfile, " + O_TMPFILE"),
+                        (steps.exchange, " + EXCHANGE"),
+                    ] {
+                        if on {
+                            l.push_str(what);
+                        }
+                    }
+                    l
+                }
+            };
+            let key = match bits {
+                8 => "m-all".to_string(),
+                9 => "m-all-statx".to_string(),
+                10 => "m-exact".to_string(),
+                _ => format!("m-{}{}{}", b & 1, b >> 1 & 1, b >> 2 & 1),
+            };
+            v.push(Contender::new(label, &key, Kind::Manual(steps), dir));
+        }
     }
     v
 }
@@ -394,6 +641,8 @@ struct SizeResult {
     rounds: usize,
     /// Per contender, per round, nanoseconds.
     times: Vec<Vec<f64>>,
+    /// Per contender, its steps (for the hand-written ones): name and per-round durations.
+    steps: Vec<Vec<(&'static str, Vec<f64>)>>,
 }
 
 fn make_data(size: usize, seed: u64) -> Vec<u8> {
@@ -415,10 +664,11 @@ fn bench_size(cs: &[Contender], size: usize, a: &Args, rng: &mut Rng) -> Res<Siz
         std::fs::write(&c.target, &data)?;
     }
     let mut order: Vec<usize> = (0..cs.len()).collect();
+    let mut laps = Laps::new();
     for _ in 0..warm {
         rng.shuffle(&mut order);
         for &i in &order {
-            cs[i].write(&data)?;
+            cs[i].write(&data, &mut laps)?;
         }
     }
     for c in cs {
@@ -428,10 +678,18 @@ fn bench_size(cs: &[Contender], size: usize, a: &Args, rng: &mut Rng) -> Res<Siz
         }
     }
     let mut times = vec![Vec::with_capacity(rounds); cs.len()];
+    let mut steps: Vec<Vec<(&'static str, Vec<f64>)>> = vec![Vec::new(); cs.len()];
     let mut timed = |i: usize| -> Res<()> {
+        laps.clear();
         let t = Instant::now();
-        cs[i].write(&data)?;
+        cs[i].write(&data, &mut laps)?;
         times[i].push(t.elapsed().as_nanos() as f64);
+        for (k, &(name, ns)) in laps.iter().enumerate() {
+            match steps[i].get_mut(k) {
+                Some(s) => s.1.push(ns),
+                None => steps[i].push((name, vec![ns])),
+            }
+        }
         Ok(())
     };
     if a.blocked {
@@ -458,6 +716,7 @@ fn bench_size(cs: &[Contender], size: usize, a: &Args, rng: &mut Rng) -> Res<Siz
         size,
         rounds,
         times,
+        steps,
     })
 }
 
@@ -465,17 +724,17 @@ fn print_latency(cs: &[Contender], results: &[SizeResult], rng: &mut Rng) {
     let (u, f, w) = (0, 1, 2);
     println!("## Median latency of one durable atomic replacement\n");
     print!("| size | rounds |");
-    for c in cs {
+    for c in &cs[..3] {
         print!(" {} |", c.label);
     }
     println!(" untorn/floor | awf/floor | untorn ≤ {GOAL:.2}× floor |");
     print!("|---|---:|");
-    for _ in cs {
+    for _ in &cs[..3] {
         print!("---:|");
     }
     println!("---:|---:|---|");
     for r in results {
-        let med: Vec<f64> = r.times.iter().map(|t| median(t)).collect();
+        let med: Vec<f64> = r.times[..3].iter().map(|t| median(t)).collect();
         let ru = med[u] / med[f];
         print!("| {} | {} |", size_label(r.size), r.rounds);
         for m in &med {
@@ -526,7 +785,7 @@ fn print_latency(cs: &[Contender], results: &[SizeResult], rng: &mut Rng) {
         );
     }
     if cs.len() > 3 {
-        println!("\n## Variants / floor (ratio of medians)\n");
+        println!("\n## Other contenders: median (ratio to the floor's median)\n");
         print!("| size |");
         for c in &cs[3..] {
             print!(" {} |", c.label);
@@ -540,10 +799,67 @@ fn print_latency(cs: &[Contender], results: &[SizeResult], rng: &mut Rng) {
         for r in results {
             print!("| {} |", size_label(r.size));
             for t in &r.times[3..] {
-                print!(" {:.3} |", median(t) / median(&r.times[f]));
+                let m = median(t);
+                print!(" {} ({:.3}) |", fmt_ns(m), m / median(&r.times[f]));
             }
             println!();
         }
+    }
+    print_steps(cs, results);
+}
+
+/// Per-step medians of the hand-written contenders (`--ablation`).
+fn print_steps(cs: &[Contender], results: &[SizeResult]) {
+    let manual: Vec<usize> = (0..cs.len())
+        .filter(|&i| matches!(cs[i].kind, Kind::Manual(_)))
+        .collect();
+    if manual.is_empty() {
+        return;
+    }
+    for r in results {
+        println!(
+            "\n## Median of each step, {} (hand-written contenders)\n",
+            size_label(r.size)
+        );
+        print!("| step |");
+        for &i in &manual {
+            print!(" {} |", cs[i].label);
+        }
+        println!();
+        print!("|---|");
+        for _ in &manual {
+            print!("---:|");
+        }
+        println!();
+        let mut names: Vec<&'static str> = Vec::new();
+        for &i in &manual {
+            for (n, _) in &r.steps[i] {
+                if !names.contains(n) {
+                    names.push(n);
+                }
+            }
+        }
+        for n in names {
+            print!("| {n} |");
+            for &i in &manual {
+                match r.steps[i].iter().find(|(m, _)| *m == n) {
+                    Some((_, v)) => print!(" {} |", fmt_ns(median(v))),
+                    None => print!(" |"),
+                }
+            }
+            println!();
+        }
+        print!("| **sum of step medians** |");
+        for &i in &manual {
+            let sum: f64 = r.steps[i].iter().map(|(_, v)| median(v)).sum();
+            print!(" {} |", fmt_ns(sum));
+        }
+        println!();
+        print!("| **median of the total** |");
+        for &i in &manual {
+            print!(" {} |", fmt_ns(median(&r.times[i])));
+        }
+        println!();
     }
 }
 
@@ -557,18 +873,49 @@ fn syscalls_child(args: &[String]) -> Res<()> {
         return Err("usage: untorn-bench syscalls untorn|floor|awf SIZE DIR".into());
     };
     let dir = Path::new(dir);
-    let c = contenders(dir, false)
+    let c = contenders(dir, false, false)
         .into_iter()
         .find(|c| c.name.as_bytes() == format!("untorn-bench-{which}.dat").as_bytes())
         .ok_or_else(|| format!("unknown contender '{which}'"))?;
     let data = make_data(parse_size(size)?, 1);
     c.cleanup();
     std::fs::write(&c.target, &data)?;
-    c.write(&data)?;
-    c.write(&data)?;
+    let mut laps = Laps::new();
+    c.write(&data, &mut laps)?;
+    c.write(&data, &mut laps)?;
     let _ = rfs::open(MARK_BEGIN, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
-    c.write(&data)?;
+    c.write(&data, &mut laps)?;
     let _ = rfs::open(MARK_END, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
+    c.cleanup();
+    Ok(())
+}
+
+/// Hidden subcommand: `repeat CONTENDER SIZE DIR N`: N writes by one contender, for
+/// `perf` and `strace -c` (contenders: untorn, floor, awf, m-floor, m-all, ...).
+fn repeat_child(args: &[String]) -> Res<()> {
+    let [which, size, dir, n] = args else {
+        return Err("usage: untorn-bench repeat CONTENDER SIZE DIR N".into());
+    };
+    let dir = Path::new(dir);
+    let c = contenders(dir, true, true)
+        .into_iter()
+        .find(|c| c.name.as_bytes() == format!("untorn-bench-{which}.dat").as_bytes())
+        .ok_or_else(|| format!("unknown contender '{which}'"))?;
+    let data = make_data(parse_size(size)?, 1);
+    c.cleanup();
+    std::fs::write(&c.target, &data)?;
+    let mut laps = Laps::new();
+    let n: usize = n.parse()?;
+    let t = Instant::now();
+    for _ in 0..n {
+        c.write(&data, &mut laps)?;
+    }
+    eprintln!(
+        "{}: {} writes, mean {}",
+        c.label,
+        n,
+        fmt_ns(t.elapsed().as_nanos() as f64 / n as f64)
+    );
     c.cleanup();
     Ok(())
 }
@@ -767,6 +1114,8 @@ fn print_stream(results: &[StreamResult]) {
 
 // ---------------------------------------------------------------------------------------------
 
+// `f_type` is i64 on x86_64 but narrower on some other targets.
+#[allow(clippy::unnecessary_cast)]
 fn fs_description(dir: &Path) -> String {
     let Ok(fd) = rfs::open(
         dir,
@@ -799,11 +1148,28 @@ fn fs_description(dir: &Path) -> String {
     }
 }
 
+/// The load average and the I/O pressure (share of time some task waited on I/O, last 60 s):
+/// a busy neighbour shows here.
+fn pressure() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    let io = std::fs::read_to_string("/proc/pressure/io").unwrap_or_default();
+    let some60 = io
+        .lines()
+        .find(|l| l.starts_with("some"))
+        .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("avg60=")))
+        .unwrap_or("?");
+    format!(
+        "load average {}; I/O pressure (some, avg60) {some60}%",
+        load.join(" ")
+    )
+}
+
 fn run(args: &[String]) -> Res<()> {
     let a = parse_args(args)?;
     std::fs::create_dir_all(&a.dir)?;
     let exe = std::env::current_exe()?;
-    let cs = contenders(&a.dir, a.variants);
+    let cs = contenders(&a.dir, a.variants, a.ablation);
 
     println!("# untorn-bench\n");
     println!("- directory: `{}`", a.dir.display());
@@ -817,6 +1183,7 @@ fn run(args: &[String]) -> Res<()> {
             "interleaved, random order each round"
         }
     );
+    println!("- machine at start: {}", pressure());
     println!(
         "- kernel: {}",
         std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -842,6 +1209,7 @@ fn run(args: &[String]) -> Res<()> {
         results.push(bench_size(&cs, size, &a, &mut rng)?);
     }
     print_latency(&cs, &results, &mut rng);
+    println!("\n- machine during the run: {}", pressure());
 
     if a.syscalls {
         if have_strace() {
