@@ -38,9 +38,9 @@ if [[ -z $bin ]]; then
         fi
         [[ -n $cargo ]] || { echo "bench-ext4.sh: cargo not found for $SUDO_USER" >&2; exit 1; }
         sudo -u "$SUDO_USER" -H env PATH="$(dirname "$cargo"):$PATH" \
-            "$cargo" build --release -p untorn-bench --manifest-path "$repo/Cargo.toml"
+            "$cargo" build --release -p untorn-bench --bin untorn-bench --manifest-path "$repo/Cargo.toml"
     else
-        cargo build --release -p untorn-bench --manifest-path "$repo/Cargo.toml"
+        cargo build --release -p untorn-bench --bin untorn-bench --manifest-path "$repo/Cargo.toml"
     fi
     bin=${CARGO_TARGET_DIR:-$repo/target}/release/untorn-bench
 fi

@@ -67,9 +67,9 @@
 //! named temp and with `Durability::File`), `--ablation` (adds the floor written by hand with
 //! every combination of untorn's three extra steps: `0600` + `fchmod`, `O_TMPFILE` + `linkat`,
 //! `RENAME_EXCHANGE` + `unlinkat` of the old file; then all of them plus untorn's `fstat`s,
-//! which is exactly untorn's system calls; then that with `statx` without timestamps; each
-//! timed step by step, to show where untorn's extra time goes), `--no-stream`,
-//! `--no-syscalls`.
+//! which is untorn's system calls; then that with `statx` without timestamps; then untorn's
+//! exact trace (its `NAME.lock` probe, random temp names, close order); each timed step by
+//! step, to show where untorn's extra time goes), `--no-stream`, `--no-syscalls`.
 //!
 //! Hidden subcommands (used by the above, handy under `perf` or `strace -c`): `stream-1g DIR
 //! CHUNK`, `syscalls CONTENDER SIZE DIR`, `repeat CONTENDER SIZE DIR N`.
