@@ -58,7 +58,7 @@ pub fn find_orphans(dir: impl AsRef<Path>) -> Result<Vec<Orphan>> {
         let Some(target) = temp_file_target(&n) else {
             continue;
         };
-        let Ok(st) = sys.stat_at(&dir, &n, false) else {
+        let Ok(st) = sys.stat_at_times(&dir, &n, false) else {
             continue;
         };
         if st.file_type() != FileType::Regular {

@@ -790,3 +790,27 @@ fn io_error_conversion_keeps_kind_through_commit_error() {
     assert_eq!(e.kind(), std::io::ErrorKind::StorageFull);
     assert!(e.to_string().contains("cannot sync"), "{e}");
 }
+
+#[test]
+fn the_real_stat_agrees_with_std() {
+    // statx without timestamps must give the same identity (device, inode) and type, mode,
+    // owner and size as std's stat, and the timed variant the same modification time.
+    use crate::sys::{Real, Sys};
+    let d = dir();
+    let p = d.path().join("f");
+    fs::write(&p, "12345").unwrap();
+    let m = fs::metadata(&p).unwrap();
+    let dfd = Real.open_dir(None, d.path()).unwrap();
+    let st = Real.stat_at(&dfd, "f".as_ref(), false).unwrap();
+    assert_eq!((st.dev, st.ino), (m.dev(), m.ino()));
+    assert_eq!(
+        (st.mode, st.uid, st.gid, st.size, st.nlink),
+        (m.mode(), m.uid(), m.gid(), 5, 1)
+    );
+    assert_eq!(Real.stat(&dfd).unwrap().dev, m.dev());
+    let t = Real.stat_at_times(&dfd, "f".as_ref(), false).unwrap();
+    assert_eq!(
+        t.mtime_ns,
+        m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
+    );
+}

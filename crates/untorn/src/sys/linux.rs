@@ -27,6 +27,31 @@ fn mode(m: u32) -> Mode {
     Mode::from_raw_mode(m)
 }
 
+/// What untorn asks `statx` for: no timestamps. Since Linux 6.13, reading a file's timestamps
+/// makes its next change take a fine-grained timestamp, and that costs an extra metadata update
+/// inside the following fsync (measured: ~30 µs of a 1 ms durable write on a journaled loop
+/// mount, which put untorn 4-12% above the bare protocol).
+const LITE: rfs::StatxFlags = rfs::StatxFlags::TYPE
+    .union(rfs::StatxFlags::MODE)
+    .union(rfs::StatxFlags::NLINK)
+    .union(rfs::StatxFlags::UID)
+    .union(rfs::StatxFlags::GID)
+    .union(rfs::StatxFlags::INO)
+    .union(rfs::StatxFlags::SIZE);
+
+fn statx_of(x: &rfs::Statx) -> Stat {
+    Stat {
+        dev: rfs::makedev(x.stx_dev_major, x.stx_dev_minor),
+        ino: x.stx_ino,
+        mode: x.stx_mode as u32,
+        uid: x.stx_uid,
+        gid: x.stx_gid,
+        nlink: x.stx_nlink as u64,
+        size: x.stx_size,
+        mtime_ns: 0,
+    }
+}
+
 // The field types of `struct stat` differ between architectures.
 #[allow(clippy::unnecessary_cast)]
 fn stat_of(s: &rfs::Stat) -> Stat {
@@ -181,12 +206,34 @@ impl Sys for Real {
         } else {
             AtFlags::SYMLINK_NOFOLLOW
         };
+        match retry(|| rfs::statx(d, name, flags, LITE)) {
+            Ok(x) => Ok(statx_of(&x)),
+            Err(e) if e.raw_os_error() == Some(Errno::NOSYS.raw_os_error()) => {
+                Ok(stat_of(&retry(|| rfs::statat(d, name, flags))?))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn stat_at_times(&self, dir: &Fd, name: &OsStr, follow: bool) -> io::Result<Stat> {
+        let d = dir.os()?;
+        let flags = if follow {
+            AtFlags::empty()
+        } else {
+            AtFlags::SYMLINK_NOFOLLOW
+        };
         Ok(stat_of(&retry(|| rfs::statat(d, name, flags))?))
     }
 
     fn stat(&self, fd: &Fd) -> io::Result<Stat> {
         let f = fd.os()?;
-        Ok(stat_of(&retry(|| rfs::fstat(f))?))
+        match retry(|| rfs::statx(f, "", AtFlags::EMPTY_PATH, LITE)) {
+            Ok(x) => Ok(statx_of(&x)),
+            Err(e) if e.raw_os_error() == Some(Errno::NOSYS.raw_os_error()) => {
+                Ok(stat_of(&retry(|| rfs::fstat(f))?))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn read_link(&self, dir: &Fd, name: &OsStr) -> io::Result<PathBuf> {

@@ -222,6 +222,11 @@ pub trait Sys: Send + Sync + fmt::Debug {
     fn stat_at(&self, dir: &Fd, name: &OsStr, follow: bool) -> io::Result<Stat>;
     /// `fstat(fd)`.
     fn stat(&self, fd: &Fd) -> io::Result<Stat>;
+    /// `fstatat(dir, name)` with the modification time (`stat_at` may leave `mtime_ns` 0: asking
+    /// for timestamps has a cost, see the real implementation).
+    fn stat_at_times(&self, dir: &Fd, name: &OsStr, follow: bool) -> io::Result<Stat> {
+        self.stat_at(dir, name, follow)
+    }
     /// `readlinkat(dir, name)`.
     fn read_link(&self, dir: &Fd, name: &OsStr) -> io::Result<PathBuf>;
     /// `fchmod(fd, mode)`.

@@ -333,6 +333,10 @@ impl Sys for Probe {
         self.enter(Call::StatAt, || s(name))?;
         self.inner.stat_at(dir, name, follow)
     }
+    fn stat_at_times(&self, dir: &Fd, name: &OsStr, follow: bool) -> io::Result<Stat> {
+        self.enter(Call::StatAt, || s(name))?;
+        self.inner.stat_at_times(dir, name, follow)
+    }
     fn stat(&self, fd: &Fd) -> io::Result<Stat> {
         self.enter(Call::Stat, || self.label(fd))?;
         self.inner.stat(fd)
