@@ -24,8 +24,8 @@
 //!
 //! # What is not
 //!
-//! - Concurrent writers are not serialised: the last commit wins, whole. For read-modify-write
-//!   use a lock (a later release).
+//! - Plain writes are not serialised: the last commit wins, whole. For read-modify-write use
+//!   [`update`] (or [`update_json`] ...), which holds the file's lock.
 //! - Hard links to the target keep the old content (the target gets a new inode), and extended
 //!   attributes, ACLs and SELinux labels of the replaced file are not copied yet.
 //! - After a crash, a temp file (`.NAME.untorn-XXXXXXXX.tmp`) may be left beside the target;
@@ -37,11 +37,12 @@
 //!
 //! ```text
 //! openat(AT_FDCWD, "dir", O_RDONLY|O_DIRECTORY|O_CLOEXEC)       = dirfd
-//! newfstatat(dirfd, "a.json", AT_SYMLINK_NOFOLLOW)              (mode, owner, symlink?)
-//! fstat(dirfd)                                                  (which mount)
+//! statx(dirfd, "a.json.lock")                                   (an interrupted transaction?)
+//! statx(dirfd, "a.json", AT_SYMLINK_NOFOLLOW)                   (mode, owner, symlink?)
+//! statx(dirfd, "")                                              (which mount)
 //! openat(dirfd, ".", O_WRONLY|O_TMPFILE|O_CLOEXEC, 0600)        = fd   (else a named temp)
 //! write(fd, ...)                                                ...
-//! fstat(fd); fchown(fd, ...) if needed; fchmod(fd, old mode)
+//! statx(fd, ""); fchown(fd, ...) if needed; fchmod(fd, old mode)
 //! fsync(fd)                                                     data durable before any name
 //! linkat(fd, "", dirfd, ".a.json.untorn-1a2b3c4d.tmp", AT_EMPTY_PATH)
 //! renameat2(dirfd, ".a.json.untorn-1a2b3c4d.tmp", dirfd, "a.json", RENAME_EXCHANGE)
@@ -52,7 +53,14 @@
 //! [`write`] documents what a crash at each step leaves behind.
 //!
 //! Every system call goes through one internal module (`sys`), so that tests can record the
-//! calls, fail any one of them, and (later) simulate crashes.
+//! calls, fail any one of them, and simulate crashes (`sys::sim`).
+//!
+//! # More
+//!
+//! Locks and locked read-modify-write ([`lock`], [`update`], [`update_json`]), backups
+//! ([`backup`], [`OpenOptions::backups`], [`restore`], [`read_valid`]), logs ([`append`],
+//! [`read_log`], [`repair`]), multi-file transactions ([`Transaction`]) and recovery
+//! ([`recover`]) build on the same protocol; each module documents what a crash leaves.
 
 mod atomic;
 pub mod backup;
