@@ -1,4 +1,4 @@
-//! Atomic, durable replacement of one file: [`write`], [`OpenOptions`] and [`AtomicFile`].
+//! Atomic, durable replacement of one file: [`write()`], [`OpenOptions`] and [`AtomicFile`].
 
 use crate::ctx::{is_unsupported, Ctx, Feature};
 use crate::error::{Error, ErrorKind, Op, Result};
@@ -185,7 +185,7 @@ impl OpenOptions {
     }
 
     /// Replaces the file at `path` with `contents`, atomically and (by default) durably.
-    /// See [`write`](crate::write) for the protocol and what a crash leaves behind.
+    /// See [`write()`](crate::write) for the protocol and what a crash leaves behind.
     pub fn write(&self, path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> Result<()> {
         let mut f = self.open(path)?;
         f.write_all_bytes(contents.as_ref())?;
@@ -708,7 +708,7 @@ impl AtomicFile {
         result
     }
 
-    /// Whole-buffer write used by [`write`]: no copy through the buffer for large data.
+    /// Whole-buffer write used by [`write()`]: no copy through the buffer for large data.
     fn write_all_bytes(&mut self, data: &[u8]) -> Result<()> {
         if self.buf.len() + data.len() <= BUF_CAP {
             self.buf.extend_from_slice(data);

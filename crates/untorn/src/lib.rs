@@ -4,7 +4,7 @@
 //! them, and a power cut can leave half a file. untorn makes every change to such a file
 //! all-or-nothing and durable once it returns.
 //!
-//! - [`write`] replaces a file with a buffer: the common case, one call.
+//! - [`write()`] replaces a file with a buffer: the common case, one call.
 //! - [`OpenOptions`] sets durability, permissions, the symlink policy, no-clobber and the temp
 //!   strategy, and [`OpenOptions::open`] streams a replacement through an [`AtomicFile`].
 //!
@@ -33,7 +33,7 @@
 //!
 //! # How it works
 //!
-//! The exact sequence of system calls of [`write`] (default options, a file that exists):
+//! The exact sequence of system calls of [`write()`] (default options, a file that exists):
 //!
 //! ```text
 //! openat(AT_FDCWD, "dir", O_RDONLY|O_DIRECTORY|O_CLOEXEC)       = dirfd
@@ -50,7 +50,7 @@
 //! unlinkat(dirfd, ".a.json.untorn-1a2b3c4d.tmp", 0)             the old content
 //! ```
 //!
-//! [`write`] documents what a crash at each step leaves behind.
+//! [`write()`] documents what a crash at each step leaves behind.
 //!
 //! Every system call goes through one internal module (`sys`), so that tests can record the
 //! calls, fail any one of them, and simulate crashes (`sys::sim`).
