@@ -154,7 +154,7 @@ impl OpenOptions {
     }
 
     /// Keep the last `n` versions that writes displace, as backups beside the file
-    /// (`NAME.<UTC time>.bak`, see [`crate::backup`]); `0` (the default) keeps none.
+    /// (`NAME.<UTC time>.bak`, see [`crate::backup`](mod@crate::backup)); `0` (the default) keeps none.
     ///
     /// A backup costs O(1) whatever the file's size: the displaced inode is renamed to the
     /// backup name instead of being unlinked, and the write's own directory fsync makes it

@@ -57,10 +57,10 @@
 //!
 //! # More
 //!
-//! Locks and locked read-modify-write ([`lock`], [`update`], [`update_json`]), backups
-//! ([`backup`], [`OpenOptions::backups`], [`restore`], [`read_valid`]), logs ([`append`],
+//! Locks and locked read-modify-write ([`lock()`], [`update`], [`update_json`]), backups
+//! ([`backup()`], [`OpenOptions::backups`], [`restore`], [`read_valid`]), logs ([`append`],
 //! [`read_log`], [`repair`]), multi-file transactions ([`Transaction`]) and recovery
-//! ([`recover`]) build on the same protocol; each module documents what a crash leaves.
+//! ([`recover()`]) build on the same protocol; each module documents what a crash leaves.
 
 mod atomic;
 pub mod backup;
