@@ -370,8 +370,13 @@ fn human_age(d: std::time::Duration) -> String {
 }
 
 fn cmd_clean(a: CleanArgs) -> Result<u8, Failure> {
-    let c = untorn::clean(&a.dir, a.older_than, a.dry_run)?;
-    let verb = if a.dry_run { "would remove" } else { "removed" };
+    // Report first, then delete: the plan is printed (and flushed) before anything goes.
+    let c = untorn::clean(&a.dir, a.older_than, true)?;
+    let verb = if a.dry_run {
+        "would remove"
+    } else {
+        "removing"
+    };
     let mut out = String::new();
     for o in &c.removed {
         out.push_str(&format!(
@@ -391,6 +396,9 @@ fn cmd_clean(a: CleanArgs) -> Result<u8, Failure> {
         out.push_str(&format!("kept\t{}\t{why}\n", o.path.display()));
     }
     print_out(out.as_bytes())?;
+    if !a.dry_run && !c.removed.is_empty() {
+        untorn::clean(&a.dir, a.older_than, false)?;
+    }
     Ok(exit::OK)
 }
 
