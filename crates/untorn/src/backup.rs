@@ -25,6 +25,7 @@ use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::format::Format;
 use crate::sys::{errnos::*, Fd, FileType, OpenHow, RenameMode, SyncKind, Sys};
+use crate::update::read_all;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -219,28 +220,6 @@ pub fn backups(path: impl AsRef<Path>) -> Result<Vec<Backup>> {
     let mut v = list_in(&*ctx.sys, &dir, &dir_path, &name)?;
     v.reverse();
     Ok(v)
-}
-
-/// Reads a whole file through the seam.
-pub(crate) fn read_all(sys: &dyn Sys, fd: &Fd, path: &Path) -> Result<Vec<u8>> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut len = 0;
-    let mut transient = 0;
-    loop {
-        if len == buf.len() {
-            buf.resize(buf.len() * 2, 0);
-        }
-        match sys.read_at(fd, &mut buf[len..], len as u64) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if matches!(e.raw_os_error(), Some(EINTR | EAGAIN)) && transient < 100 => {
-                transient += 1
-            }
-            Err(e) => return Err(Error::io(Op::Read, path, e)),
-        }
-    }
-    buf.truncate(len);
-    Ok(buf)
 }
 
 /// Takes a backup of the file at `path` now, keeping at most `keep` backups of it (the oldest

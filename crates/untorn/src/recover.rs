@@ -8,11 +8,12 @@
 //! only temps that no live writer can own: older than a threshold, and not open in any process.
 
 use crate::atomic::{join, split, temp_file_target};
-use crate::backup::{backups, read_all, restore_from, Backup, Validator};
+use crate::backup::{backups, restore_from, Backup, Validator};
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::format::Format;
 use crate::sys::{FileType, OpenHow};
+use crate::update::read_all;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

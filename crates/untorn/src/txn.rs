@@ -882,7 +882,7 @@ fn read_path(sys: &dyn Sys, path: &Path) -> Result<Option<Vec<u8>>> {
         Err(e) if e.raw_os_error() == Some(ENOENT) => return Ok(None),
         Err(e) => return Err(Error::io(Op::Open, path, e)),
     };
-    crate::backup::read_all(sys, &fd, path).map(Some)
+    crate::update::read_all(sys, &fd, path).map(Some)
 }
 
 /// What a lock file's mark says: the journal, and the temp of that lock's file (if any).

@@ -10,7 +10,7 @@ use crate::atomic::{split, OpenOptions};
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::lock::{Lock, LockOptions};
-use crate::sys::{errnos::*, FileType, OpenHow, Sys};
+use crate::sys::{errnos::*, Fd, FileType, OpenHow, Sys};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -207,19 +207,21 @@ pub(crate) fn read_file(ctx: &Ctx, path: &Path) -> Result<Option<Vec<u8>>> {
         Err(e) if e.raw_os_error() == Some(ENOENT) => return Ok(None),
         Err(e) => return Err(Error::io(Op::Open, path, e)),
     };
-    let size = sys
-        .stat(&fd)
-        .map_err(|e| Error::io(Op::Stat, path, e))?
-        .size;
+    read_all(sys, &fd, path).map(Some)
+}
+
+/// Reads all of the open file `fd` (of `path`, for messages). The buffer is sized from `fstat`;
+/// EINTR and EAGAIN are transient and retried, a bounded number of times.
+pub(crate) fn read_all(sys: &dyn Sys, fd: &Fd, path: &Path) -> Result<Vec<u8>> {
+    let size = sys.stat(fd).map_err(|e| Error::io(Op::Stat, path, e))?.size;
     let mut buf = vec![0u8; (size as usize).saturating_add(1).max(4096)];
     let mut len = 0;
-    // EINTR and EAGAIN are transient: retried, a bounded number of times.
     let mut transient = 0;
     loop {
         if len == buf.len() {
             buf.resize(buf.len() * 2, 0);
         }
-        match sys.read_at(&fd, &mut buf[len..], len as u64) {
+        match sys.read_at(fd, &mut buf[len..], len as u64) {
             Ok(0) => break,
             Ok(n) => len += n,
             Err(e) if matches!(e.raw_os_error(), Some(EINTR | EAGAIN)) && transient < 100 => {
@@ -229,7 +231,7 @@ pub(crate) fn read_file(ctx: &Ctx, path: &Path) -> Result<Option<Vec<u8>>> {
         }
     }
     buf.truncate(len);
-    Ok(Some(buf))
+    Ok(buf)
 }
 
 /// Under the exclusive lock of `path` (`path.lock`): reads the file (`None` if missing), calls
