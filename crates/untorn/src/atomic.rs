@@ -335,7 +335,7 @@ pub(crate) fn split(path: &Path) -> Result<(PathBuf, OsString)> {
 /// Where a path resolved to: the directory that holds the file to replace, its name, and what
 /// is there now.
 pub(crate) struct Target {
-    pub(crate) dir: Fd,
+    pub(crate) dir: Arc<Fd>,
     /// The directory as the user would name it (for messages).
     pub(crate) dir_path: PathBuf,
     pub(crate) name: OsString,
@@ -361,12 +361,42 @@ pub(crate) fn join(dir: &Path, name: &OsStr) -> PathBuf {
 /// Before anything else it finishes (or undoes) a crashed transaction that covers `path`, so
 /// that a write never lands under a transaction that is later rolled forward.
 pub(crate) fn resolve(ctx: &Arc<Ctx>, path: &Path, policy: Symlinks) -> Result<Target> {
+    resolve_in(ctx, path, policy, None)
+}
+
+/// Directories a caller keeps open across many [`resolve_in`] calls, by path as named.
+pub(crate) type DirCache = std::collections::HashMap<PathBuf, Arc<Fd>>;
+
+/// [`resolve`], opening the directory through `cache` if given. With a cache (a transaction,
+/// which recovers crashed transactions when it takes its locks) the lock file is not looked at.
+pub(crate) fn resolve_in(
+    ctx: &Arc<Ctx>,
+    path: &Path,
+    policy: Symlinks,
+    cache: Option<&mut DirCache>,
+) -> Result<Target> {
     let sys = &*ctx.sys;
     let (mut dir_path, mut name) = split(path)?;
-    let mut dir = sys
-        .open_dir(None, &dir_path)
-        .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
-    crate::txn::recover_before_write(ctx, &dir, &dir_path, &name)?;
+    let open = |p: &Path| {
+        sys.open_dir(None, p)
+            .map(Arc::new)
+            .map_err(|e| Error::io(Op::OpenDir, p, e))
+    };
+    let mut dir = match cache {
+        Some(c) => match c.get(&dir_path) {
+            Some(d) => d.clone(),
+            None => {
+                let d = open(&dir_path)?;
+                c.insert(dir_path.clone(), d.clone());
+                d
+            }
+        },
+        None => {
+            let d = open(&dir_path)?;
+            crate::txn::recover_before_write(ctx, &d, &dir_path, &name)?;
+            d
+        }
+    };
     for _ in 0..40 {
         let here = join(&dir_path, &name);
         let st = match sys.stat_at(&dir, &name, false) {
@@ -422,15 +452,14 @@ pub(crate) fn resolve(ctx: &Arc<Ctx>, path: &Path, policy: Symlinks) -> Result<T
                 })?;
                 let link_has_dir = link.parent().is_some_and(|p| !p.as_os_str().is_empty());
                 if link.is_absolute() {
-                    dir = sys
-                        .open_dir(None, &ldir)
-                        .map_err(|e| Error::io(Op::OpenDir, &ldir, e))?;
+                    dir = open(&ldir)?;
                     dir_path = ldir;
                 } else if link_has_dir {
                     let shown = dir_path.join(&ldir);
-                    dir = sys
-                        .open_dir(Some(&dir), &ldir)
-                        .map_err(|e| Error::io(Op::OpenDir, &shown, e))?;
+                    dir = Arc::new(
+                        sys.open_dir(Some(&dir), &ldir)
+                            .map_err(|e| Error::io(Op::OpenDir, &shown, e))?,
+                    );
                     dir_path = shown;
                 }
                 name = lname;

@@ -154,9 +154,14 @@ impl LockOptions {
     /// Locks the file `lock_file` itself (created if missing; never followed if it is a
     /// symlink). Use this to share a lock file with other tools under another name.
     pub fn lock_file(&self, lock_file: impl AsRef<Path>) -> Result<Lock> {
-        let path = lock_file.as_ref();
+        self.lock_at(None, lock_file.as_ref())
+    }
+
+    /// [`lock_file`](Self::lock_file) with the directory of `path` already open as `dir` (a
+    /// transaction locks many files of one directory).
+    pub(crate) fn lock_at(&self, dir: Option<&Fd>, path: &Path) -> Result<Lock> {
         let started = Instant::now();
-        let r = self.acquire(path, started);
+        let r = self.acquire(dir, path, started);
         let kind = if self.shared { "shared" } else { "exclusive" };
         let wait_us = started.elapsed().as_micros() as u64;
         match &r {
@@ -170,20 +175,20 @@ impl LockOptions {
         r
     }
 
-    fn acquire(&self, path: &Path, started: Instant) -> Result<Lock> {
-        // A lock file that names a transaction journal belongs to a transaction that crashed
+    fn acquire(&self, dir: Option<&Fd>, path: &Path, started: Instant) -> Result<Lock> {
+        // A lock file flagged by a transaction (its size is the tag of a journal) belongs to one that crashed
         // while committing (a live one would hold this lock): finish or undo it first, so that
         // the holder of this lock sees the files all old or all new.
         for _ in 0..8 {
-            let lock = self.acquire_once(path, started)?;
+            let lock = self.acquire_once(dir, path, started)?;
             if !lock.pending_txn || !self.recover_txns {
                 return Ok(lock);
             }
             drop(lock);
             if crate::txn::recover_lock_file(&self.ctx, path)?.is_none() {
-                // Not a transaction's mark (someone else wrote into the lock file): nothing to
+                // Not a transaction flag (someone else wrote into the lock file): nothing to
                 // recover; the lock is still a lock.
-                let mut lock = self.acquire_once(path, started)?;
+                let mut lock = self.acquire_once(dir, path, started)?;
                 lock.pending_txn = false;
                 return Ok(lock);
             }
@@ -197,9 +202,9 @@ impl LockOptions {
         ))
     }
 
-    fn acquire_once(&self, path: &Path, started: Instant) -> Result<Lock> {
+    fn acquire_once(&self, dir: Option<&Fd>, path: &Path, started: Instant) -> Result<Lock> {
         let sys = &*self.ctx.sys;
-        let fd = open_lock_file(&self.ctx, path, self.allow_shared_fs)?;
+        let fd = open_lock_file(&self.ctx, dir, path, self.allow_shared_fs)?;
         let kind = if self.shared {
             LockKind::Shared
         } else {
@@ -259,13 +264,21 @@ fn human(d: Duration) -> String {
     }
 }
 
-/// Opens (creating if needed) the lock file `path` for locking.
-fn open_lock_file(ctx: &Ctx, path: &Path, allow_shared_fs: bool) -> Result<Fd> {
+/// Opens (creating if needed) the lock file `path` for locking (in `dir`, its directory, if
+/// that is open already).
+fn open_lock_file(ctx: &Ctx, dir: Option<&Fd>, path: &Path, allow_shared_fs: bool) -> Result<Fd> {
     let sys = &*ctx.sys;
     let (dir_path, name) = crate::atomic::split(path)?;
-    let dir = sys
-        .open_dir(None, &dir_path)
-        .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+    let opened;
+    let dir = match dir {
+        Some(d) => d,
+        None => {
+            opened = sys
+                .open_dir(None, &dir_path)
+                .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+            &opened
+        }
+    };
     // A FIFO planted in its place would block the open: look first. (A symlink is refused by
     // O_NOFOLLOW below, whatever is there by then.)
     match sys.stat_at(&dir, &name, false) {
@@ -296,7 +309,7 @@ fn open_lock_file(ctx: &Ctx, path: &Path, allow_shared_fs: bool) -> Result<Fd> {
         ..OpenHow::default()
     };
     // 0644 less the umask: readable (so others can take shared locks), never world-writable.
-    // Written only by transactions (a pointer to their journal while they commit); a lock file
+    // Changed only by transactions (its size flags their journal while they commit); a lock file
     // we may only read is still good for locking.
     let fd = match sys.open_file(&dir, &name, how, 0o644) {
         Err(e) if matches!(e.raw_os_error(), Some(EACCES | EPERM | EROFS)) => {
@@ -432,7 +445,7 @@ impl Lock {
         }
     }
 
-    /// The open lock file (for a transaction's journal pointer).
+    /// The open lock file (for a transaction's flag).
     pub(crate) fn fd(&self) -> &Fd {
         self.fd.as_ref().expect("held until dropped")
     }

@@ -16,37 +16,46 @@
 //! # Protocol, and what a crash at each point leaves
 //!
 //! 1. **Stage**: each new content goes to a temp file beside its target
-//!    (`.NAME.untorn-XXXXXXXX.tmp`, mode 0600 until its final mode is set).
+//!    (`.NAME.untorn-XXXXXXXX.tmp`, mode 0600 until its final mode is set); its size and
+//!    CRC-32 are kept as it is written.
 //!    *Crash: targets untouched; temps are orphans for `untorn clean`.*
 //! 2. **Lock** every file involved (`FILE.lock`, the same lock files as single-file updates),
 //!    all at once, in one global order (sorted absolute paths), so that two transactions never
 //!    deadlock. All files must be on one file system (else an error, before anything changes).
-//! 3. **Mark**: write into each lock file the path of the journal to come, and the temp that
-//!    belongs to its file. Then one `syncfs` makes the temps and the marks durable together
-//!    (group commit: one flush for any number of files).
-//!    *Crash: the next untorn operation on any of the files sees the mark, finds no valid
-//!    journal, removes the temp and the mark: all old.*
-//! 4. **Journal**: write `.untorn-txn-XXXXXXXXXXXXXXXX.journal` (beside the first file): every
-//!    temp → target, removal and rename, with the inode each applies to, and a CRC32; `fsync`
-//!    it and its directory. **This is the commit point.**
-//!    *Crash before it is durable: the journal is missing, truncated or fails its checksum:
-//!    all old. After: all new, whatever else happens.*
-//! 5. **Apply** the renames and removals in order, then `fsync` each distinct directory.
-//!    *Crash: the next untorn operation on any of the files (or `untorn recover`) rolls the
-//!    journal forward. Rolling forward is idempotent: an entry whose temp (or inode) is gone was
-//!    applied already.*
-//! 6. **Clean up**: remove the journal and empty the lock files (not synced: if a crash brings
-//!    them back, the roll-forward finds everything applied).
+//! 3. **Journal**: written once into a temp, then hard-linked as `.untorn-txn-TTTT.journal`
+//!    beside every lock file, under a *tag* `TTTT` (1 to 4095) free in all those directories
+//!    (a journal appears whole or not at all). It lists every temp → target with the temp's
+//!    inode, size and CRC-32, every removal and rename with its inode, and the lock files; a
+//!    CRC-32 closes it.
+//! 4. **Flag** each lock file: its size becomes the tag (NUL bytes: a hole, no data block).
+//!    A plain write sees it with the one `stat` of the lock file it makes anyway.
+//! 5. **One `syncfs`** makes the temps, the journal and the flags durable together. **Its
+//!    return is the commit point.**
+//!    *Crash before or during it: recovery rolls forward only if the journal decodes, a copy
+//!    of it is beside every lock file, every lock file carries the flag, and every temp is whole
+//!    (size and CRC as recorded) or already in place; else it rolls back (removes the temps).
+//!    Nothing was renamed yet, so either way the files are all old or all new.*
+//!    (Group commit: one flush for any number of files, where the journal written after the
+//!    temps were synced would cost a second one.)
+//! 6. **Apply** the renames and removals in order, then `fsync` each distinct directory.
+//!    *Crash: everything of step 5 is durable, so recovery rolls forward. Rolling forward is
+//!    idempotent: an entry whose temp (or inode) is gone was applied already.*
+//! 7. **Clean up**: remove the journal and clear the flags (not synced: if a crash brings any
+//!    of them back, recovery finds every change applied, or a flag or copy missing, and rolls
+//!    "back", which changes nothing as no temp is left).
 //!
-//! Recovery runs by itself: writes look at the target's lock file (one `stat`), and locks find
-//! the mark when they take the lock; either finishes (or undoes) the transaction before going
-//! on. `untorn recover DIR` also finds journals directly.
+//! Durability assumption: `syncfs(2)` returns only when every earlier change of the file
+//! system (data, names, sizes) is durable, and reports a write-back error (Linux ≥ 5.8).
+//!
+//! Recovery runs by itself: writes look at the target's lock file (one `stat`), and locks see
+//! the flag when they take the lock; either finishes (or undoes) the transaction before going
+//! on, under all the transaction's locks. `untorn recover DIR` also finds journals directly.
 
-use crate::atomic::{join, resolve, split, temp_name, Symlinks};
+use crate::atomic::{join, resolve_in, split, temp_name, DirCache, Symlinks};
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::lock::{lock_path_for, Lock, LockOptions};
-use crate::sys::{errnos::*, Fd, FileType, OpenHow, RenameMode, Stat, SyncKind, Sys};
+use crate::sys::{errnos::*, Fd, FileType, OpenHow, RenameMode, Stat, Sys};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -56,10 +65,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 const MAGIC: &[u8; 8] = b"UNTORNTX";
-const VERSION: u16 = 1;
-const MARK: &[u8] = b"untorn-txn 1\t";
+const VERSION: u16 = 2;
 const JOURNAL_PREFIX: &str = ".untorn-txn-";
 const JOURNAL_SUFFIX: &str = ".journal";
+/// Tags run from 1 to this: a flag is a lock file of that many NUL bytes (at most one block,
+/// and a hole where the file system has them), and the journal is `.untorn-txn-TTTT.journal`.
+const MAX_TAG: u16 = 4095;
 /// Bounds a decoder accepts: a corrupt length can never make it allocate much.
 const MAX_PATH: usize = 64 * 1024;
 const MAX_ENTRIES: usize = 1 << 20;
@@ -67,12 +78,15 @@ const MAX_ENTRIES: usize = 1 << 20;
 /// One change of a committed transaction, as the journal records it. Paths are absolute.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Entry {
-    /// Rename the temp file (inode `ino` on device `dev`) over `target`.
+    /// Rename the temp file (inode `ino` on device `dev`, `size` bytes whose CRC-32 is `crc`)
+    /// over `target`.
     Put {
         temp: PathBuf,
         target: PathBuf,
         dev: u64,
         ino: u64,
+        size: u64,
+        crc: u32,
     },
     /// Remove `target` if it is still the inode it was when staged.
     Remove { target: PathBuf, dev: u64, ino: u64 },
@@ -85,22 +99,26 @@ pub enum Entry {
     },
 }
 
-/// A transaction journal: what a committed transaction does, and the lock files it marked.
+/// A transaction journal: what a committed transaction does, and the lock files it flagged.
 ///
-/// # Format (version 1), all integers little-endian
+/// # Format (version 2), all integers little-endian
 ///
 /// ```text
-/// "UNTORNTX"  u16 version=1  u16 flags=0  u32 entries  u32 locks
+/// "UNTORNTX"  u16 version=2  u16 flags=0  u32 entries  u32 locks
 /// entries × { u8 kind (1 put, 2 remove, 3 rename)  u64 dev  u64 ino
-///             u32 len, path A   u32 len, path B (empty for remove) }
+///             u32 len, path A   u32 len, path B (empty for remove)
+///             put only: u64 size  u32 CRC-32 of the temp's content }
 /// locks   × { u32 len, path }
 /// u32 CRC-32 (IEEE) of every byte before it
 /// ```
+///
+/// The journal's tag (which the flags carry) is in its file name, not in its bytes: one
+/// journal can be linked under another tag without being written again.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Journal {
     /// The changes, in the order they are applied.
     pub entries: Vec<Entry>,
-    /// The lock files marked with this journal's path.
+    /// The lock files flagged with this journal's tag.
     pub locks: Vec<PathBuf>,
 }
 
@@ -176,6 +194,7 @@ impl Journal {
                     target,
                     dev,
                     ino,
+                    ..
                 } => (1u8, temp.as_path(), target.as_path(), dev, ino),
                 Entry::Remove { target, dev, ino } => {
                     (2, target.as_path(), Path::new(""), dev, ino)
@@ -187,6 +206,10 @@ impl Journal {
             out.extend_from_slice(&ino.to_le_bytes());
             put_path(&mut out, a);
             put_path(&mut out, b);
+            if let Entry::Put { size, crc, .. } = e {
+                out.extend_from_slice(&size.to_le_bytes());
+                out.extend_from_slice(&crc.to_le_bytes());
+            }
         }
         for l in &self.locks {
             put_path(&mut out, l);
@@ -229,6 +252,8 @@ impl Journal {
                     target: b,
                     dev,
                     ino,
+                    size: r.u64()?,
+                    crc: r.u32()?,
                 },
                 2 => Entry::Remove {
                     target: a,
@@ -280,7 +305,7 @@ fn absolute_in(cwd: &Path, p: &Path) -> PathBuf {
 pub struct Staged {
     ctx: Arc<Ctx>,
     fd: Fd,
-    dir: Fd,
+    dir: Arc<Fd>,
     dir_path: PathBuf,
     temp: OsString,
     target_name: OsString,
@@ -291,6 +316,10 @@ pub struct Staged {
     buf: Vec<u8>,
     /// The temp's (device, inode), once known.
     id: (u64, u64),
+    /// CRC-32 and length of every byte written into the temp so far: recovery checks them, so
+    /// that a temp a crash left incomplete never rolls forward.
+    crc: crc32fast::Hasher,
+    len: u64,
 }
 
 impl std::fmt::Debug for Staged {
@@ -311,7 +340,11 @@ impl Staged {
                         io::ErrorKind::WriteZero.into(),
                     ))
                 }
-                Ok(n) => done += n,
+                Ok(n) => {
+                    self.crc.update(&self.buf[done..done + n]);
+                    self.len += n as u64;
+                    done += n;
+                }
                 Err(e) => {
                     self.buf.drain(..done);
                     return Err(Error::io(Op::Write, &self.path, e));
@@ -329,11 +362,14 @@ impl io::Write for Staged {
             self.flush_buf()?;
         }
         if data.len() >= 64 * 1024 {
-            return self
+            let n = self
                 .ctx
                 .sys
                 .write(&self.fd, data)
-                .map_err(|e| Error::io(Op::Write, &self.path, e).into());
+                .map_err(|e| io::Error::from(Error::io(Op::Write, &self.path, e)))?;
+            self.crc.update(&data[..n]);
+            self.len += n as u64;
+            return Ok(n);
         }
         self.buf.extend_from_slice(data);
         Ok(data.len())
@@ -377,6 +413,10 @@ pub struct Committed {
 pub struct Transaction {
     ctx: Arc<Ctx>,
     changes: Vec<Change>,
+    /// Every path a change names (as given), to refuse a second change of one file in O(1).
+    touched: std::collections::HashSet<PathBuf>,
+    /// The directories of the staged files, opened once each.
+    dir_cache: DirCache,
     lock: LockOptions,
     finished: bool,
 }
@@ -401,6 +441,8 @@ impl Transaction {
         Transaction {
             ctx: Ctx::real(),
             changes: Vec::new(),
+            touched: Default::default(),
+            dir_cache: Default::default(),
             lock: LockOptions::new(),
             finished: false,
         }
@@ -420,12 +462,7 @@ impl Transaction {
     }
 
     fn check_new(&self, path: &Path) -> Result<()> {
-        let dup = self.changes.iter().any(|c| match c {
-            Change::Put(s) => s.path == path,
-            Change::Remove { path: p, .. } => p == path,
-            Change::Rename { from, to, .. } => from == path || to == path,
-        });
-        if dup {
+        if self.touched.contains(path) {
             return Err(Error::new(
                 Op::Transaction,
                 path,
@@ -440,7 +477,7 @@ impl Transaction {
     pub fn create(&mut self, path: impl AsRef<Path>) -> Result<&mut Staged> {
         let path = path.as_ref();
         self.check_new(path)?;
-        let t = resolve(&self.ctx, path, Symlinks::Follow)?;
+        let t = resolve_in(&self.ctx, path, Symlinks::Follow, Some(&mut self.dir_cache))?;
         let sys = &*self.ctx.sys;
         let final_mode = match t.existing {
             Some(st) if st.file_type() == FileType::Regular => st.permissions(),
@@ -467,7 +504,10 @@ impl Transaction {
             final_mode,
             buf: Vec::new(),
             id: (0, 0),
+            crc: crc32fast::Hasher::new(),
+            len: 0,
         })));
+        self.touched.insert(path.to_path_buf());
         match self.changes.last_mut() {
             Some(Change::Put(s)) => Ok(s),
             _ => unreachable!("just pushed"),
@@ -516,6 +556,7 @@ impl Transaction {
             name,
             st,
         });
+        self.touched.insert(path.to_path_buf());
         Ok(())
     }
 
@@ -537,6 +578,8 @@ impl Transaction {
             to_dir: (td, tdp, tname),
             st,
         });
+        self.touched.insert(from.to_path_buf());
+        self.touched.insert(to.to_path_buf());
         Ok(())
     }
 
@@ -645,21 +688,69 @@ impl Transaction {
             let l = lock_path_for(p);
             lock_paths.insert(absolute_in(&cwd, &l), l);
         }
-        let mut locks: Vec<Lock> = Vec::new();
-        for l in lock_paths.values() {
-            locks.push(self.lock.clone().shared(false).lock_file(l)?);
-        }
         let first_dir = dirs
             .keys()
             .next()
             .expect("a change has a directory")
             .clone();
-        let journal_name = OsString::from(format!(
-            "{JOURNAL_PREFIX}{:016x}{JOURNAL_SUFFIX}",
-            fastrand::u64(..)
-        ));
-        let journal_path = first_dir.join(&journal_name);
         let journal_dir = *dirs.get(&first_dir).expect("present");
+        // Lock files sit beside the paths as given, which a symlink may put elsewhere than the
+        // file it names: open those directories too.
+        let mut extra_dirs: Vec<(PathBuf, Fd)> = Vec::new();
+        for abs in lock_paths.keys() {
+            let (d, _) = split(abs)?;
+            if !dirs.contains_key(&d) && !extra_dirs.iter().any(|(p, _)| *p == d) {
+                let fd = sys
+                    .open_dir(None, &d)
+                    .map_err(|e| Error::io(Op::OpenDir, &d, e))?;
+                extra_dirs.push((d, fd));
+            }
+        }
+        let dir_of = |abs: &Path| -> Result<&Fd> {
+            let (d, _) = split(abs)?;
+            Ok(match dirs.get(&d) {
+                Some(fd) => fd,
+                None => &extra_dirs.iter().find(|(p, _)| *p == d).expect("opened").1,
+            })
+        };
+        let mut opts = self.lock.clone();
+        opts.shared(false).with_ctx(ctx.clone());
+        // Crashed transactions are recovered with none of our locks held (a recovery takes the
+        // locks of the transaction it finishes, which may include one we already hold).
+        opts.recover_txns = false;
+        let mut not_flags: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut tries = 0;
+        let locks: Vec<Lock> = loop {
+            let mut locks = Vec::with_capacity(lock_paths.len());
+            let mut pending = Vec::new();
+            for (abs, given) in &lock_paths {
+                let l = opts.lock_at(Some(dir_of(abs)?), given)?;
+                if l.pending_txn && !not_flags.contains(abs) {
+                    pending.push((abs, given));
+                }
+                locks.push(l);
+            }
+            if pending.is_empty() {
+                break locks;
+            }
+            drop(locks);
+            tries += 1;
+            if tries > 8 {
+                return Err(Error::new(
+                    Op::Lock,
+                    pending[0].1,
+                    ErrorKind::Other,
+                    "an interrupted transaction keeps coming back; run `untorn recover` on its \
+                     directory"
+                        .into(),
+                ));
+            }
+            for (abs, given) in pending {
+                if recover_lock_file(&ctx, given)?.is_none() {
+                    not_flags.insert(abs.clone());
+                }
+            }
+        };
 
         // The journal, in memory.
         let mut journal = Journal::default();
@@ -672,6 +763,8 @@ impl Transaction {
                         target: dir.join(&s.target_name),
                         dev: s.id.0,
                         ino: s.id.1,
+                        size: s.len,
+                        crc: s.crc.clone().finalize(),
                     }
                 }
                 Change::Remove {
@@ -696,42 +789,58 @@ impl Transaction {
         }
         journal.locks = lock_paths.keys().cloned().collect();
 
-        // 4. Marks in the lock files: the journal to look for, and this file's temp.
-        let undo_marks = |locks: &[Lock]| {
+        // 4. Flag every lock file: its size becomes the tag (a hole, no data block to write).
+        //    Under our locks nobody looks at the flags until we are done; the tag is chosen
+        //    when the journal is linked in (step 5), so flags are set after it.
+        let clear_flags = |locks: &[Lock]| {
             for l in locks {
                 let _ = sys.set_len(l.fd(), 0);
             }
         };
-        for (abs, l) in lock_paths.keys().zip(&locks) {
-            let temp = journal.entries.iter().find_map(|e| match e {
-                Entry::Put { temp, target, .. } if lock_path_for(target) == *abs => Some(temp),
-                _ => None,
-            });
-            let mut mark = MARK.to_vec();
-            mark.extend_from_slice(journal_path.as_os_str().as_bytes());
-            mark.push(b'\t');
-            if let Some(t) = temp {
-                mark.extend_from_slice(t.as_os_str().as_bytes());
-            }
-            mark.push(b'\n');
-            if let Err(e) = write_all_at_start(sys, l.fd(), &mark, l.size > 0) {
-                undo_marks(&locks);
-                return Err(Error::io(Op::Write, l.path(), e)
-                    .with_note("a transaction writes a mark into each lock file"));
+        // 5. The journal, written once into a temp and linked in under a tag that is free in
+        //    every directory of the transaction: a journal appears whole or not at all.
+        let bytes = journal.encode();
+        let mut dir_list: Vec<(&PathBuf, &Fd)> = Vec::new();
+        for (p, fd) in &dirs {
+            if lock_paths.keys().any(|l| l.parent() == Some(p.as_path())) {
+                dir_list.push((p, *fd));
             }
         }
-        // 5. Temps and marks durable: one flush for all of them.
+        dir_list.extend(extra_dirs.iter().map(|(p, fd)| (p, fd)));
+        let (tag, journal_name) = match publish_journal(sys, &dir_list, &bytes) {
+            Ok(t) => t,
+            Err(e) => return Err(e),
+        };
+        let unpublish = || {
+            for (_, fd) in &dir_list {
+                let _ = sys.unlink(fd, &journal_name);
+            }
+        };
+        for l in &locks {
+            let r = if l.size > 0 {
+                // Whatever else was in it goes: a flag is NUL bytes only.
+                sys.set_len(l.fd(), 0)
+                    .and_then(|()| sys.set_len(l.fd(), u64::from(tag)))
+            } else {
+                sys.set_len(l.fd(), u64::from(tag))
+            };
+            if let Err(e) = r {
+                unpublish();
+                clear_flags(&locks);
+                return Err(Error::io(Op::Write, l.path(), e)
+                    .with_note("a transaction flags each lock file (sets its size)"));
+            }
+        }
+        // 6. One flush makes the temps, the flags and the journal durable together: the
+        //    commit point. (A crash inside it: recovery rolls forward only if the journal, every
+        //    flag and every temp, checked by size and CRC, made it; else nothing was applied
+        //    yet and it rolls back.)
         if let Err(e) = sys.sync_fs(journal_dir) {
-            undo_marks(&locks);
+            unpublish();
+            clear_flags(&locks);
             return Err(Error::io(Op::Sync, &first_dir, e));
         }
-        // 6. The journal: the commit point.
-        let bytes = journal.encode();
-        if let Err(e) = write_journal(sys, journal_dir, &journal_name, &bytes, &journal_path) {
-            let _ = sys.unlink(journal_dir, &journal_name);
-            undo_marks(&locks);
-            return Err(e);
-        }
+        let journal_path = first_dir.join(&journal_name);
         tracing::trace!(target: "untorn", journal = %journal_path.display(), "transaction committed (journal durable)");
         // 7. Apply; then the directories, once each.
         let mut out = Committed::default();
@@ -780,9 +889,11 @@ impl Transaction {
             sys.sync_dir(fd)
                 .map_err(|e| after_commit(Error::io(Op::SyncDir, p, e)))?;
         }
-        // 8. Done: the journal and the marks go (not synced; see the module doc).
-        let _ = sys.unlink(journal_dir, &journal_name);
-        undo_marks(&locks);
+        // 8. Done: the journal and the flags go (not synced: if a crash brings them back, the
+        //    recovery finds every change applied, or a flag missing; either way it changes
+        //    nothing).
+        unpublish();
+        clear_flags(&locks);
         for c in &mut self.changes {
             if let Change::Put(s) = c {
                 s.temp = OsString::new();
@@ -823,40 +934,89 @@ fn after_commit(e: Error) -> Error {
     )
 }
 
-fn write_all_at_start(sys: &dyn Sys, fd: &Fd, data: &[u8], not_empty: bool) -> io::Result<()> {
-    if not_empty {
-        sys.set_len(fd, 0)?;
-    }
-    let mut done = 0;
-    // The lock file descriptor's offset may be anywhere: pwrite-like behaviour through a fresh
-    // truncate + write from the start is enough for a file only transactions write.
-    while done < data.len() {
-        let n = sys.write_at(fd, &data[done..], done as u64)?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        done += n;
-    }
-    Ok(())
+/// The journal's file name for `tag`.
+pub(crate) fn journal_name(tag: u16) -> OsString {
+    OsString::from(format!("{JOURNAL_PREFIX}{tag:04x}{JOURNAL_SUFFIX}"))
 }
 
-fn write_journal(sys: &dyn Sys, dir: &Fd, name: &OsStr, bytes: &[u8], path: &Path) -> Result<()> {
-    let fd = sys
-        .create_temp(dir, name, 0o600)
-        .map_err(|e| Error::io(Op::Create, path, e))?;
-    let mut done = 0;
-    while done < bytes.len() {
-        match sys.write(&fd, &bytes[done..]) {
-            Ok(0) => return Err(Error::io(Op::Write, path, io::ErrorKind::WriteZero.into())),
-            Ok(n) => done += n,
-            Err(e) => return Err(Error::io(Op::Write, path, e)),
-        }
+/// The tag in a journal's file name, if it is one.
+fn tag_of(name: &OsStr) -> Option<u16> {
+    let b = name.as_bytes();
+    let hex = b
+        .strip_prefix(JOURNAL_PREFIX.as_bytes())?
+        .strip_suffix(JOURNAL_SUFFIX.as_bytes())?;
+    if hex.len() != 4 {
+        return None;
     }
-    sys.sync(&fd, SyncKind::All)
-        .map_err(|e| Error::io(Op::Sync, path, e))?;
-    // The journal's name must be durable too: only then is the commit point reached.
-    sys.sync_dir(dir)
-        .map_err(|e| Error::io(Op::SyncDir, path, e))
+    let tag = u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+    (1..=MAX_TAG).contains(&tag).then_some(tag)
+}
+
+/// The tag a lock file's content flags, if it is a flag: 1 to [`MAX_TAG`] NUL bytes.
+fn flag_of(content: &[u8]) -> Option<u16> {
+    let n = u16::try_from(content.len()).ok()?;
+    ((1..=MAX_TAG).contains(&n) && content.iter().all(|&b| b == 0)).then_some(n)
+}
+
+/// Writes `bytes` into a temp in the first directory and links it, as
+/// `.untorn-txn-TTTT.journal`, into every directory of `dirs` (hard links of one inode), under
+/// a tag whose name is free in all of them. Returns the tag and the name. Nothing is synced.
+fn publish_journal(
+    sys: &dyn Sys,
+    dirs: &[(&PathBuf, &Fd)],
+    bytes: &[u8],
+) -> Result<(u16, OsString)> {
+    let (first_path, first) = dirs[0];
+    let tmp = temp_name(OsStr::new(".untorn-txn.journal"));
+    let tmp_path = first_path.join(&tmp);
+    let fd = sys
+        .create_temp(first, &tmp, 0o600)
+        .map_err(|e| Error::io(Op::CreateTemp, &tmp_path, e))?;
+    let r = (|| {
+        let mut done = 0;
+        while done < bytes.len() {
+            match sys.write(&fd, &bytes[done..]) {
+                Ok(0) => {
+                    return Err(Error::io(
+                        Op::Write,
+                        &tmp_path,
+                        io::ErrorKind::WriteZero.into(),
+                    ))
+                }
+                Ok(n) => done += n,
+                Err(e) => return Err(Error::io(Op::Write, &tmp_path, e)),
+            }
+        }
+        'tags: for _ in 0..64 {
+            let tag = fastrand::u16(1..=MAX_TAG);
+            let name = journal_name(tag);
+            for (i, (p, d)) in dirs.iter().enumerate() {
+                match sys.link(first, &tmp, d, &name) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        for (_, d) in &dirs[..i] {
+                            let _ = sys.unlink(d, &name);
+                        }
+                        if e.raw_os_error() == Some(EEXIST) {
+                            continue 'tags;
+                        }
+                        return Err(Error::io(Op::Link, p.join(&name), e).with_other(&tmp_path));
+                    }
+                }
+            }
+            return Ok((tag, name));
+        }
+        Err(Error::new(
+            Op::Transaction,
+            first_path,
+            ErrorKind::Other,
+            "no free transaction journal name (too many journals in the directory); run \
+             `untorn recover` on it"
+                .into(),
+        ))
+    })();
+    let _ = sys.unlink(first, &tmp);
+    r
 }
 
 /// If `name` is a transaction journal's file name.
@@ -885,19 +1045,6 @@ fn read_path(sys: &dyn Sys, path: &Path) -> Result<Option<Vec<u8>>> {
     crate::update::read_all(sys, &fd, path).map(Some)
 }
 
-/// What a lock file's mark says: the journal, and the temp of that lock's file (if any).
-fn parse_mark(bytes: &[u8]) -> Option<(PathBuf, Option<PathBuf>)> {
-    let rest = bytes.strip_prefix(MARK)?;
-    let line = rest.strip_suffix(b"\n").unwrap_or(rest);
-    let mut parts = line.splitn(2, |&b| b == b'\t');
-    let journal = parts.next().filter(|j| !j.is_empty())?;
-    let temp = parts.next().filter(|t| !t.is_empty());
-    Some((
-        PathBuf::from(OsStr::from_bytes(journal)),
-        temp.map(|t| PathBuf::from(OsStr::from_bytes(t))),
-    ))
-}
-
 /// What a recovery did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Recovered {
@@ -907,125 +1054,227 @@ pub enum Recovered {
     RolledBack(PathBuf),
 }
 
-/// Finishes or undoes the transaction that the lock file `lock_path` points to, if any.
+/// Finishes or undoes the transaction that flagged the lock file `lock_path`, if any.
 pub(crate) fn recover_lock_file(ctx: &Arc<Ctx>, lock_path: &Path) -> Result<Option<Recovered>> {
     let sys = &*ctx.sys;
-    let Some(mark) = read_path(sys, lock_path)? else {
+    let Some(content) = read_path(sys, lock_path)? else {
         return Ok(None);
     };
-    if mark.is_empty() {
+    if content.is_empty() {
         return Ok(None);
     }
-    let Some((journal, _)) = parse_mark(&mark) else {
-        if is_torn_mark(&mark) {
-            // A mark that a power cut left incomplete (zeros where its bytes should be, or cut
-            // short): marks are durable before the journal is written, so this transaction
-            // never reached its commit point. Its files are all old; clear the mark.
-            let mut opts = LockOptions::new();
-            opts.with_ctx(ctx.clone());
-            opts.recover_txns = false;
-            let l = opts.lock_file(lock_path)?;
-            if read_path(sys, lock_path)?.is_some_and(|m| is_torn_mark(&m)) {
-                sys.set_len(l.fd(), 0)
-                    .map_err(|e| Error::io(Op::Write, lock_path, e))?;
-                tracing::info!(target: "untorn", lock = %lock_path.display(), "cleared a torn transaction mark");
-            }
-            return Ok(Some(Recovered::RolledBack(lock_path.to_path_buf())));
-        }
+    let Some(tag) = flag_of(&content) else {
         // Not ours to interpret: someone else wrote into the lock file. Leave it.
-        tracing::warn!(target: "untorn", lock = %lock_path.display(), "lock file holds something other than a transaction mark");
+        tracing::warn!(target: "untorn", lock = %lock_path.display(), "lock file holds something other than a transaction flag");
         return Ok(None);
     };
-    recover_journal(ctx, &journal, Some(lock_path)).map(Some)
+    let lock_path = absolute(sys, lock_path)?;
+    let (dir, _) = split(&lock_path)?;
+    recover_journal(ctx, &dir.join(journal_name(tag)), Some(&lock_path)).map(Some)
 }
 
-/// Whether a lock file's content is an incomplete transaction mark: all NUL bytes, or the start
-/// of a mark followed by NULs or cut short.
-fn is_torn_mark(bytes: &[u8]) -> bool {
-    let text_end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    let (text, rest) = bytes.split_at(text_end);
-    let zeros_after = rest.iter().all(|&b| b == 0);
-    let prefix = text.len().min(MARK.len());
-    zeros_after
-        && text[..prefix] == MARK[..prefix]
-        && (rest.len() + text.len() > 0)
-        && !(text.starts_with(MARK) && text.ends_with(b"\n") && rest.is_empty())
+/// Whether the transaction of journal `j` (tagged `tag`) reached its commit point: every lock
+/// file it names carries its flag, a copy of it is beside each of them, and every temp is
+/// whole (its size and CRC as recorded) or already in place. Called under all its locks.
+fn reached_commit_point(sys: &dyn Sys, j: &Journal, tag: u16, bytes: &[u8]) -> Result<bool> {
+    let name = journal_name(tag);
+    for l in &j.locks {
+        if read_path(sys, l)?.as_deref().and_then(flag_of) != Some(tag) {
+            tracing::debug!(target: "untorn", lock = %l.display(), "not flagged: the commit point was not reached");
+            return Ok(false);
+        }
+        let (d, _) = split(l)?;
+        if read_path(sys, &d.join(&name))?.as_deref() != Some(bytes) {
+            return Ok(false);
+        }
+    }
+    for e in &j.entries {
+        let Entry::Put {
+            temp,
+            target,
+            dev,
+            ino,
+            size,
+            crc,
+        } = e
+        else {
+            continue;
+        };
+        let (td, tn) = split(target)?;
+        let dir = sys
+            .open_dir(None, &td)
+            .map_err(|e| Error::io(Op::OpenDir, &td, e))?;
+        if sys
+            .stat_at(&dir, &tn, false)
+            .is_ok_and(|st| (st.dev, st.ino) == (*dev, *ino))
+        {
+            continue; // renamed into place already
+        }
+        let (pd, pn) = split(temp)?;
+        let Ok(dir) = sys.open_dir(None, &pd) else {
+            return Ok(false);
+        };
+        let how = OpenHow {
+            read: true,
+            no_follow: true,
+            ..OpenHow::default()
+        };
+        let Ok(fd) = sys.open_file(&dir, &pn, how, 0) else {
+            return Ok(false);
+        };
+        let st = sys.stat(&fd).map_err(|e| Error::io(Op::Stat, temp, e))?;
+        if (st.dev, st.ino) != (*dev, *ino) || st.size != *size {
+            return Ok(false);
+        }
+        if crc32fast::hash(&crate::update::read_all(sys, &fd, temp)?) != *crc {
+            tracing::debug!(target: "untorn", temp = %temp.display(), "temp incomplete: the commit point was not reached");
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
-/// Recovers one journal: rolls it forward if it is complete and valid, else rolls back (removes
-/// the temps that the marks name). Takes the locks the journal names.
+/// Clears the flags `tag` of the lock files `locks` (held), and removes every copy of the
+/// journal (`bytes`) at `journal_path` and beside those lock files, syncing their directories.
+/// A file under the journal's name with other content is left alone: it is another
+/// transaction's, which took the name where this one's copy was missing.
+fn retire(
+    sys: &dyn Sys,
+    journal_path: &Path,
+    locks: &[Lock],
+    tag: Option<u16>,
+    bytes: Option<&[u8]>,
+) -> Result<()> {
+    let (jd, name) = split(journal_path)?;
+    let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+    dirs.insert(jd);
+    for l in locks {
+        if tag.is_some() && read_path(sys, l.path())?.as_deref().and_then(flag_of) == tag {
+            let _ = sys.set_len(l.fd(), 0);
+        }
+        dirs.insert(split(l.path())?.0);
+    }
+    let Some(bytes) = bytes else {
+        return Ok(());
+    };
+    for d in &dirs {
+        if read_path(sys, &d.join(&name))?.as_deref() != Some(bytes) {
+            continue;
+        }
+        if let Ok(dir) = sys.open_dir(None, d) {
+            match sys.unlink(&dir, &name) {
+                Ok(()) => sys
+                    .sync_dir(&dir)
+                    .map_err(|e| Error::io(Op::SyncDir, d, e))?,
+                Err(e) if e.raw_os_error() == Some(ENOENT) => {}
+                Err(e) => return Err(Error::io(Op::Remove, d.join(&name), e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Recovers one journal: rolls it forward if its transaction reached the commit point, else
+/// rolls back (removes the temps it names). Takes the locks the journal names.
 pub(crate) fn recover_journal(
     ctx: &Arc<Ctx>,
     journal_path: &Path,
     found_via: Option<&Path>,
 ) -> Result<Recovered> {
     let sys = &*ctx.sys;
-    let bytes = read_path(sys, journal_path)?;
-    let journal = bytes.as_deref().map(Journal::decode);
-    // Lock what the journal covers (or, without a valid journal, the lock file that led here),
-    // in the global order, holding nothing else.
-    let mut lock_set: BTreeSet<PathBuf> = BTreeSet::new();
-    if let Some(Ok(j)) = &journal {
-        lock_set.extend(j.locks.iter().cloned());
-    }
-    if let Some(l) = found_via {
-        lock_set.insert(absolute(sys, l)?);
-    }
+    let journal_path = absolute(sys, journal_path)?;
+    let tag = tag_of(&split(&journal_path)?.1);
     let mut opts = LockOptions::new();
     opts.with_ctx(ctx.clone());
     opts.recover_txns = false;
-    let mut locks = Vec::new();
-    for l in &lock_set {
-        match opts.lock_file(l) {
-            Ok(g) => locks.push(g),
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+    for _ in 0..8 {
+        let bytes = read_path(sys, &journal_path)?;
+        // Lock what the journal covers (and the lock file that led here), in the global order,
+        // holding nothing else.
+        let mut lock_set: BTreeSet<PathBuf> = BTreeSet::new();
+        if let Some(Ok(j)) = bytes.as_deref().map(Journal::decode) {
+            lock_set.extend(j.locks.iter().cloned());
+        }
+        if let Some(l) = found_via {
+            lock_set.insert(absolute(sys, l)?);
+        }
+        let mut locks = Vec::new();
+        for l in &lock_set {
+            match opts.lock_file(l) {
+                Ok(g) => locks.push(g),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Under the locks, look again: another process may have recovered it meanwhile, or a
+        // new transaction may have taken the name.
+        let bytes = read_path(sys, &journal_path)?;
+        match (bytes.as_deref().map(Journal::decode), tag) {
+            (Some(Ok(j)), Some(tag)) => {
+                if !j.locks.iter().all(|l| lock_set.contains(l)) {
+                    continue;
+                }
+                let bytes = bytes.as_deref().expect("decoded");
+                if reached_commit_point(sys, &j, tag, bytes)? {
+                    // The temps may never have been flushed (the committer died before its
+                    // sync): make them durable before any of them is renamed into place.
+                    let (jd, _) = split(&journal_path)?;
+                    let dir = sys
+                        .open_dir(None, &jd)
+                        .map_err(|e| Error::io(Op::OpenDir, &jd, e))?;
+                    sys.sync_fs(&dir).map_err(|e| Error::io(Op::Sync, &jd, e))?;
+                    roll_forward(sys, &j)?;
+                    retire(sys, &journal_path, &locks, Some(tag), Some(bytes))?;
+                    tracing::info!(target: "untorn", journal = %journal_path.display(), "rolled an interrupted transaction forward");
+                    return Ok(Recovered::RolledForward(journal_path));
+                }
+                roll_back(sys, &j)?;
+                retire(sys, &journal_path, &locks, Some(tag), Some(bytes))?;
+                tracing::info!(target: "untorn", journal = %journal_path.display(), "rolled back a transaction that had not reached its commit point");
+                return Ok(Recovered::RolledBack(journal_path));
+            }
+            (None, _) => {
+                // No journal: a flag left by a transaction that never published one, or whose
+                // clean-up a crash cut short. Nothing to apply; clear the flag.
+                retire(sys, &journal_path, &locks, tag, None)?;
+                return Ok(Recovered::RolledBack(journal_path));
+            }
+            (Some(r), _) => {
+                // A damaged journal (or not one of ours): the commit point was not reached. Its
+                // temps, if any, are left for `untorn clean` (their names say what they are).
+                if let Err(e) = r {
+                    tracing::info!(target: "untorn", journal = %journal_path.display(), reason = %e, "discarding an incomplete transaction journal");
+                }
+                retire(sys, &journal_path, &locks, tag, bytes.as_deref())?;
+                return Ok(Recovered::RolledBack(journal_path));
+            }
         }
     }
-    // Under the locks, look again: another process may have recovered it meanwhile.
-    let bytes = read_path(sys, journal_path)?;
-    match bytes.as_deref().map(Journal::decode) {
-        Some(Ok(j)) => {
-            roll_forward(sys, &j)?;
-            let (d, n) = split(journal_path)?;
+    Err(Error::new(
+        Op::Transaction,
+        &journal_path,
+        ErrorKind::Other,
+        "the journal keeps changing under recovery; run `untorn recover` on its directory".into(),
+    ))
+}
+
+/// Removes the temps of a journal that never reached its commit point (each only if it is
+/// still the inode the journal recorded).
+fn roll_back(sys: &dyn Sys, j: &Journal) -> Result<()> {
+    for e in &j.entries {
+        if let Entry::Put { temp, dev, ino, .. } = e {
+            let (d, n) = split(temp)?;
             if let Ok(dir) = sys.open_dir(None, &d) {
-                let _ = sys.unlink(&dir, &n);
-            }
-            for l in &locks {
-                let _ = sys.set_len(l.fd(), 0);
-            }
-            tracing::info!(target: "untorn", journal = %journal_path.display(), "rolled an interrupted transaction forward");
-            Ok(Recovered::RolledForward(journal_path.to_path_buf()))
-        }
-        other => {
-            // No valid journal: the commit point was not reached. Each mark names its temp.
-            for l in &locks {
-                if let Ok(Some(mark)) = read_path(sys, l.path()) {
-                    if let Some((j, temp)) = parse_mark(&mark) {
-                        if j == journal_path {
-                            if let Some(t) = temp {
-                                let (d, n) = split(&t)?;
-                                if let Ok(dir) = sys.open_dir(None, &d) {
-                                    let _ = sys.unlink(&dir, &n);
-                                }
-                            }
-                            let _ = sys.set_len(l.fd(), 0);
-                        }
-                    }
-                }
-            }
-            if let Some(Err(e)) = other {
-                // A damaged journal: remove it, it can never become valid.
-                tracing::info!(target: "untorn", journal = %journal_path.display(), reason = %e, "discarding an incomplete transaction journal");
-                let (d, n) = split(journal_path)?;
-                if let Ok(dir) = sys.open_dir(None, &d) {
+                if sys
+                    .stat_at(&dir, &n, false)
+                    .is_ok_and(|st| (st.dev, st.ino) == (*dev, *ino))
+                {
                     let _ = sys.unlink(&dir, &n);
-                    let _ = sys.sync_dir(&dir);
                 }
             }
-            Ok(Recovered::RolledBack(journal_path.to_path_buf()))
         }
     }
+    Ok(())
 }
 
 /// Applies a committed journal again; every step checks that it is still due (idempotent).
@@ -1063,6 +1312,7 @@ fn roll_forward(sys: &dyn Sys, j: &Journal) -> Result<()> {
                 target,
                 dev,
                 ino,
+                ..
             } => {
                 let ((td, tn), (gd, gn)) = (at(temp)?, at(target)?);
                 if is(td, &tn, *dev, *ino) {
@@ -1092,7 +1342,7 @@ fn roll_forward(sys: &dyn Sys, j: &Journal) -> Result<()> {
     Ok(())
 }
 
-/// Before a write to `name` in `dir`: if its lock file carries a transaction mark, recover
+/// Before a write to `name` in `dir`: if its lock file carries a transaction flag, recover
 /// that transaction first. Costs one `stat` when there is nothing to do.
 pub(crate) fn recover_before_write(
     ctx: &Arc<Ctx>,

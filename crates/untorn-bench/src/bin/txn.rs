@@ -23,6 +23,8 @@ fn main() {
     let mut dir = None;
     let mut files = 100usize;
     let mut rounds = 15usize;
+    // For profiling one side alone: `--only single` or `--only txn` (no ratio is printed).
+    let mut only: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -30,6 +32,7 @@ fn main() {
             "--files" => files = args.next().and_then(|v| v.parse().ok()).unwrap_or(files),
             "--rounds" => rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(rounds),
             "--quick" => rounds = 3,
+            "--only" => only = args.next(),
             other => {
                 eprintln!("usage: txn --dir DIR [--files N] [--rounds R] [--quick] (not {other})");
                 std::process::exit(2);
@@ -72,6 +75,14 @@ fn main() {
             tx.commit().expect("commit");
             t.elapsed()
         };
+        if let Some(o) = &only {
+            match o.as_str() {
+                "single" => drop(run_single(r)),
+                "txn" => drop(run_txn(r)),
+                _ => panic!("--only single|txn"),
+            }
+            continue;
+        }
         if r % 2 == 0 {
             single.push(run_single(r * 2));
             txn.push(run_txn(r * 2 + 1));
@@ -79,6 +90,10 @@ fn main() {
             txn.push(run_txn(r * 2));
             single.push(run_single(r * 2 + 1));
         }
+    }
+    if only.is_some() {
+        let _ = std::fs::remove_dir_all(&work);
+        return;
     }
     let (s, t) = (median(&mut single), median(&mut txn));
     let ratio = s.as_secs_f64() / t.as_secs_f64();
