@@ -281,7 +281,7 @@ fn open_lock_file(ctx: &Ctx, dir: Option<&Fd>, path: &Path, allow_shared_fs: boo
     };
     // A FIFO planted in its place would block the open: look first. (A symlink is refused by
     // O_NOFOLLOW below, whatever is there by then.)
-    match sys.stat_at(&dir, &name, false) {
+    match sys.stat_at(dir, &name, false) {
         Ok(st) if st.file_type() == FileType::Symlink => {
             return Err(Error::new(
                 Op::Lock,
@@ -311,11 +311,11 @@ fn open_lock_file(ctx: &Ctx, dir: Option<&Fd>, path: &Path, allow_shared_fs: boo
     // 0644 less the umask: readable (so others can take shared locks), never world-writable.
     // Changed only by transactions (its size flags their journal while they commit); a lock file
     // we may only read is still good for locking.
-    let fd = match sys.open_file(&dir, &name, how, 0o644) {
+    let fd = match sys.open_file(dir, &name, how, 0o644) {
         Err(e) if matches!(e.raw_os_error(), Some(EACCES | EPERM | EROFS)) => {
             how.write = false;
             how.create = false;
-            sys.open_file(&dir, &name, how, 0o644).map_err(|_| e)
+            sys.open_file(dir, &name, how, 0o644).map_err(|_| e)
         }
         r => r,
     }

@@ -807,10 +807,7 @@ impl Transaction {
             }
         }
         dir_list.extend(extra_dirs.iter().map(|(p, fd)| (p, fd)));
-        let (tag, journal_name) = match publish_journal(sys, &dir_list, &bytes) {
-            Ok(t) => t,
-            Err(e) => return Err(e),
-        };
+        let (tag, journal_name) = publish_journal(sys, &dir_list, &bytes)?;
         let unpublish = || {
             for (_, fd) in &dir_list {
                 let _ = sys.unlink(fd, &journal_name);
