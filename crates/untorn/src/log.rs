@@ -233,8 +233,17 @@ impl AppendOptions {
 
     fn append_bytes(&self, path: &Path, buf: &[u8]) -> Result<u64> {
         let sys = &*self.ctx.sys;
-        let lock = self.lock.clone().shared(false).lock(path)?;
-        let (dir, fd, created) = open_log(sys, path, true)?;
+        // One directory descriptor for the lock file and the log (they sit side by side).
+        let (dir_path, _) = split(path)?;
+        let dir = sys
+            .open_dir(None, &dir_path)
+            .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+        let lock = self
+            .lock
+            .clone()
+            .shared(false)
+            .lock_at(Some(&dir), &crate::lock::lock_path_for(path))?;
+        let (fd, created) = open_log_in(sys, &dir, path, true)?;
         let st = fstat_regular(sys, &fd, path)?;
         let mut size = st.size;
         if let Some(t) = torn_tail(sys, &fd, size, self.format, path)? {
@@ -284,11 +293,18 @@ impl AppendOptions {
 /// Opens the log for appending (creating it if `create`), following symlinks. Returns the
 /// directory, the file, and whether this call created it.
 fn open_log(sys: &dyn Sys, path: &Path, create: bool) -> Result<(Fd, Fd, bool)> {
-    let (dir_path, name) = split(path)?;
+    let (dir_path, _) = split(path)?;
     let dir = sys
         .open_dir(None, &dir_path)
         .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
-    if let Ok(st) = sys.stat_at(&dir, &name, true) {
+    let (fd, created) = open_log_in(sys, &dir, path, create)?;
+    Ok((dir, fd, created))
+}
+
+/// [`open_log`] in `dir`, the directory of `path`, already open.
+fn open_log_in(sys: &dyn Sys, dir: &Fd, path: &Path, create: bool) -> Result<(Fd, bool)> {
+    let (_, name) = split(path)?;
+    if let Ok(st) = sys.stat_at(dir, &name, true) {
         if st.file_type() != FileType::Regular {
             return Err(not_regular(path, st));
         }
@@ -298,23 +314,23 @@ fn open_log(sys: &dyn Sys, path: &Path, create: bool) -> Result<(Fd, Fd, bool)> 
         append: true,
         ..OpenHow::default()
     };
-    match sys.open_file(&dir, &name, how, 0) {
-        Ok(fd) => return Ok((dir, fd, false)),
+    match sys.open_file(dir, &name, how, 0) {
+        Ok(fd) => return Ok((fd, false)),
         Err(e) if e.raw_os_error() == Some(ENOENT) && create => {}
         Err(e) => return Err(Error::io(Op::Open, path, e)),
     }
     how.create = true;
     how.exclusive = true;
-    match sys.open_file(&dir, &name, how, 0o666) {
-        Ok(fd) => Ok((dir, fd, true)),
+    match sys.open_file(dir, &name, how, 0o666) {
+        Ok(fd) => Ok((fd, true)),
         // Another process created it in between.
         Err(e) if e.raw_os_error() == Some(EEXIST) => {
             how.create = false;
             how.exclusive = false;
             let fd = sys
-                .open_file(&dir, &name, how, 0)
+                .open_file(dir, &name, how, 0)
                 .map_err(|e| Error::io(Op::Open, path, e))?;
-            Ok((dir, fd, false))
+            Ok((fd, false))
         }
         Err(e) => Err(Error::io(Op::Create, path, e)),
     }

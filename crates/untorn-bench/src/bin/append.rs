@@ -14,7 +14,7 @@
 //!
 //! - **append**: `untorn::append(path, line)`: under the exclusive `flock` of `PATH.lock`, a
 //!   look at the file's tail (a torn last record would be repaired first), one `O_APPEND`
-//!   `write`, then, after the unlock, `fdatasync`. O(record).
+//!   `write`, then `fdatasync`, then the unlock. O(record).
 //! - **floor**: the bare system calls of a durable append, written by hand with std: `open`
 //!   with `O_APPEND`, one `write`, `fdatasync`, `close`; no lock, no tail check. Nothing
 //!   durable is much cheaper, so `untorn / floor` is what untorn's lock and checks add, and
