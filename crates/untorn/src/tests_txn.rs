@@ -224,7 +224,7 @@ fn a_crash_at_any_call_leaves_all_old_or_all_new_after_recovery() {
             assert_eq!(same_version(d.path(), N), "v2");
         }
         // What the dead process left: settled by recovery, except orphan temps of a commit that
-        // died before its marks were durable (for `untorn clean`).
+        // died before its journal was published (for `untorn clean`).
         for e in fs::read_dir(d.path()).unwrap() {
             let n = e.unwrap().file_name();
             assert!(
