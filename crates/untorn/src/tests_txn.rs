@@ -412,3 +412,23 @@ fn the_journal_decoder_rejects_every_damage_without_panicking() {
         assert!(Journal::decode(&junk).is_err());
     }
 }
+
+#[test]
+fn the_fuzz_seeds_are_valid_journals_of_this_version() {
+    // The decoder's fuzz target starts from these: they must reach past the checksum.
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/journal_decode");
+    let mut n = 0;
+    for e in fs::read_dir(&seeds).unwrap() {
+        let p = e.unwrap().path();
+        let bytes = fs::read(&p).unwrap();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("truncated") || name.starts_with("zeros") {
+            assert!(Journal::decode(&bytes).is_err(), "{name} should not decode");
+            continue;
+        }
+        let j = Journal::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(j.encode(), bytes, "{name}");
+        n += 1;
+    }
+    assert!(n >= 4, "valid seeds missing in {}", seeds.display());
+}
