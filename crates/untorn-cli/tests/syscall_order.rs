@@ -4,7 +4,8 @@
 //! `strace -f -y -xx -s 4096 --seccomp-bpf -e signal=none -e trace=<files, descriptors, syncs,
 //! renames, links, unlinks, flock>`, parses the trace, and checks the order the protocol needs:
 //! data written to the temp before its fsync, the fsync before the rename that puts the temp at
-//! FILE, the directory fsynced after; a transaction's journal durable before its first rename;
+//! FILE, the directory fsynced after; a transaction's temps, journal links and lock-file flags
+//! made durable by one syncfs before its first rename, and cleaned up only after the renames are;
 //! an edit holding FILE.lock from before the read until after the rename is durable.
 //!
 //! The checker follows inodes, not names: a small model of the directory (names → objects, and
@@ -416,6 +417,8 @@ struct Ev {
     flags: String,
     /// Writes: the bytes written.
     data: Vec<u8>,
+    /// `ftruncate` and `truncate`: the length.
+    len: Option<u64>,
     text: String,
 }
 
@@ -600,6 +603,12 @@ fn analyze(calls: &[Call]) -> Vec<Ev> {
                 e.data = data;
             }
             "flock" => e.flags = arg(1).unwrap_or("").to_string(),
+            "ftruncate" | "truncate" => {
+                if c.name == "truncate" {
+                    e.paths = vec![m.resolve(None, &name_at(0))];
+                }
+                e.len = arg(1).and_then(|n| n.parse().ok());
+            }
             "newfstatat" | "statx" | "faccessat" | "faccessat2" | "readlinkat" => {
                 // A name that exists: a file the trace has not seen created existed before.
                 let path = m.resolve(arg(0), &name_at(1));
@@ -900,105 +909,174 @@ fn check_append(evs: &[Ev], log: &str, line: &[u8]) -> Result<Append, String> {
     })
 }
 
-/// Where the steps of a transaction are.
-struct Txn {
-    syncfs: usize,
-    journal_writes: Vec<usize>,
-    journal_sync: usize,
-    journal_dir_sync: usize,
-    first_rename: usize,
-    dir_syncs_after: Vec<usize>,
-    unlink: usize,
+/// CRC-32 (IEEE, as the journal records it), bit by bit: the journal's CRCs are checked against
+/// an implementation of the test's own.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }
 
-/// `untorn txn put A=SRC put B=SRC`: the temps written, then one syncfs, then the journal
-/// written (a complete journal that decodes and names every temp → target), fsynced, and its
-/// directory fsynced, all before the first rename onto a target; each renamed temp is the one
-/// the journal names; after the renames, each directory fsynced; then the journal unlinked.
+fn file_name(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+/// The tag of a journal's name `.untorn-txn-TTTT.journal` (4 hex digits, 1 to 4095).
+fn journal_tag(p: &str) -> Option<u64> {
+    let hex = file_name(p)
+        .strip_prefix(".untorn-txn-")?
+        .strip_suffix(".journal")?;
+    if hex.len() != 4 {
+        return None;
+    }
+    let tag = u64::from_str_radix(hex, 16).ok()?;
+    (1..=4095).contains(&tag).then_some(tag)
+}
+
+/// Where the steps of one lock file's flag are.
+#[derive(Debug)]
+struct Flag {
+    /// The exclusive flock of the lock file, and its release.
+    lock: usize,
+    unlock: usize,
+    /// `ftruncate(lock, TAG)`, and the `ftruncate(lock, 0)` that clears it.
+    set: usize,
+    clear: usize,
+}
+
+/// Where the steps of a transaction are.
+#[derive(Debug)]
+struct Txn {
+    /// The last write of each temp.
+    temp_writes: Vec<usize>,
+    /// The writes of the journal into its temp.
+    journal_writes: Vec<usize>,
+    /// The journal as written.
+    journal: untorn::txn::Journal,
+    /// The journal's links as `.untorn-txn-TTTT.journal`, one per directory of a lock file.
+    links: Vec<usize>,
+    /// The unlink of the journal's temp name.
+    journal_temp_unlink: usize,
+    flags: Vec<Flag>,
+    /// The commit point.
+    syncfs: usize,
+    first_rename: usize,
+    dir_syncs_after: Vec<usize>,
+    /// The unlinks of the journal's links, in the order of `links`.
+    unlinks: Vec<usize>,
+}
+
+/// `untorn txn put A=SRC put B=SRC`: each temp written beside its target; the journal written
+/// once into a temp (it decodes and names every temp → target with the size and CRC-32 of what
+/// was written into that temp, and every lock file), then linked as `.untorn-txn-TTTT.journal`
+/// beside every lock file, and its temp name removed; each lock file, held with an exclusive
+/// flock, flagged (`ftruncate` to TAG); one syncfs of the transaction's file system after all
+/// of that and before the first rename (the commit point); each directory fsynced after its
+/// renames; only then the journal's links removed and the flags cleared (`ftruncate` to 0),
+/// each flag before its lock is released.
 fn check_txn(evs: &[Ev], targets: &[(&str, &[u8])]) -> Result<Txn, String> {
-    let is_journal = |p: &str| {
-        Path::new(p)
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(".untorn-txn-") && n.ends_with(".journal"))
-    };
-    let creates: Vec<&Ev> = evs
+    // The journal: the inode linked in under `.untorn-txn-TTTT.journal`.
+    let links: Vec<&Ev> = evs
         .iter()
-        .filter(|e| e.ok && e.name.starts_with("open") && e.flags.contains("O_CREAT"))
-        .filter(|e| e.paths.first().is_some_and(|p| is_journal(p)))
+        .filter(|e| e.ok && e.name.starts_with("link") && e.paths.len() == 2)
+        .filter(|e| journal_tag(&e.paths[1]).is_some())
         .collect();
     ensure!(
-        creates.len() == 1,
-        "expected one journal created, found {}",
-        creates.len()
+        !links.is_empty(),
+        "the journal is never linked in as .untorn-txn-TTTT.journal"
     );
-    let (create, jpath) = (creates[0], creates[0].paths[0].clone());
-    let journal = create.moved.unwrap();
-    let jdir = parent(&jpath);
+    let journal = links[0].moved.unwrap();
+    let jname = file_name(&links[0].paths[1]);
+    let tag = journal_tag(jname).unwrap();
+    for l in &links {
+        ensure!(
+            l.moved == Some(journal) && file_name(&l.paths[1]) == jname,
+            "the journal links (calls {} and {}) are not one inode under one name",
+            links[0].i,
+            l.i
+        );
+    }
+    let create = evs
+        .iter()
+        .find(|e| e.ok && e.name.starts_with("open") && e.moved == Some(journal))
+        .ok_or("the journal linked in is not a file this run created")?;
+    let jtemp = create.paths[0].clone();
+    ensure!(
+        create.flags.contains("O_CREAT") && create.flags.contains("O_EXCL"),
+        "the journal's temp {jtemp} is not created with O_CREAT|O_EXCL ({})",
+        create.flags
+    );
+    ensure!(
+        file_name(&jtemp).starts_with("..untorn-txn.journal.untorn-") && jtemp.ends_with(".tmp"),
+        "the journal is not written into a temp, but into {jtemp}"
+    );
     let jwrites: Vec<&Ev> = evs
         .iter()
         .filter(|e| is_write(e) && e.obj == Some(journal))
         .collect();
-    ensure!(!jwrites.is_empty(), "the journal {jpath} is never written");
+    ensure!(!jwrites.is_empty(), "the journal {jtemp} is never written");
+    let last_jwrite = jwrites.last().unwrap().i;
+    ensure!(
+        last_jwrite < links[0].i,
+        "the journal is written (call {last_jwrite}) after it is linked in (call {}): it does \
+         not appear whole",
+        links[0].i
+    );
     let bytes: Vec<u8> = jwrites.iter().flat_map(|e| e.data.clone()).collect();
     let decoded = untorn::txn::Journal::decode(&bytes)
         .map_err(|e| format!("the journal written is not a valid journal: {e}"))?;
-    let syncfs = evs
+    let last_link = links.last().unwrap().i;
+    let journal_temp_unlink = evs
         .iter()
-        .find(|e| e.ok && e.name == "syncfs")
-        .ok_or("no syncfs")?;
+        .find(|e| e.ok && e.name.starts_with("unlink") && e.paths.first() == Some(&jtemp))
+        .ok_or_else(|| format!("the journal's temp name {jtemp} is left behind"))?;
     ensure!(
-        syncfs.i < jwrites[0].i,
-        "the syncfs (call {}) is not before the journal is written (call {})",
-        syncfs.i,
-        jwrites[0].i
+        journal_temp_unlink.i > last_link,
+        "the journal's temp name is removed (call {}) before its last link (call {last_link})",
+        journal_temp_unlink.i
     );
-    let last_jwrite = jwrites.last().unwrap().i;
-    let first_rename_guess = evs
-        .iter()
-        .filter(|e| {
-            e.ok && e.name.starts_with("rename")
-                && e.paths.len() == 2
-                && targets.iter().any(|(t, _)| e.paths[1] == *t)
-        })
-        .map(|e| e.i)
-        .min()
-        .ok_or("no rename onto a target")?;
-    let journal_sync = evs
-        .iter()
-        .find(|e| is_sync(e) && e.obj == Some(journal) && e.i > last_jwrite)
-        .map(|e| e.i)
-        .ok_or_else(|| format!("the journal {jpath} is not fsynced after it is written"))?;
+
+    // Each temp: beside its target, written with the new content, named by the journal with
+    // that content's size and CRC-32, renamed onto the target.
     ensure!(
-        journal_sync < first_rename_guess,
-        "the journal's fsync (call {journal_sync}) comes after the first rename (call \
-         {first_rename_guess})"
-    );
-    let journal_dir_sync = evs
-        .iter()
-        .find(|e| is_dir_sync(e, &jdir) && e.i > create.i)
-        .map(|e| e.i)
-        .ok_or_else(|| format!("the journal's directory {jdir} is not fsynced"))?;
-    ensure!(
-        journal_dir_sync < first_rename_guess,
-        "the journal's directory fsync (call {journal_dir_sync}) comes after the first rename \
-         (call {first_rename_guess})"
+        decoded.entries.len() == targets.len(),
+        "the journal has {} entries for {} files",
+        decoded.entries.len(),
+        targets.len()
     );
     let mut renames = Vec::new();
+    let mut temp_writes = Vec::new();
     for (target, content) in targets {
         let put = put_at(evs, target)?;
         ensure!(
             put.name.starts_with("rename"),
             "{target} is not put by a rename"
         );
+        let temp_path = &put.paths[0];
+        ensure!(
+            parent(temp_path) == parent(target),
+            "the temp {temp_path} is not beside {target}"
+        );
         let temp = put.moved.unwrap();
         let writes: Vec<&Ev> = evs
             .iter()
             .filter(|e| is_write(e) && e.obj == Some(temp))
             .collect();
+        ensure!(!writes.is_empty(), "the temp of {target} is never written");
+        let last = writes.last().unwrap().i;
         ensure!(
-            writes.iter().all(|e| e.i < put.i),
-            "the temp of {target} is written after its rename"
+            last < put.i,
+            "the temp of {target} is written (call {last}) after its rename (call {})",
+            put.i
         );
         let data: Vec<u8> = writes.iter().flat_map(|e| e.data.clone()).collect();
         ensure!(
@@ -1006,30 +1084,97 @@ fn check_txn(evs: &[Ev], targets: &[(&str, &[u8])]) -> Result<Txn, String> {
             "the temp of {target} got {:?}",
             String::from_utf8_lossy(&data)
         );
-        let last = writes.last().unwrap().i;
+        let (size, crc) = decoded
+            .entries
+            .iter()
+            .find_map(|en| match en {
+                untorn::txn::Entry::Put {
+                    temp: t,
+                    target: tg,
+                    size,
+                    crc,
+                    ..
+                } if norm(&t.to_string_lossy()) == *temp_path
+                    && norm(&tg.to_string_lossy()) == *target =>
+                {
+                    Some((*size, *crc))
+                }
+                _ => None,
+            })
+            .ok_or_else(|| {
+                format!("the journal does not name the rename {temp_path} -> {target}")
+            })?;
         ensure!(
-            last < syncfs.i,
-            "the temp of {target} is written (call {last}) after the syncfs (call {})",
-            syncfs.i
+            size == data.len() as u64,
+            "the journal records {size} bytes for the temp of {target}, {} were written",
+            data.len()
         );
-        let named = decoded.entries.iter().any(|en| match en {
-            untorn::txn::Entry::Put {
-                temp: t,
-                target: tg,
-                ..
-            } => {
-                norm(&t.to_string_lossy()) == put.paths[0] && norm(&tg.to_string_lossy()) == *target
-            }
-            _ => false,
-        });
         ensure!(
-            named,
-            "the journal does not name the rename {} -> {target}",
-            put.paths[0]
+            crc == crc32(&data),
+            "the journal records the CRC-32 {crc:08x} for the temp of {target}, its content's is \
+             {:08x}",
+            crc32(&data)
         );
+        temp_writes.push(last);
         renames.push((put.i, parent(target)));
     }
     let first_rename = renames.iter().map(|r| r.0).min().unwrap();
+
+    // The lock files: all in the journal, a copy of the journal beside each.
+    let lock_paths: std::collections::BTreeSet<String> =
+        targets.iter().map(|(t, _)| format!("{t}.lock")).collect();
+    let listed: std::collections::BTreeSet<String> = decoded
+        .locks
+        .iter()
+        .map(|l| norm(&l.to_string_lossy()))
+        .collect();
+    ensure!(
+        listed == lock_paths,
+        "the journal lists the lock files {listed:?}, not {lock_paths:?}"
+    );
+    for lock in &lock_paths {
+        ensure!(
+            links.iter().any(|l| parent(&l.paths[1]) == parent(lock)),
+            "no copy of the journal is linked in beside {lock}"
+        );
+    }
+
+    // The commit point: one syncfs, of the transaction's file system, after the temps, the
+    // journal's links and the flags, before the first rename.
+    let syncfs = evs[..first_rename]
+        .iter()
+        .rev()
+        .find(|e| e.ok && e.name == "syncfs")
+        .ok_or_else(|| format!("no syncfs before the first rename (call {first_rename})"))?;
+    let dirs: std::collections::BTreeSet<String> = targets
+        .iter()
+        .map(|(t, _)| parent(t))
+        .chain(lock_paths.iter().map(|l| parent(l)))
+        .collect();
+    ensure!(
+        syncfs.fd_path.as_ref().is_some_and(|p| dirs.contains(p)),
+        "the syncfs (call {}) is of {:?}, not of a directory of the transaction",
+        syncfs.i,
+        syncfs.fd_path
+    );
+    for ((target, _), &w) in targets.iter().zip(&temp_writes) {
+        ensure!(
+            w < syncfs.i,
+            "the temp of {target} is written (call {w}) after the syncfs (call {})",
+            syncfs.i
+        );
+    }
+    for l in &links {
+        ensure!(
+            l.i < syncfs.i,
+            "the journal is linked in as {} (call {}) after the syncfs (call {})",
+            l.paths[1],
+            l.i,
+            syncfs.i
+        );
+    }
+
+    // The renames made durable: each directory fsynced after its last rename.
     let mut dir_syncs_after = Vec::new();
     for dir in renames
         .iter()
@@ -1048,24 +1193,86 @@ fn check_txn(evs: &[Ev], targets: &[(&str, &[u8])]) -> Result<Txn, String> {
             .ok_or_else(|| format!("no fsync of {dir} after its last rename (call {last})"))?;
         dir_syncs_after.push(s.i);
     }
-    let unlink = evs
-        .iter()
-        .find(|e| e.ok && e.name.starts_with("unlink") && e.paths.first() == Some(&jpath))
-        .ok_or_else(|| format!("the journal {jpath} is not unlinked"))?;
     let last_dir_sync = *dir_syncs_after.iter().max().unwrap();
-    ensure!(
-        unlink.i > last_dir_sync,
-        "the journal is unlinked (call {}) before the renames are durable (call {last_dir_sync})",
-        unlink.i
-    );
+
+    // The flags: set under the lock before the syncfs, left as they are until the renames are
+    // durable, then cleared before the lock is released.
+    let mut flags = Vec::new();
+    for lock_path in &lock_paths {
+        let (lock, unlock) = lock_span(evs, lock_path)?;
+        let obj = evs[lock].obj;
+        let set = evs
+            .iter()
+            .find(|e| e.ok && e.name == "ftruncate" && e.obj == obj && e.len == Some(tag))
+            .ok_or_else(|| format!("{lock_path} is never flagged (ftruncate to {tag})"))?;
+        ensure!(
+            lock < set.i,
+            "{lock_path} is flagged (call {}) before it is locked (call {lock})",
+            set.i
+        );
+        ensure!(
+            set.i < syncfs.i,
+            "{lock_path} is flagged (call {}) after the syncfs (call {})",
+            set.i,
+            syncfs.i
+        );
+        let clear = evs[set.i + 1..]
+            .iter()
+            .find(|e| e.ok && e.name == "ftruncate" && e.obj == obj)
+            .ok_or_else(|| format!("the flag of {lock_path} is never cleared"))?;
+        ensure!(
+            clear.len == Some(0),
+            "the flag of {lock_path} becomes {:?} (call {}), not 0",
+            clear.len,
+            clear.i
+        );
+        ensure!(
+            clear.i > last_dir_sync,
+            "the flag of {lock_path} is cleared (call {}) before the renames are durable (call \
+             {last_dir_sync})",
+            clear.i
+        );
+        ensure!(
+            clear.i < unlock,
+            "the flag of {lock_path} is cleared (call {}) after its lock is released (call \
+             {unlock})",
+            clear.i
+        );
+        flags.push(Flag {
+            lock,
+            unlock,
+            set: set.i,
+            clear: clear.i,
+        });
+    }
+
+    // The journal's links removed, once the renames are durable.
+    let mut unlinks = Vec::new();
+    for l in &links {
+        let u = evs[l.i + 1..]
+            .iter()
+            .find(|e| e.ok && e.name.starts_with("unlink") && e.paths.first() == Some(&l.paths[1]))
+            .ok_or_else(|| format!("the journal {} is left behind", l.paths[1]))?;
+        ensure!(
+            u.i > last_dir_sync,
+            "the journal {} is removed (call {}) before the renames are durable (call \
+             {last_dir_sync})",
+            l.paths[1],
+            u.i
+        );
+        unlinks.push(u.i);
+    }
     Ok(Txn {
-        syncfs: syncfs.i,
+        temp_writes,
         journal_writes: jwrites.iter().map(|e| e.i).collect(),
-        journal_sync,
-        journal_dir_sync,
+        journal: decoded,
+        links: links.iter().map(|e| e.i).collect(),
+        journal_temp_unlink: journal_temp_unlink.i,
+        flags,
+        syncfs: syncfs.i,
         first_rename,
         dir_syncs_after,
-        unlink: unlink.i,
+        unlinks,
     })
 }
 
@@ -1116,6 +1323,28 @@ fn moved(calls: &[Call], from: usize, after: usize) -> Vec<Call> {
 fn removed(calls: &[Call], i: usize) -> Vec<Call> {
     let mut v = calls.to_vec();
     v.remove(i);
+    v
+}
+
+/// The calls with the journal's writes replaced by one write of `journal`, encoded.
+fn journal_rewritten(
+    calls: &[Call],
+    writes: &[usize],
+    journal: &untorn::txn::Journal,
+) -> Vec<Call> {
+    let bytes = journal.encode();
+    let hex: String = bytes.iter().map(|b| format!("\\x{b:02x}")).collect();
+    let mut v = calls.to_vec();
+    let w = &mut v[writes[0]];
+    w.args = vec![
+        w.args[0].clone(),
+        format!("\"{hex}\""),
+        bytes.len().to_string(),
+    ];
+    w.ret = Some(bytes.len() as i64);
+    for &i in writes[1..].iter().rev() {
+        v.remove(i);
+    }
     v
 }
 
@@ -1377,9 +1606,10 @@ fn append() {
     }
 }
 
-/// `untorn txn put a=src put b=src`: syncfs before the journal; the journal (complete) fsynced
-/// and its directory fsynced before the first rename; the directories fsynced after the
-/// renames; the journal unlinked last. In one directory, and across two.
+/// `untorn txn put a=src put b=src`: the temps, the journal's links beside every lock file and
+/// the lock files' flags all before the one syncfs; the renames after it; the directories
+/// fsynced after the renames; the journal's links removed and the flags cleared last. In one
+/// directory, and across two.
 #[test]
 fn txn() {
     for two_dirs in [false, true] {
@@ -1397,34 +1627,62 @@ fn txn() {
         let (fa, fb) = (run.path("a.json"), run.path(b));
         let targets = [(fa.as_str(), new), (fb.as_str(), new)];
         let check = |evs: &[Ev]| check_txn(evs, &targets);
-        let t = ok(&format!("untorn {args:?}"), check(&run.evs), &run);
+        let what = format!("untorn {args:?}");
+        let t = ok(&what, check(&run.evs), &run);
         assert_eq!(std::fs::read(d.path().join("a.json")).unwrap(), new);
         assert_eq!(std::fs::read(d.path().join(b)).unwrap(), new);
+        assert_eq!(
+            t.links.len(),
+            if two_dirs { 2 } else { 1 },
+            "{what}: journal links at calls {:?}",
+            t.links
+        );
+        for dir in [d.path().to_path_buf(), d.path().join("sub")] {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                assert!(
+                    !name.contains("untorn"),
+                    "{what}: {name} is left in {}",
+                    dir.display()
+                );
+                if name.ends_with(".lock") {
+                    assert_eq!(e.metadata().unwrap().len(), 0, "{what}: {name} is flagged");
+                }
+            }
+        }
+
+        // The commit point comes too early, or never.
+        for &l in &t.links {
+            must_fail(
+                "the syncfs comes before a journal link",
+                moved(&run.calls, t.syncfs, l - 1),
+                check,
+            );
+        }
+        for f in &t.flags {
+            must_fail(
+                "the syncfs comes before a lock file is flagged",
+                moved(&run.calls, t.syncfs, f.set - 1),
+                check,
+            );
+        }
+        let last_temp_write = *t.temp_writes.iter().max().unwrap();
         must_fail(
-            "the syncfs comes after the journal is written",
-            moved(&run.calls, t.syncfs, t.journal_writes[0]),
+            "the syncfs comes before the last write of a temp",
+            moved(&run.calls, t.syncfs, last_temp_write - 1),
             check,
         );
         must_fail("there is no syncfs", removed(&run.calls, t.syncfs), check);
+        let mut elsewhere = run.calls.clone();
+        elsewhere[t.syncfs].args[0] = "99</proc>".into();
+        must_fail("the syncfs is of another file system", elsewhere, check);
         must_fail(
-            "the journal's fsync comes after the first rename",
-            moved(&run.calls, t.journal_sync, t.first_rename),
+            "the first rename comes before the syncfs",
+            moved(&run.calls, t.first_rename, t.syncfs - 1),
             check,
         );
-        must_fail(
-            "the journal's directory fsync comes after the first rename",
-            moved(&run.calls, t.journal_dir_sync, t.first_rename),
-            check,
-        );
-        must_fail(
-            "the first rename comes before the journal is written",
-            moved(
-                &run.calls,
-                t.first_rename,
-                t.journal_writes[0].saturating_sub(1),
-            ),
-            check,
-        );
+        // The renames are never made durable.
         for &s in &t.dir_syncs_after {
             must_fail(
                 "a directory is not fsynced after its renames",
@@ -1432,21 +1690,94 @@ fn txn() {
                 check,
             );
         }
+        // A journal missing, or removed too early, or left behind.
+        for (&l, &u) in t.links.iter().zip(&t.unlinks) {
+            must_fail(
+                "the journal is not linked in beside one of the lock files",
+                removed(&run.calls, l),
+                check,
+            );
+            must_fail(
+                "a journal link is removed before the renames are durable",
+                moved(&run.calls, u, t.first_rename - 1),
+                check,
+            );
+            must_fail(
+                "a journal link is left behind",
+                removed(&run.calls, u),
+                check,
+            );
+        }
         must_fail(
-            "the journal is unlinked before the renames are durable",
-            moved(&run.calls, t.unlink, t.first_rename),
+            "the journal is written after it is linked in",
+            moved(&run.calls, *t.journal_writes.last().unwrap(), t.links[0]),
             check,
         );
         must_fail(
-            "the journal is left behind",
-            removed(&run.calls, t.unlink),
+            "the journal's temp name is left behind",
+            removed(&run.calls, t.journal_temp_unlink),
             check,
         );
+        // A flag missing, cleared too early, or left behind.
+        for f in &t.flags {
+            must_fail(
+                "a lock file is never flagged",
+                removed(&run.calls, f.set),
+                check,
+            );
+            must_fail(
+                "a flag is cleared before the renames are durable",
+                moved(&run.calls, f.clear, t.first_rename - 1),
+                check,
+            );
+            must_fail(
+                "a flag is never cleared",
+                removed(&run.calls, f.clear),
+                check,
+            );
+            must_fail(
+                "a flag is cleared after its lock is released",
+                moved(&run.calls, f.clear, f.unlock),
+                check,
+            );
+            must_fail(
+                "a lock file is flagged before it is locked",
+                moved(&run.calls, f.set, f.lock - 1),
+                check,
+            );
+        }
         // A journal cut short (its last write lost) is not a commit point.
         let mut cut = run.calls.clone();
         let lw = *t.journal_writes.last().unwrap();
         cut[lw].ret = Some(cut[lw].ret.unwrap() - 1);
         must_fail("the journal is written without its last byte", cut, check);
+        // A journal whose size or CRC of a temp is not that temp's content. (The journal is
+        // re-encoded, so it still decodes; re-encoded unchanged, it passes.)
+        let rewritten =
+            |j: &untorn::txn::Journal| journal_rewritten(&run.calls, &t.journal_writes, j);
+        ok(
+            &format!("{what}, its journal re-encoded"),
+            check(&analyze(&rewritten(&t.journal))),
+            &run,
+        );
+        for field in ["size", "crc"] {
+            let mut j = t.journal.clone();
+            match &mut j.entries[0] {
+                untorn::txn::Entry::Put { size, crc, .. } => {
+                    if field == "size" {
+                        *size += 1;
+                    } else {
+                        *crc ^= 1;
+                    }
+                }
+                other => panic!("{what}: the journal's first entry is {other:?}"),
+            }
+            must_fail(
+                &format!("the journal records a wrong {field} for a temp"),
+                rewritten(&j),
+                check,
+            );
+        }
     }
 }
 
@@ -1505,12 +1836,17 @@ fn parser() {
          10 renameat2(3<{d}>, \"{t}\", 3<{d}>, \"{f}\", RENAME_EXCHANGE) = 0\n\
          10 fsync(3<{d}>) = 0\n\
          10 fcntl(3<{d}>, F_GETFD) = 0x1 (flags FD_CLOEXEC)\n\
+         10 openat(3<{d}>, \"{l}\", O_RDWR|O_CREAT|O_NOFOLLOW, 0644) = 5<{lock}>\n\
+         10 ftruncate(5<{lock}>, 2966) = 0\n\
+         10 ftruncate(5<{lock}>, 0) = 0\n\
          10 +++ exited with 0 +++\n",
         dot = hex("."),
         data = hex("new"),
         x = hex("x"),
         t = hex(".f.untorn-1.tmp"),
         f = hex("f"),
+        l = hex("f.lock"),
+        lock = hex("/d/f.lock"),
     );
     let calls = parse_trace(&text);
     let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
@@ -1525,7 +1861,10 @@ fn parser() {
             "linkat",
             "renameat2",
             "fsync",
-            "fcntl"
+            "fcntl",
+            "openat",
+            "ftruncate",
+            "ftruncate"
         ]
     );
     assert_eq!(calls[2].ret, Some(-1));
@@ -1541,6 +1880,13 @@ fn parser() {
     assert_eq!((r.sync, r.put, r.dir_sync), (Some(4), 6, Some(7)));
     assert!(check_replace(&evs, "/d/f", b"other", Durability::Full).is_err());
     assert!(check_replace(&evs, "/d/f", b"new", Durability::File).is_err());
+    // ftruncate: the length, on the file of the descriptor.
+    assert_eq!((evs[10].len, evs[11].len), (Some(2966), Some(0)));
+    assert_eq!(evs[10].obj, evs[9].moved);
+    assert_eq!(evs[10].fd_path.as_deref(), Some("/d/f.lock"));
+    assert_eq!(evs[4].len, None);
+    // The test's own CRC-32 (the standard check value).
+    assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
     must_fail("the fsync is after the rename", moved(&calls, 4, 6), |e| {
         check_replace(e, "/d/f", b"new", Durability::Full)
     });
