@@ -1164,8 +1164,9 @@ class RecoverAction:
     """One thing :func:`recover` did (or, on a dry run, would do)."""
 
     action: str
-    """``"txn_rolled_forward"``, ``"txn_rolled_back"``, ``"removed_temp"``,
-    ``"kept_temp_in_use"``, ``"restored"`` or ``"invalid_without_backup"``."""
+    """``"txn_rolled_forward"``, ``"txn_rolled_back"``, ``"txn_flag_cleared"``,
+    ``"removed_temp"``, ``"kept_temp_in_use"``, ``"restored"`` or
+    ``"invalid_without_backup"``."""
     path: Optional[Path]
     reason: Optional[str] = None
     """For ``restored`` and ``invalid_without_backup``: why the file was judged invalid."""

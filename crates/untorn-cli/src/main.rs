@@ -438,6 +438,12 @@ fn cmd_recover(a: RecoverArgs) -> Result<u8, Failure> {
             Action::TxnRolledBack(j) => {
                 format!("{would}undo the interrupted transaction {}", j.display())
             }
+            Action::TxnFlagCleared(l) => {
+                format!(
+                    "{would}clear a stale transaction flag (no journal) from {}",
+                    l.display()
+                )
+            }
             Action::InvalidWithoutBackup { path, reason } => {
                 unresolved = true;
                 format!("cannot fix {}: no valid backup ({reason})", path.display())

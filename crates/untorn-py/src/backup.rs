@@ -248,6 +248,10 @@ pub(crate) fn recover<'py>(
                     d.set_item("action", "txn_rolled_back")?;
                     d.set_item("path", p)?;
                 }
+                Action::TxnFlagCleared(p) => {
+                    d.set_item("action", "txn_flag_cleared")?;
+                    d.set_item("path", p)?;
+                }
                 Action::InvalidWithoutBackup { path, reason } => {
                     d.set_item("action", "invalid_without_backup")?;
                     d.set_item("path", path)?;

@@ -136,6 +136,10 @@ pub enum Action {
     TxnRolledForward(PathBuf),
     /// Undid an interrupted transaction (its commit point was not reached).
     TxnRolledBack(PathBuf),
+    /// Cleared a transaction's flag from a lock file with no journal beside it (a transaction
+    /// that never reached its journal, or whose clean-up a crash cut short); nothing else
+    /// changed.
+    TxnFlagCleared(PathBuf),
     /// Found a file that fails validation and has no valid backup: left as it is.
     InvalidWithoutBackup {
         /// The file.
@@ -169,6 +173,7 @@ pub fn recover(dir: impl AsRef<Path>, opts: &RecoverOptions) -> Result<Vec<Actio
         actions.push(match r {
             crate::txn::Recovered::RolledForward(p) => Action::TxnRolledForward(p),
             crate::txn::Recovered::RolledBack(p) => Action::TxnRolledBack(p),
+            crate::txn::Recovered::FlagCleared(p) => Action::TxnFlagCleared(p),
         });
     }
     let cleaned = clean(dir, opts.older_than, opts.dry_run)?;

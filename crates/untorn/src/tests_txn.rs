@@ -432,3 +432,23 @@ fn the_fuzz_seeds_are_valid_journals_of_this_version() {
     }
     assert!(n >= 4, "valid seeds missing in {}", seeds.display());
 }
+
+#[test]
+fn a_flag_without_a_journal_is_cleared_and_reported_as_such() {
+    // What a crash can leave: the flag of a transaction that never published its journal, or
+    // whose journal's removal was durable before its flag's clearing.
+    let d = dir();
+    let (a, lock) = (d.path().join("a.json"), d.path().join("a.json.lock"));
+    fs::write(&a, "old").unwrap();
+    fs::write(&lock, [0u8; 5]).unwrap();
+    let done = recover_dir(d.path(), false).unwrap();
+    assert_eq!(done, vec![crate::txn::Recovered::FlagCleared(lock.clone())]);
+    assert_eq!(fs::metadata(&lock).unwrap().len(), 0);
+    assert_eq!(read(&a).unwrap(), "old");
+    assert!(recover_dir(d.path(), false).unwrap().is_empty());
+    // A plain write over such a flag clears it first, and goes on.
+    fs::write(&lock, [0u8; 9]).unwrap();
+    write(&a, "new").unwrap();
+    assert_eq!(read(&a).unwrap(), "new");
+    assert_settled(d.path());
+}

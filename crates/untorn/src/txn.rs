@@ -1049,6 +1049,10 @@ pub enum Recovered {
     RolledForward(PathBuf),
     /// The commit point was not reached: the temps were removed, nothing changed.
     RolledBack(PathBuf),
+    /// A lock file (this one) carried a transaction's flag but no journal was beside it: a
+    /// transaction that never published one, or whose clean-up a crash cut short. The flag was
+    /// cleared; nothing else changed.
+    FlagCleared(PathBuf),
 }
 
 /// Finishes or undoes the transaction that flagged the lock file `lock_path`, if any.
@@ -1234,7 +1238,10 @@ pub(crate) fn recover_journal(
                 // No journal: a flag left by a transaction that never published one, or whose
                 // clean-up a crash cut short. Nothing to apply; clear the flag.
                 retire(sys, &journal_path, &locks, tag, None)?;
-                return Ok(Recovered::RolledBack(journal_path));
+                return Ok(match found_via {
+                    Some(l) => Recovered::FlagCleared(absolute(sys, l)?),
+                    None => Recovered::RolledBack(journal_path),
+                });
             }
             (Some(r), _) => {
                 // A damaged journal (or not one of ours): the commit point was not reached. Its
