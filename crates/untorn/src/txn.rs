@@ -833,8 +833,14 @@ impl Transaction {
         //    flag and every temp, checked by size and CRC, made it; else nothing was applied
         //    yet and it rolls back.)
         if let Err(e) = sys.sync_fs(journal_dir) {
+            // Part of it may be durable already: make the journal's removal durable too (best
+            // effort: the file system just failed), so that no recovery rolls forward a
+            // transaction reported as failed.
             unpublish();
             clear_flags(&locks);
+            for (_, fd) in &dir_list {
+                let _ = sys.sync_dir(fd);
+            }
             return Err(Error::io(Op::Sync, &first_dir, e));
         }
         let journal_path = first_dir.join(&journal_name);
@@ -964,11 +970,16 @@ fn publish_journal(
     bytes: &[u8],
 ) -> Result<(u16, OsString)> {
     let (first_path, first) = dirs[0];
-    let tmp = temp_name(OsStr::new(".untorn-txn.journal"));
+    let mut tries = 0;
+    let (tmp, fd) = loop {
+        let tmp = temp_name(OsStr::new(".untorn-txn.journal"));
+        match sys.create_temp(first, &tmp, 0o600) {
+            Ok(fd) => break (tmp, fd),
+            Err(e) if e.raw_os_error() == Some(EEXIST) && tries < 100 => tries += 1,
+            Err(e) => return Err(Error::io(Op::CreateTemp, first_path.join(&tmp), e)),
+        }
+    };
     let tmp_path = first_path.join(&tmp);
-    let fd = sys
-        .create_temp(first, &tmp, 0o600)
-        .map_err(|e| Error::io(Op::CreateTemp, &tmp_path, e))?;
     let r = (|| {
         let mut done = 0;
         while done < bytes.len() {
@@ -1071,7 +1082,7 @@ pub(crate) fn recover_lock_file(ctx: &Arc<Ctx>, lock_path: &Path) -> Result<Opti
     };
     let lock_path = absolute(sys, lock_path)?;
     let (dir, _) = split(&lock_path)?;
-    recover_journal(ctx, &dir.join(journal_name(tag)), Some(&lock_path)).map(Some)
+    recover_journal(ctx, &dir.join(journal_name(tag)), Some(&lock_path))
 }
 
 /// Whether the transaction of journal `j` (tagged `tag`) reached its commit point: every lock
@@ -1176,12 +1187,14 @@ fn retire(
 }
 
 /// Recovers one journal: rolls it forward if its transaction reached the commit point, else
-/// rolls back (removes the temps it names). Takes the locks the journal names.
+/// rolls back (removes the temps it names). Takes the locks the journal names. `None`: the
+/// journal was gone once its locks were held (its transaction finished meanwhile) and no flag
+/// led here.
 pub(crate) fn recover_journal(
     ctx: &Arc<Ctx>,
     journal_path: &Path,
     found_via: Option<&Path>,
-) -> Result<Recovered> {
+) -> Result<Option<Recovered>> {
     let sys = &*ctx.sys;
     let journal_path = absolute(sys, journal_path)?;
     let tag = tag_of(&split(&journal_path)?.1);
@@ -1227,21 +1240,21 @@ pub(crate) fn recover_journal(
                     roll_forward(sys, &j)?;
                     retire(sys, &journal_path, &locks, Some(tag), Some(bytes))?;
                     tracing::info!(target: "untorn", journal = %journal_path.display(), "rolled an interrupted transaction forward");
-                    return Ok(Recovered::RolledForward(journal_path));
+                    return Ok(Some(Recovered::RolledForward(journal_path)));
                 }
                 roll_back(sys, &j)?;
                 retire(sys, &journal_path, &locks, Some(tag), Some(bytes))?;
                 tracing::info!(target: "untorn", journal = %journal_path.display(), "rolled back a transaction that had not reached its commit point");
-                return Ok(Recovered::RolledBack(journal_path));
+                return Ok(Some(Recovered::RolledBack(journal_path)));
             }
             (None, _) => {
                 // No journal: a flag left by a transaction that never published one, or whose
                 // clean-up a crash cut short. Nothing to apply; clear the flag.
                 retire(sys, &journal_path, &locks, tag, None)?;
-                return Ok(match found_via {
-                    Some(l) => Recovered::FlagCleared(absolute(sys, l)?),
-                    None => Recovered::RolledBack(journal_path),
-                });
+                return match found_via {
+                    Some(l) => Ok(Some(Recovered::FlagCleared(absolute(sys, l)?))),
+                    None => Ok(None),
+                };
             }
             (Some(r), _) => {
                 // A damaged journal (or not one of ours): the commit point was not reached. Its
@@ -1250,7 +1263,7 @@ pub(crate) fn recover_journal(
                     tracing::info!(target: "untorn", journal = %journal_path.display(), reason = %e, "discarding an incomplete transaction journal");
                 }
                 retire(sys, &journal_path, &locks, tag, bytes.as_deref())?;
-                return Ok(Recovered::RolledBack(journal_path));
+                return Ok(Some(Recovered::RolledBack(journal_path)));
             }
         }
     }
@@ -1395,7 +1408,7 @@ pub(crate) fn recover_dir_with(
                     Recovered::RolledBack(p)
                 });
             } else {
-                out.push(recover_journal(ctx, &p, None)?);
+                out.extend(recover_journal(ctx, &p, None)?);
             }
         } else if n.as_bytes().ends_with(b".lock") && !dry_run {
             if let Ok(st) = sys.stat_at(&dfd, &n, false) {
