@@ -419,6 +419,9 @@ pub struct Transaction {
     dir_cache: DirCache,
     lock: LockOptions,
     finished: bool,
+    /// The commit point was reached: from then on the temps belong to the journal (a failure
+    /// after it leaves them for the roll-forward, never discards them).
+    committed: bool,
 }
 
 impl std::fmt::Debug for Transaction {
@@ -445,6 +448,7 @@ impl Transaction {
             dir_cache: Default::default(),
             lock: LockOptions::new(),
             finished: false,
+            committed: false,
         }
     }
 
@@ -616,7 +620,7 @@ impl Transaction {
                 tracing::debug!(target: "untorn", op = "txn", files = n, duration_us = started.elapsed().as_micros() as u64, outcome = "failed", error = %e)
             }
         }
-        if r.is_err() {
+        if r.is_err() && !self.committed {
             self.discard_temps();
         }
         r
@@ -843,6 +847,7 @@ impl Transaction {
             }
             return Err(Error::io(Op::Sync, &first_dir, e));
         }
+        self.committed = true;
         let journal_path = first_dir.join(&journal_name);
         tracing::trace!(target: "untorn", journal = %journal_path.display(), "transaction committed (journal durable)");
         // 7. Apply; then the directories, once each.
