@@ -6,7 +6,11 @@
 //! data written to the temp before its fsync, the fsync before the rename that puts the temp at
 //! FILE, the directory fsynced after; a transaction's temps, journal links and lock-file flags
 //! made durable by one syncfs before its first rename, and cleaned up only after the renames are;
-//! an edit holding FILE.lock from before the read until after the rename is durable.
+//! an edit holding FILE.lock from before the read until after the rename is durable; a
+//! no-clobber create published by a call that cannot replace a file; a restore that is an atomic
+//! replace keeping the replaced version as a backup; a recovery that makes a committed
+//! transaction's temps durable (syncfs) before renaming them, and drops its journal and flags only
+//! once the renames are durable.
 //!
 //! The checker follows inodes, not names: a small model of the directory (names → objects, and
 //! each process's descriptors → objects) replays the trace, so that an `O_TMPFILE` descriptor,
@@ -94,8 +98,23 @@ impl Run {
     }
 }
 
-/// Runs `untorn ARGS` in `dir` under strace; None if the test must be skipped.
+/// Runs `untorn ARGS` in `dir` under strace, which must succeed; None if the test must be
+/// skipped.
 fn traced(test: &str, dir: &Path, args: &[&str]) -> Option<Run> {
+    let (run, output) = traced_output(test, dir, args)?;
+    assert!(
+        output.status.success(),
+        "untorn {args:?} failed: {:?}\nstderr: {}\ntrace:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        dump(&run.evs)
+    );
+    Some(run)
+}
+
+/// Runs `untorn ARGS` in `dir` under strace, whatever its exit status; None if the test must be
+/// skipped.
+fn traced_output(test: &str, dir: &Path, args: &[&str]) -> Option<(Run, std::process::Output)> {
     let (strace, seccomp) = match strace() {
         Ok(s) => s,
         Err(why) => {
@@ -125,18 +144,12 @@ fn traced(test: &str, dir: &Path, args: &[&str]) -> Option<Run> {
     let text = std::fs::read_to_string(out.path()).expect("read the trace");
     let calls = parse_trace(&text);
     let evs = analyze(&calls);
-    assert!(
-        output.status.success(),
-        "untorn {args:?} failed: {:?}\nstderr: {}\ntrace:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr),
-        dump(&evs)
-    );
-    Some(Run {
+    let run = Run {
         dir: dir.to_str().expect("UTF-8 test dir").to_string(),
         calls,
         evs,
-    })
+    };
+    Some((run, output))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1307,6 +1320,185 @@ fn check_edit(
     Ok((r, lock, first_read, unlock))
 }
 
+/// `untorn write --no-clobber FILE X` for a new FILE: an atomic replace (durability full) whose
+/// publishing call cannot replace a file that appeared at FILE meanwhile: a `linkat` or `link`
+/// (of the `O_TMPFILE`, or of the temp's name), or `renameat2` with `RENAME_NOREPLACE`.
+fn check_no_clobber(evs: &[Ev], file: &str, content: &[u8]) -> Result<Replace, String> {
+    let r = check_replace(evs, file, content, Durability::Full)?;
+    let put = &evs[r.put];
+    let no_replace = put.name.starts_with("link")
+        || (put.name == "renameat2" && put.flags.contains("RENAME_NOREPLACE"));
+    ensure!(
+        no_replace,
+        "{file} is published by a call that replaces an existing file (call {}: {})",
+        put.i,
+        put.text
+    );
+    Ok(r)
+}
+
+/// `untorn write --no-clobber FILE X` for an existing FILE: no successful call puts anything at
+/// FILE, takes its name away, truncates it, opens it for writing or writes to it.
+fn check_refused(evs: &[Ev], file: &str) -> Result<(), String> {
+    let f = Some(&file.to_string());
+    for e in evs.iter().filter(|e| e.ok) {
+        let changes = match e.name.as_str() {
+            n if n.starts_with("rename") => e.paths.first() == f || e.paths.get(1) == f,
+            n if n.starts_with("link") => e.paths.get(1) == f,
+            n if n.starts_with("unlink") || n == "truncate" => e.paths.first() == f,
+            n if n.starts_with("open") || n == "creat" => {
+                e.paths.first() == f
+                    && ["O_WRONLY", "O_RDWR", "O_TRUNC", "O_CREAT"]
+                        .iter()
+                        .any(|m| e.flags.contains(m))
+            }
+            _ => is_write(e) && e.fd_path.as_deref() == Some(file),
+        };
+        ensure!(
+            !changes,
+            "{file} exists, yet call {} changes it: {}",
+            e.i,
+            e.text
+        );
+    }
+    Ok(())
+}
+
+/// Where the steps of a roll-forward are.
+#[derive(Debug)]
+struct Recover {
+    /// The syncfs that makes the temps durable before they are renamed into place.
+    syncfs: usize,
+    first_rename: usize,
+    /// The fsync of each renamed directory after its last rename.
+    dir_syncs_after: Vec<usize>,
+    /// The unlinks of the journal's copies, in the order of the `journals` argument.
+    unlinks: Vec<usize>,
+    /// The `ftruncate(lock, 0)` that clears each flag, in the order of the `locks` argument.
+    clears: Vec<usize>,
+    /// The exclusive flock of each lock file, and its release.
+    locks: Vec<(usize, usize)>,
+}
+
+/// `untorn recover DIR` over a committed transaction that was not applied (`targets`: each temp
+/// and its target, `journals`: the journal's copies, `locks`: its flagged lock files): under the exclusive flock of every lock file, one syncfs of the transaction's file
+/// system before the first rename (the committer may have died before its own: the temps may
+/// not be durable yet); each temp renamed onto its target; each directory fsynced after its
+/// last rename; only then the flags cleared (`ftruncate` to 0) and the journal's copies removed
+/// (a crash before the renames are durable must find the journal and the flags, or a recovery
+/// would roll back and delete the temps of renames that were lost).
+fn check_recover(
+    evs: &[Ev],
+    targets: &[(&str, &str)],
+    journals: &[String],
+    locks: &[String],
+) -> Result<Recover, String> {
+    let mut renames = Vec::new();
+    for (temp, target) in targets {
+        let put = put_at(evs, target)?;
+        ensure!(
+            put.name.starts_with("rename") && put.paths[0] == *temp,
+            "{target} is not put in place by a rename of its temp {temp} (call {}: {})",
+            put.i,
+            put.text
+        );
+        renames.push((put.i, parent(target)));
+    }
+    let first_rename = renames.iter().map(|r| r.0).min().unwrap();
+    let dirs: std::collections::BTreeSet<String> = targets
+        .iter()
+        .map(|(_, t)| parent(t))
+        .chain(locks.iter().map(|l| parent(l)))
+        .collect();
+    let syncfs = evs[..first_rename]
+        .iter()
+        .rev()
+        .find(|e| e.ok && e.name == "syncfs")
+        .ok_or_else(|| format!("no syncfs before the first rename (call {first_rename})"))?;
+    ensure!(
+        syncfs.fd_path.as_ref().is_some_and(|p| dirs.contains(p)),
+        "the syncfs (call {}) is of {:?}, not of a directory of the transaction",
+        syncfs.i,
+        syncfs.fd_path
+    );
+
+    let mut dir_syncs_after = Vec::new();
+    for dir in renames
+        .iter()
+        .map(|r| r.1.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let last = renames
+            .iter()
+            .filter(|r| r.1 == dir)
+            .map(|r| r.0)
+            .max()
+            .unwrap();
+        let s = evs
+            .iter()
+            .find(|e| is_dir_sync(e, &dir) && e.i > last)
+            .ok_or_else(|| format!("no fsync of {dir} after its last rename (call {last})"))?;
+        dir_syncs_after.push(s.i);
+    }
+    let last_dir_sync = *dir_syncs_after.iter().max().unwrap();
+
+    let mut lock_spans = Vec::new();
+    let mut clears = Vec::new();
+    for lock_path in locks {
+        let (lock, unlock) = lock_span(evs, lock_path)?;
+        ensure!(
+            lock < first_rename && unlock > last_dir_sync,
+            "the renames (calls {first_rename}..{last_dir_sync}) are not under the lock of \
+             {lock_path} (calls {lock}..{unlock})"
+        );
+        let clear = evs
+            .iter()
+            .find(|e| {
+                e.ok && e.name == "ftruncate"
+                    && e.fd_path.as_deref() == Some(lock_path.as_str())
+                    && e.len == Some(0)
+            })
+            .ok_or_else(|| format!("the flag of {lock_path} is never cleared"))?;
+        ensure!(
+            clear.i > last_dir_sync,
+            "the flag of {lock_path} is cleared (call {}) before the renames are durable (call \
+             {last_dir_sync})",
+            clear.i
+        );
+        ensure!(
+            clear.i < unlock,
+            "the flag of {lock_path} is cleared (call {}) after its lock is released (call \
+             {unlock})",
+            clear.i
+        );
+        lock_spans.push((lock, unlock));
+        clears.push(clear.i);
+    }
+
+    let mut unlinks = Vec::new();
+    for j in journals {
+        let u = evs
+            .iter()
+            .find(|e| e.ok && e.name.starts_with("unlink") && e.paths.first() == Some(j))
+            .ok_or_else(|| format!("the journal {j} is left behind"))?;
+        ensure!(
+            u.i > last_dir_sync,
+            "the journal {j} is removed (call {}) before the renames are durable (call \
+             {last_dir_sync})",
+            u.i
+        );
+        unlinks.push(u.i);
+    }
+    Ok(Recover {
+        syncfs: syncfs.i,
+        first_rename,
+        dir_syncs_after,
+        unlinks,
+        clears,
+        locks: lock_spans,
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Showing that the checks can fail: mutations of a real trace
 
@@ -1323,6 +1515,51 @@ fn moved(calls: &[Call], from: usize, after: usize) -> Vec<Call> {
 fn removed(calls: &[Call], i: usize) -> Vec<Call> {
     let mut v = calls.to_vec();
     v.remove(i);
+    v
+}
+
+/// The calls with the publishing call at `i` (a `linkat`, `link` or `renameat2` onto FILE,
+/// successful or not) replaced by a plain rename onto FILE that succeeds. An `O_TMPFILE`
+/// published by `linkat(fd, "", dir, FILE, AT_EMPTY_PATH)` is first linked to a temp name.
+fn plain_rename(calls: &[Call], i: usize) -> Vec<Call> {
+    let mut v = calls.to_vec();
+    let mut c = calls[i].clone();
+    c.ret = Some(0);
+    let mut at = i;
+    if matches!(c.name.as_str(), "link" | "rename") {
+        c.name = "rename".into();
+        c.args.truncate(2);
+    } else {
+        if c.args.get(4).is_some_and(|f| f.contains("AT_EMPTY_PATH")) {
+            let temp = "\".untorn-mutation.tmp\"".to_string();
+            let mut link = c.clone();
+            link.args[3] = temp.clone();
+            link.text = format!("{} linkat({})", c.pid, link.args.join(", "));
+            v.insert(i, link);
+            at += 1;
+            c.args[0] = c.args[2].clone();
+            c.args[1] = temp;
+        }
+        c.name = "renameat".into();
+        c.args.truncate(4);
+    }
+    c.text = format!("{} {}({}) = 0", c.pid, c.name, c.args.join(", "));
+    v[at] = c;
+    v
+}
+
+/// The calls with the backup name of an atomic replace (the link at `bak`) given only after the
+/// directory fsync at `dir_sync`. After a `RENAME_EXCHANGE` at `put` the replaced version is
+/// under the temp's name until it is unlinked, so the late link is made from that name: it
+/// still names the replaced version, only too late.
+fn late_backup(calls: &[Call], evs: &[Ev], bak: usize, put: usize, dir_sync: usize) -> Vec<Call> {
+    let mut v = moved(calls, bak, dir_sync);
+    if bak < put && evs[put].flags.contains("RENAME_EXCHANGE") && calls[bak].name == "linkat" {
+        // bak < dir_sync: the link is now at `dir_sync`, just after the directory fsync.
+        v[dir_sync].args[1] = calls[put].args[1].clone();
+        let c = &v[dir_sync];
+        v[dir_sync].text = format!("{} linkat({}) = 0", c.pid, c.args.join(", "));
+    }
     v
 }
 
@@ -1527,7 +1764,7 @@ fn write_backup() {
     let dir_sync = r.dir_sync.unwrap();
     must_fail(
         "the backup name comes after the directory fsync",
-        moved(&run.calls, bak, dir_sync),
+        late_backup(&run.calls, &run.evs, bak, r.put, dir_sync),
         check,
     );
     must_fail("there is no backup", removed(&run.calls, bak), check);
@@ -1816,6 +2053,373 @@ fn edit() {
         moved(&run.calls, r.sync.unwrap(), r.put),
         check,
     );
+}
+
+/// `untorn ARGS` in `dir`, without strace (to set a test up); it must succeed.
+fn untorn_plain(dir: &Path, args: &[&str]) {
+    let out = Command::new(UNTORN)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run untorn");
+    assert!(
+        out.status.success(),
+        "untorn {args:?} failed: {:?}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `untorn write --no-clobber FILE X`: a new FILE gets its content by an atomic create that
+/// cannot replace a file (`linkat` of the `O_TMPFILE`, or `renameat2(RENAME_NOREPLACE)` of the
+/// named temp) after the temp's fsync, and the directory is fsynced after it; then, FILE
+/// existing, the same command fails with exit 7 and leaves FILE as it was. With the default temp
+/// and `--temp named`.
+#[test]
+fn write_no_clobber() {
+    for named in [false, true] {
+        let d = scratch();
+        let content = "{\"pid\": 42}\n";
+        let mut args = vec!["write", "--no-clobber"];
+        if named {
+            args.extend(["--temp", "named"]);
+        }
+        let mut new = args.clone();
+        new.extend(["p.json", content]);
+        let Some(run) = traced("write_no_clobber", d.path(), &new) else {
+            return;
+        };
+        let file = run.path("p.json");
+        let what = format!("untorn {new:?}");
+        let check = |evs: &[Ev]| check_no_clobber(evs, &file, content.as_bytes());
+        let r = ok(&what, check(&run.evs), &run);
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("p.json")).unwrap(),
+            content
+        );
+        assert_eq!(r.displaced, None, "{what}: something was at p.json before");
+        must_fail(
+            "the temp's fsync comes after the publishing call",
+            moved(&run.calls, r.sync.unwrap(), r.put),
+            check,
+        );
+        must_fail(
+            "the directory is not fsynced",
+            removed(&run.calls, r.dir_sync.unwrap()),
+            check,
+        );
+        // A plain rename would replace a file that appeared meanwhile. As a trace of an atomic
+        // replace it is fine: only the no-replace requirement rejects it.
+        let plain = plain_rename(&run.calls, r.put);
+        ok(
+            &format!("{what}, published by a plain rename, as an atomic replace"),
+            check_replace(
+                &analyze(&plain),
+                &file,
+                content.as_bytes(),
+                Durability::Full,
+            ),
+            &run,
+        );
+        must_fail("p.json is published by a plain rename", plain, check);
+
+        // p.json exists now: refused (exit 7, "exists"), p.json untouched, no temp left.
+        let mut again = args.clone();
+        again.extend(["p.json", "{\"pid\": 43}\n"]);
+        let Some((run, out)) = traced_output("write_no_clobber", d.path(), &again) else {
+            return;
+        };
+        let what = format!("untorn {again:?}");
+        assert_eq!(
+            out.status.code(),
+            Some(7),
+            "{what}: stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("p.json")).unwrap(),
+            content
+        );
+        assert_eq!(names_in(d.path()), ["p.json"], "{what}: left behind");
+        let refused = |evs: &[Ev]| check_refused(evs, &file);
+        ok(&what, refused(&run.evs), &run);
+        // The refusal is the no-replace publishing call failing: made a plain rename that
+        // succeeds, it replaces p.json.
+        let attempt = run
+            .evs
+            .iter()
+            .rfind(|e| {
+                !e.ok
+                    && (e.name.starts_with("link") || e.name.starts_with("rename"))
+                    && e.paths.get(1) == Some(&file)
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "{what}: no failed publishing call onto {file}\ntrace:\n{}",
+                    dump(&run.evs)
+                )
+            });
+        must_fail(
+            "the existing p.json is replaced by a plain rename",
+            plain_rename(&run.calls, attempt.i),
+            refused,
+        );
+    }
+}
+
+/// `untorn restore FILE` (the newest backup, `--nth 2`, `--from NAME`): the backup's content
+/// reaches FILE by an atomic replace (a temp written and fsynced before the exchange onto FILE,
+/// the directory fsynced after); the version it replaces gets a backup name before that fsync;
+/// every backup is kept.
+#[test]
+fn restore() {
+    for pick in 0..3 {
+        let d = scratch();
+        for v in 1..=4 {
+            untorn_plain(
+                d.path(),
+                &[
+                    "write",
+                    "--backup=3",
+                    "s.json",
+                    &format!("{{\"v\": {v}}}\n"),
+                ],
+            );
+        }
+        let backups = |d: &Path| -> Vec<(String, String)> {
+            names_in(d)
+                .into_iter()
+                .filter(|n| n.starts_with("s.json.") && n.ends_with(".bak"))
+                .map(|n| {
+                    let c = std::fs::read_to_string(d.join(&n)).unwrap();
+                    (n, c)
+                })
+                .collect()
+        };
+        // Oldest first (the names are UTC times).
+        let before = backups(d.path());
+        let contents: Vec<&str> = before.iter().map(|b| b.1.as_str()).collect();
+        assert_eq!(contents, ["{\"v\": 1}\n", "{\"v\": 2}\n", "{\"v\": 3}\n"]);
+        let mut args = vec!["restore"];
+        let from = match pick {
+            0 => &before[2],
+            1 => {
+                args.extend(["--nth", "2"]);
+                &before[1]
+            }
+            _ => {
+                args.extend(["--from", &before[0].0]);
+                &before[0]
+            }
+        };
+        args.push("s.json");
+        let Some(run) = traced("restore", d.path(), &args) else {
+            return;
+        };
+        let file = run.path("s.json");
+        let what = format!("untorn {args:?}");
+        let check = |evs: &[Ev]| check_backup(evs, &file, from.1.as_bytes());
+        let (r, bak) = ok(&what, check(&run.evs), &run);
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("s.json")).unwrap(),
+            from.1,
+            "{what}"
+        );
+        let after = backups(d.path());
+        let added: Vec<&(String, String)> = after.iter().filter(|b| !before.contains(b)).collect();
+        assert!(
+            before.iter().all(|b| after.contains(b)),
+            "{what}: backups before {before:?}, after {after:?}"
+        );
+        assert_eq!(
+            added.len(),
+            1,
+            "{what}: backups before {before:?}, after {after:?}"
+        );
+        assert_eq!(added[0].1, "{\"v\": 4}\n", "{what}: the replaced version");
+        assert_eq!(
+            Some(format!("{}/{}", run.dir, added[0].0)),
+            run.evs[bak].paths.get(1).cloned(),
+            "{what}: the backup name given in the trace"
+        );
+
+        let dir_sync = r.dir_sync.unwrap();
+        must_fail(
+            "the temp's fsync comes after the rename",
+            moved(&run.calls, r.sync.unwrap(), r.put),
+            check,
+        );
+        must_fail(
+            "the directory is not fsynced",
+            removed(&run.calls, dir_sync),
+            check,
+        );
+        must_fail(
+            "the replaced version's backup name comes after the directory fsync",
+            late_backup(&run.calls, &run.evs, bak, r.put, dir_sync),
+            check,
+        );
+    }
+}
+
+/// `untorn recover DIR` over a transaction stopped by a crash just after its commit point (temps
+/// with the new content, the journal beside every lock file, the lock files flagged; nothing
+/// renamed yet), made by hand: under every lock, a syncfs before the first rename, each
+/// directory fsynced after its renames, and only then the flags cleared and the journal's copies
+/// removed. In one directory, and across two.
+#[test]
+fn recover_txn() {
+    use std::os::unix::fs::MetadataExt;
+    use untorn::txn::{Entry, Journal};
+    for two_dirs in [false, true] {
+        let d = scratch();
+        let root = d.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        let b = if two_dirs { "sub/b.json" } else { "b.json" };
+        let files = [("a.json", "{\"a\": 2}\n"), (b, "{\"b\": 2}\n")];
+        let tag: u16 = 0x2a7;
+        let (mut entries, mut temps, mut locks) = (Vec::new(), Vec::new(), Vec::new());
+        for (k, (name, new)) in files.iter().enumerate() {
+            let target = root.join(name);
+            std::fs::write(&target, "{\"old\": 1}\n").unwrap();
+            let base = target.file_name().unwrap().to_str().unwrap();
+            let temp = target.with_file_name(format!(".{base}.untorn-{:08x}.tmp", 0xc0de + k));
+            std::fs::write(&temp, new).unwrap();
+            let m = std::fs::metadata(&temp).unwrap();
+            entries.push(Entry::Put {
+                temp: temp.clone(),
+                target: target.clone(),
+                dev: m.dev(),
+                ino: m.ino(),
+                size: new.len() as u64,
+                crc: crc32(new.as_bytes()),
+            });
+            let lock = target.with_file_name(format!("{base}.lock"));
+            // The flag: the tag as the lock file's size, all NUL bytes.
+            std::fs::File::create(&lock)
+                .unwrap()
+                .set_len(u64::from(tag))
+                .unwrap();
+            temps.push(temp);
+            locks.push(lock);
+        }
+        let journal = Journal {
+            entries,
+            locks: locks.clone(),
+        }
+        .encode();
+        let jdirs: std::collections::BTreeSet<PathBuf> = locks
+            .iter()
+            .map(|l| l.parent().unwrap().to_path_buf())
+            .collect();
+        let jpaths: Vec<PathBuf> = jdirs
+            .iter()
+            .map(|d| d.join(format!(".untorn-txn-{tag:04x}.journal")))
+            .collect();
+        std::fs::write(&jpaths[0], &journal).unwrap();
+        for p in &jpaths[1..] {
+            std::fs::hard_link(&jpaths[0], p).unwrap();
+        }
+
+        let Some(run) = traced("recover_txn", &root, &["recover", "."]) else {
+            return;
+        };
+        let what = format!("untorn recover (two directories: {two_dirs})");
+        let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+        let targets: Vec<(String, String)> = temps
+            .iter()
+            .zip(&files)
+            .map(|(t, (n, _))| (s(t), run.path(n)))
+            .collect();
+        let target_refs: Vec<(&str, &str)> = targets
+            .iter()
+            .map(|(t, g)| (t.as_str(), g.as_str()))
+            .collect();
+        let (journals, lock_paths): (Vec<String>, Vec<String>) = (
+            jpaths.iter().map(s).collect(),
+            locks.iter().map(s).collect(),
+        );
+        let check = |evs: &[Ev]| check_recover(evs, &target_refs, &journals, &lock_paths);
+        let r = ok(&what, check(&run.evs), &run);
+        for (name, new) in &files {
+            assert_eq!(
+                std::fs::read_to_string(root.join(name)).unwrap(),
+                *new,
+                "{what}: {name}"
+            );
+        }
+        for l in &locks {
+            assert_eq!(
+                std::fs::metadata(l).unwrap().len(),
+                0,
+                "{what}: {} is still flagged",
+                l.display()
+            );
+        }
+        for dir in [root.clone(), root.join("sub")] {
+            for n in names_in(&dir) {
+                assert!(
+                    !n.contains("untorn"),
+                    "{what}: {n} is left in {}",
+                    dir.display()
+                );
+            }
+        }
+
+        must_fail(
+            "the syncfs comes after the first rename",
+            moved(&run.calls, r.syncfs, r.first_rename),
+            check,
+        );
+        // Without it, the first fsync of that directory is the clean-up's, after the flags
+        // are cleared: the renames are not durable before the flags go.
+        for &s in &r.dir_syncs_after {
+            must_fail(
+                "a directory is not fsynced after its renames, before the clean-up",
+                removed(&run.calls, s),
+                check,
+            );
+        }
+        for &u in &r.unlinks {
+            must_fail(
+                "a copy of the journal is removed before the renames",
+                moved(&run.calls, u, r.first_rename - 1),
+                check,
+            );
+        }
+        for &c in &r.clears {
+            must_fail(
+                "a flag is cleared before the renames",
+                moved(&run.calls, c, r.first_rename - 1),
+                check,
+            );
+        }
+        for &(lock, unlock) in &r.locks {
+            must_fail(
+                "a lock is taken after the first rename",
+                moved(&run.calls, lock, r.first_rename),
+                check,
+            );
+            if unlock < run.calls.len() {
+                must_fail(
+                    "a lock is released before the renames are durable",
+                    moved(&run.calls, unlock, r.first_rename - 1),
+                    check,
+                );
+            }
+        }
+    }
 }
 
 /// The parser on lines as this strace prints them: `-y` paths, `(deleted)`, unfinished and
