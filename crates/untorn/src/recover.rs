@@ -54,6 +54,9 @@ pub fn find_orphans(dir: impl AsRef<Path>) -> Result<Vec<Orphan>> {
         .list_dir(&dir)
         .map_err(|e| Error::io(Op::ListDir, dir_path, e))?;
     let now = SystemTime::now();
+    // The temps of an interrupted transaction are not orphans: its journal (a copy is beside
+    // each of them) may still roll them forward. `recover` settles those first.
+    let journaled = crate::txn::journaled_temps(sys, &dir, dir_path, &names);
     let mut temps = Vec::new();
     for n in names {
         let Some(target) = temp_file_target(&n) else {
@@ -62,7 +65,7 @@ pub fn find_orphans(dir: impl AsRef<Path>) -> Result<Vec<Orphan>> {
         let Ok(st) = sys.stat_at_times(&dir, &n, false) else {
             continue;
         };
-        if st.file_type() != FileType::Regular {
+        if st.file_type() != FileType::Regular || journaled.contains(&(st.dev, st.ino)) {
             continue;
         }
         let mtime = UNIX_EPOCH + Duration::from_nanos(st.mtime_ns.max(0) as u64);

@@ -258,23 +258,7 @@ fn a_plain_write_finishes_a_crashed_transaction_first() {
     }
     // Die right after the first rename into place: committed, partly applied.
     probe.clear();
-    let renames_at = {
-        let p2 = Probe::real();
-        let mut t2 = Transaction::new();
-        t2.sys(Arc::new(p2.clone()) as Arc<dyn Sys>);
-        let d2 = dir();
-        for i in 0..N {
-            t2.write(d2.path().join(format!("f{i}")), "x").unwrap();
-        }
-        p2.clear();
-        t2.commit().unwrap();
-        p2.events()
-            .iter()
-            .position(|e| e.call == Call::Rename)
-            .unwrap()
-            + 2
-    };
-    probe.die_at(renames_at);
+    probe.die_at_call(Some(Call::Rename), 2);
     assert!(tx.commit().is_err());
     let vs: Vec<_> = (0..N)
         .map(|i| read(&d.path().join(format!("f{i}"))).unwrap())
@@ -516,4 +500,155 @@ fn an_error_at_any_call_changes_all_or_nothing_and_leaves_nothing_behind() {
         failed > 5 && ok > 0 && after >= N,
         "failed {failed}, failed after the commit point {after}, ok {ok} of {count}"
     );
+}
+
+/// A transaction over `files` that dies (through the probe) after its commit point, when
+/// `renamed` of its files are renamed into place (0: right after its syncfs).
+fn crash_mid_apply(files: &[PathBuf], content: &str, renamed: usize) {
+    let probe = Probe::real();
+    let mut tx = Transaction::new();
+    tx.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
+    for f in files {
+        tx.write(f, content).unwrap();
+    }
+    probe.clear();
+    probe.die_at_call(Some(Call::Rename), renamed + 1);
+    assert!(tx.commit().is_err());
+    assert!(probe.fired());
+}
+
+#[test]
+fn a_path_through_a_symlinked_directory_recovers_without_waiting_for_itself() {
+    let d = dir();
+    let real = d.path().join("real");
+    fs::create_dir(&real).unwrap();
+    let link = d.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let files: Vec<PathBuf> = (0..2).map(|i| real.join(format!("f{i}"))).collect();
+    for f in &files {
+        write(f, "v1").unwrap();
+    }
+    crash_mid_apply(&files, "v2", 1);
+    // A write through the other name: its recovery locks the journal's lock files (named
+    // through `real`) and the one that led it there (through `link`): one file, locked once.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let target = link.join("f1");
+    std::thread::spawn(move || {
+        let _ = tx.send(write(&target, "v3").map_err(|e| e.to_string()));
+    });
+    let r = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the write waited for its own lock");
+    r.unwrap();
+    assert_eq!(read(&files[0]).unwrap(), "v2", "rolled forward first");
+    assert_eq!(read(&files[1]).unwrap(), "v3");
+    assert_settled(&real);
+}
+
+#[test]
+fn the_same_file_under_two_names_is_one_change() {
+    let d = dir();
+    fs::create_dir(d.path().join("sub")).unwrap();
+    let mut tx = Transaction::new();
+    tx.write(d.path().join("a"), "1").unwrap();
+    tx.write(d.path().join("sub/../a"), "2").unwrap();
+    let e = tx.commit().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(!d.path().join("a").exists());
+    assert_settled(d.path());
+}
+
+#[test]
+fn a_write_to_the_file_behind_a_symlinked_target_finishes_the_transaction_first() {
+    let d = dir();
+    let real = d.path().join("real");
+    fs::create_dir(&real).unwrap();
+    let r = real.join("r");
+    fs::write(&r, "v1").unwrap();
+    let l = d.path().join("L");
+    std::os::unix::fs::symlink(&r, &l).unwrap();
+    let g = d.path().join("g");
+    fs::write(&g, "v1").unwrap();
+    // Committed (its syncfs returned), nothing renamed yet.
+    crash_mid_apply(&[g.clone(), l.clone()], "v2", 0);
+    assert_eq!(read(&r).unwrap(), "v1");
+    // A write through the real name sees the flag beside it: the transaction is finished
+    // first, so this later write is the last word.
+    write(&r, "v3").unwrap();
+    assert_eq!(read(&g).unwrap(), "v2");
+    assert_eq!(read(&r).unwrap(), "v3");
+    recover_dir(d.path(), false).unwrap();
+    recover_dir(&real, false).unwrap();
+    assert_eq!(
+        read(&r).unwrap(),
+        "v3",
+        "a later write lost to a stale roll-forward"
+    );
+    assert_settled(d.path());
+    assert_settled(&real);
+}
+
+#[test]
+fn clean_leaves_the_temps_of_an_interrupted_transaction_to_recover() {
+    const N: usize = 3;
+    let d = dir();
+    let files: Vec<PathBuf> = (0..N).map(|i| d.path().join(format!("f{i}"))).collect();
+    for f in &files {
+        write(f, "v1").unwrap();
+    }
+    crash_mid_apply(&files, "v2", 1);
+    let cleaned = crate::clean(d.path(), Duration::ZERO, false).unwrap();
+    assert!(cleaned.removed.is_empty(), "{cleaned:?}");
+    recover_dir(d.path(), false).unwrap();
+    assert_eq!(same_version(d.path(), N), "v2");
+    assert_settled(d.path());
+}
+
+#[test]
+fn a_journal_found_under_a_moved_directory_is_refused_not_rolled_back() {
+    const N: usize = 3;
+    let top = dir();
+    let d = top.path().join("d");
+    fs::create_dir(&d).unwrap();
+    let files: Vec<PathBuf> = (0..N).map(|i| d.join(format!("f{i}"))).collect();
+    for f in &files {
+        write(f, "v1").unwrap();
+    }
+    crash_mid_apply(&files, "v2", 1);
+    let moved = top.path().join("moved");
+    fs::rename(&d, &moved).unwrap();
+    let e = recover_dir(&moved, false).unwrap_err();
+    assert!(e.to_string().contains("original path"), "{e}");
+    // Nothing was undone: back under its name, it rolls forward.
+    fs::rename(&moved, &d).unwrap();
+    recover_dir(&d, false).unwrap();
+    assert_eq!(same_version(&d, N), "v2");
+    assert_settled(&d);
+}
+
+#[test]
+fn a_dry_run_says_what_recovery_would_do() {
+    const N: usize = 2;
+    let d = dir();
+    let files: Vec<PathBuf> = (0..N).map(|i| d.path().join(format!("f{i}"))).collect();
+    for f in &files {
+        write(f, "v1").unwrap();
+    }
+    crash_mid_apply(&files, "v2", 0);
+    // Committed: would roll forward.
+    let plan = recover_dir(d.path(), true).unwrap();
+    assert!(
+        matches!(plan.as_slice(), [crate::txn::Recovered::RolledForward(_)]),
+        "{plan:?}"
+    );
+    // Without one of its flags, the commit point was not reached: would roll back.
+    fs::write(d.path().join("f1.lock"), "").unwrap();
+    let plan = recover_dir(d.path(), true).unwrap();
+    assert!(
+        matches!(plan.as_slice(), [crate::txn::Recovered::RolledBack(_)]),
+        "{plan:?}"
+    );
+    recover_dir(d.path(), false).unwrap();
+    assert_eq!(same_version(d.path(), N), "v1");
+    assert_settled(d.path());
 }

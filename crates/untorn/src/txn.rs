@@ -587,16 +587,23 @@ impl Transaction {
         Ok(())
     }
 
-    /// The paths whose locks the commit takes.
-    fn paths(&self) -> Vec<&Path> {
+    /// The paths whose locks the commit takes. A target reached through a symbolic link is
+    /// locked (and flagged) under both names: a later write to either sees the flag.
+    fn paths(&self) -> Vec<PathBuf> {
         let mut v = Vec::new();
         for c in &self.changes {
             match c {
-                Change::Put(s) => v.push(s.path.as_path()),
-                Change::Remove { path, .. } => v.push(path.as_path()),
+                Change::Put(s) => {
+                    v.push(s.path.clone());
+                    let resolved = join(&s.dir_path, &s.target_name);
+                    if resolved != s.path {
+                        v.push(resolved);
+                    }
+                }
+                Change::Remove { path, .. } => v.push(path.clone()),
                 Change::Rename { from, to, .. } => {
-                    v.push(from.as_path());
-                    v.push(to.as_path());
+                    v.push(from.clone());
+                    v.push(to.clone());
                 }
             }
         }
@@ -657,20 +664,43 @@ impl Transaction {
             .map_err(|e| Error::io(Op::OpenDir, ".", e))?;
         let mut dev = None;
         let mut dirs: BTreeMap<PathBuf, &Fd> = BTreeMap::new();
+        let mut dir_ids: BTreeMap<PathBuf, (u64, u64)> = BTreeMap::new();
+        // Each file once, whatever the name it was given under (`a`, `./sub/../a`).
+        let mut files: std::collections::HashSet<((u64, u64), &OsStr)> = Default::default();
         for c in &self.changes {
-            let ds: Vec<(&Fd, &PathBuf)> = match c {
-                Change::Put(s) => vec![(&s.dir, &s.dir_path)],
-                Change::Remove { dir, dir_path, .. } => vec![(dir, dir_path)],
+            let ds: Vec<(&Fd, &PathBuf, &OsStr, &Path)> = match c {
+                Change::Put(s) => vec![(&s.dir, &s.dir_path, &s.target_name, &s.path)],
+                Change::Remove {
+                    dir,
+                    dir_path,
+                    name,
+                    path,
+                    ..
+                } => vec![(dir, dir_path, name, path)],
                 Change::Rename {
-                    from_dir, to_dir, ..
-                } => vec![(&from_dir.0, &from_dir.1), (&to_dir.0, &to_dir.1)],
+                    from_dir,
+                    to_dir,
+                    from,
+                    to,
+                    ..
+                } => vec![
+                    (&from_dir.0, &from_dir.1, &from_dir.2, from),
+                    (&to_dir.0, &to_dir.1, &to_dir.2, to),
+                ],
             };
-            for (fd, p) in ds {
+            for (fd, p, name, path) in ds {
                 let abs = absolute_in(&cwd, p);
-                if dirs.contains_key(&abs) {
+                if let Some(id) = dir_ids.get(&abs) {
+                    if !files.insert((*id, name)) {
+                        return Err(duplicate(path));
+                    }
                     continue;
                 }
                 let st = sys.stat(fd).map_err(|e| Error::io(Op::Stat, p, e))?;
+                if !files.insert(((st.dev, st.ino), name)) {
+                    return Err(duplicate(path));
+                }
+                dir_ids.insert(abs.clone(), (st.dev, st.ino));
                 match dev {
                     None => dev = Some(st.dev),
                     Some(d) if d != st.dev => {
@@ -689,7 +719,7 @@ impl Transaction {
         // 3. The locks, all at once, in one global order.
         let mut lock_paths: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
         for p in self.paths() {
-            let l = lock_path_for(p);
+            let l = lock_path_for(&p);
             lock_paths.insert(absolute_in(&cwd, &l), l);
         }
         let first_dir = dirs
@@ -707,6 +737,19 @@ impl Transaction {
                 let fd = sys
                     .open_dir(None, &d)
                     .map_err(|e| Error::io(Op::OpenDir, &d, e))?;
+                // The one flush of the commit covers one file system: the lock files (flags
+                // and journal copies) must be on it too.
+                let st = sys.stat(&fd).map_err(|e| Error::io(Op::Stat, &d, e))?;
+                if Some(st.dev) != dev {
+                    return Err(Error::new(
+                        Op::Transaction,
+                        &d,
+                        ErrorKind::CrossDevice,
+                        "the lock files of a transaction must be on the file system of its \
+                         files (a symbolic link leads elsewhere)"
+                            .into(),
+                    ));
+                }
                 extra_dirs.push((d, fd));
             }
         }
@@ -724,11 +767,16 @@ impl Transaction {
         opts.recover_txns = false;
         let mut not_flags: BTreeSet<PathBuf> = BTreeSet::new();
         let mut tries = 0;
+        let lock_list: Vec<(&PathBuf, &PathBuf)> = lock_paths.iter().collect();
+        let items = lock_list
+            .iter()
+            .map(|(abs, given)| Ok((given.as_path(), Some(dir_of(abs)?))))
+            .collect::<Result<Vec<_>>>()?;
         let locks: Vec<Lock> = loop {
             let mut locks = Vec::with_capacity(lock_paths.len());
             let mut pending = Vec::new();
-            for (abs, given) in &lock_paths {
-                let l = opts.lock_at(Some(dir_of(abs)?), given)?;
+            for (i, l) in lock_all(&ctx, &opts, &items, false)? {
+                let (abs, given) = lock_list[i];
                 if l.pending_txn && !not_flags.contains(abs) {
                     pending.push((abs, given));
                 }
@@ -804,12 +852,9 @@ impl Transaction {
         // 5. The journal, written once into a temp and linked in under a tag that is free in
         //    every directory of the transaction: a journal appears whole or not at all.
         let bytes = journal.encode();
-        let mut dir_list: Vec<(&PathBuf, &Fd)> = Vec::new();
-        for (p, fd) in &dirs {
-            if lock_paths.keys().any(|l| l.parent() == Some(p.as_path())) {
-                dir_list.push((p, *fd));
-            }
-        }
+        // A copy beside every lock file (a flag leads to the copy in its own directory) and
+        // beside every temp (so that `untorn clean` there knows the temp is not an orphan).
+        let mut dir_list: Vec<(&PathBuf, &Fd)> = dirs.iter().map(|(p, fd)| (p, *fd)).collect();
         dir_list.extend(extra_dirs.iter().map(|(p, fd)| (p, fd)));
         let (tag, journal_name) = publish_journal(sys, &dir_list, &bytes)?;
         let unpublish = || {
@@ -935,6 +980,15 @@ impl Drop for Transaction {
     }
 }
 
+fn duplicate(path: &Path) -> Error {
+    Error::new(
+        Op::Transaction,
+        path,
+        ErrorKind::InvalidInput,
+        "the transaction already changes this file (under another name)".into(),
+    )
+}
+
 fn after_commit(e: Error) -> Error {
     e.with_note(
         "the transaction is committed but not fully applied; the next untorn operation on its \
@@ -1032,6 +1086,38 @@ fn publish_journal(
     r
 }
 
+/// The (device, inode) of every temp that a decodable journal among `names` (the entries of
+/// `dir`, at `dir_path`) names.
+pub(crate) fn journaled_temps(
+    sys: &dyn Sys,
+    dir: &Fd,
+    dir_path: &Path,
+    names: &[OsString],
+) -> std::collections::HashSet<(u64, u64)> {
+    let mut out = std::collections::HashSet::new();
+    for n in names.iter().filter(|n| is_journal_name(n)) {
+        let how = OpenHow {
+            read: true,
+            no_follow: true,
+            ..OpenHow::default()
+        };
+        let Ok(fd) = sys.open_file(dir, n, how, 0) else {
+            continue;
+        };
+        let Ok(bytes) = crate::update::read_all(sys, &fd, &join(dir_path, n)) else {
+            continue;
+        };
+        if let Ok(j) = Journal::decode(&bytes) {
+            for e in &j.entries {
+                if let Entry::Put { dev, ino, .. } = e {
+                    out.insert((*dev, *ino));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// If `name` is a transaction journal's file name.
 pub fn is_journal_name(name: &OsStr) -> bool {
     let b = name.as_bytes();
@@ -1090,6 +1176,106 @@ pub(crate) fn recover_lock_file(ctx: &Arc<Ctx>, lock_path: &Path) -> Result<Opti
     recover_journal(ctx, &dir.join(journal_name(tag)), Some(&lock_path))
 }
 
+/// Whether `dir` is one of `dirs` (by path, or as the same directory reached by another path).
+fn same_dir_among(sys: &dyn Sys, dir: &Path, dirs: &BTreeSet<PathBuf>) -> bool {
+    if dirs.contains(dir) {
+        return true;
+    }
+    let id = |p: &Path| {
+        sys.open_dir(None, p)
+            .and_then(|fd| sys.stat(&fd))
+            .map(|st| (st.dev, st.ino))
+            .ok()
+    };
+    let Some(mine) = id(dir) else {
+        return false;
+    };
+    dirs.iter().any(|d| id(d) == Some(mine))
+}
+
+/// Takes the exclusive locks of `items` (lock file, and its directory if open) in the one
+/// global order: by (device, inode) of the lock file, so that paths that alias one file (a
+/// symbolic link to a directory, `a` and `sub/../a`) neither lock it twice (a lock would wait
+/// for its own holder) nor order it differently from another transaction's (a deadlock).
+/// Missing lock files are created first, to have an inode. Returns each lock with its index in
+/// `items`; with `tolerate_missing`, a lock file whose directory is gone is left out.
+fn lock_all(
+    ctx: &Arc<Ctx>,
+    opts: &LockOptions,
+    items: &[(&Path, Option<&Fd>)],
+    tolerate_missing: bool,
+) -> Result<Vec<(usize, Lock)>> {
+    let sys = &*ctx.sys;
+    let mut keyed: Vec<((u64, u64), usize)> = Vec::with_capacity(items.len());
+    for (i, (path, dir)) in items.iter().enumerate() {
+        let (dp, name) = split(path)?;
+        let opened;
+        let dir = match dir {
+            Some(d) => *d,
+            None => match sys.open_dir(None, &dp) {
+                Ok(d) => {
+                    opened = d;
+                    &opened
+                }
+                Err(e) if e.raw_os_error() == Some(ENOENT) && tolerate_missing => continue,
+                Err(e) => return Err(Error::io(Op::OpenDir, &dp, e)),
+            },
+        };
+        // Whatever cannot be looked at or created is ordered last: locking it reports why.
+        let last = (u64::MAX, i as u64);
+        let id = match sys.stat_at(dir, &name, false) {
+            Ok(st) => (st.dev, st.ino),
+            Err(e) if e.raw_os_error() == Some(ENOENT) => {
+                let how = OpenHow {
+                    read: true,
+                    write: true,
+                    create: true,
+                    no_follow: true,
+                    ..OpenHow::default()
+                };
+                sys.open_file(dir, &name, how, 0o644)
+                    .and_then(|fd| sys.stat(&fd))
+                    .map_or(last, |st| (st.dev, st.ino))
+            }
+            Err(_) => last,
+        };
+        keyed.push((id, i));
+    }
+    keyed.sort();
+    keyed.dedup_by_key(|k| k.0);
+    let mut locks = Vec::with_capacity(keyed.len());
+    for (_, i) in keyed {
+        let (path, dir) = items[i];
+        match opts.lock_at(dir, path) {
+            Ok(l) => locks.push((i, l)),
+            Err(e) if tolerate_missing && e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(locks)
+}
+
+/// Every directory that holds a copy of journal `j`: those of its lock files and of the files
+/// it changes.
+fn journal_dirs(j: &Journal) -> Result<BTreeSet<PathBuf>> {
+    let mut dirs = BTreeSet::new();
+    for l in &j.locks {
+        dirs.insert(split(l)?.0);
+    }
+    for e in &j.entries {
+        let (a, b): (&Path, Option<&Path>) = match e {
+            Entry::Put { temp, target, .. } => (temp, Some(target)),
+            Entry::Remove { target, .. } => (target, None),
+            Entry::Rename { from, to, .. } => (from, Some(to)),
+        };
+        dirs.insert(split(a)?.0);
+        if let Some(b) = b {
+            dirs.insert(split(b)?.0);
+        }
+    }
+    Ok(dirs)
+}
+
 /// Whether the transaction of journal `j` (tagged `tag`) reached its commit point: every lock
 /// file it names carries its flag, a copy of it is beside each of them, and every temp is
 /// whole (its size and CRC as recorded) or already in place. Called under all its locks.
@@ -1100,8 +1286,10 @@ fn reached_commit_point(sys: &dyn Sys, j: &Journal, tag: u16, bytes: &[u8]) -> R
             tracing::debug!(target: "untorn", lock = %l.display(), "not flagged: the commit point was not reached");
             return Ok(false);
         }
-        let (d, _) = split(l)?;
+    }
+    for d in journal_dirs(j)? {
         if read_path(sys, &d.join(&name))?.as_deref() != Some(bytes) {
+            tracing::debug!(target: "untorn", dir = %d.display(), "a journal copy is missing: the commit point was not reached");
             return Ok(false);
         }
     }
@@ -1161,13 +1349,20 @@ fn retire(
     locks: &[Lock],
     tag: Option<u16>,
     bytes: Option<&[u8]>,
+    more_dirs: BTreeSet<PathBuf>,
 ) -> Result<()> {
     let (jd, name) = split(journal_path)?;
-    let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut dirs = more_dirs;
     dirs.insert(jd);
+    // Flags first, while the copies are still there to tell whose a flag is: the tag may be
+    // another transaction's, whose journal (another content) sits beside that lock file.
     for l in locks {
         if tag.is_some() && read_path(sys, l.path())?.as_deref().and_then(flag_of) == tag {
-            let _ = sys.set_len(l.fd(), 0);
+            let (ld, _) = split(l.path())?;
+            let copy = read_path(sys, &ld.join(&name))?;
+            if copy.is_none() || copy.as_deref() == bytes {
+                let _ = sys.set_len(l.fd(), 0);
+            }
         }
         dirs.insert(split(l.path())?.0);
     }
@@ -1217,19 +1412,38 @@ pub(crate) fn recover_journal(
         if let Some(l) = found_via {
             lock_set.insert(absolute(sys, l)?);
         }
-        let mut locks = Vec::new();
-        for l in &lock_set {
-            match opts.lock_file(l) {
-                Ok(g) => locks.push(g),
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let items: Vec<(&Path, Option<&Fd>)> =
+            lock_set.iter().map(|l| (l.as_path(), None)).collect();
+        let locks: Vec<Lock> = lock_all(ctx, &opts, &items, true)?
+            .into_iter()
+            .map(|(_, l)| l)
+            .collect();
         // Under the locks, look again: another process may have recovered it meanwhile, or a
         // new transaction may have taken the name.
         let bytes = read_path(sys, &journal_path)?;
         match (bytes.as_deref().map(Journal::decode), tag) {
             (Some(Ok(j)), Some(tag)) => {
+                // Journals name files by absolute path. Found under a path it does not name,
+                // the directory was moved or mounted elsewhere since the crash: judged there,
+                // every flag would look missing, and a committed transaction would be "rolled
+                // back" into a mix. Refuse; from the original path it recovers.
+                let (found_in, _) = split(&journal_path)?;
+                if !same_dir_among(sys, &found_in, &journal_dirs(&j)?) {
+                    return Err(Error::new(
+                        Op::Transaction,
+                        &journal_path,
+                        ErrorKind::Other,
+                        format!(
+                            "this transaction journal names its files under other paths (e.g. \
+                             '{}'): its directory was moved or is mounted elsewhere since the \
+                             transaction was interrupted; run `untorn recover` on the original \
+                             path",
+                            j.locks
+                                .first()
+                                .map_or_else(String::new, |l| l.display().to_string())
+                        ),
+                    ));
+                }
                 if !j.locks.iter().all(|l| lock_set.contains(l)) {
                     continue;
                 }
@@ -1243,19 +1457,33 @@ pub(crate) fn recover_journal(
                         .map_err(|e| Error::io(Op::OpenDir, &jd, e))?;
                     sys.sync_fs(&dir).map_err(|e| Error::io(Op::Sync, &jd, e))?;
                     roll_forward(sys, &j)?;
-                    retire(sys, &journal_path, &locks, Some(tag), Some(bytes))?;
+                    retire(
+                        sys,
+                        &journal_path,
+                        &locks,
+                        Some(tag),
+                        Some(bytes),
+                        journal_dirs(&j)?,
+                    )?;
                     tracing::info!(target: "untorn", journal = %journal_path.display(), "rolled an interrupted transaction forward");
                     return Ok(Some(Recovered::RolledForward(journal_path)));
                 }
                 roll_back(sys, &j)?;
-                retire(sys, &journal_path, &locks, Some(tag), Some(bytes))?;
+                retire(
+                    sys,
+                    &journal_path,
+                    &locks,
+                    Some(tag),
+                    Some(bytes),
+                    journal_dirs(&j)?,
+                )?;
                 tracing::info!(target: "untorn", journal = %journal_path.display(), "rolled back a transaction that had not reached its commit point");
                 return Ok(Some(Recovered::RolledBack(journal_path)));
             }
             (None, _) => {
                 // No journal: a flag left by a transaction that never published one, or whose
                 // clean-up a crash cut short. Nothing to apply; clear the flag.
-                retire(sys, &journal_path, &locks, tag, None)?;
+                retire(sys, &journal_path, &locks, tag, None, BTreeSet::new())?;
                 return match found_via {
                     Some(l) => Ok(Some(Recovered::FlagCleared(absolute(sys, l)?))),
                     None => Ok(None),
@@ -1267,7 +1495,14 @@ pub(crate) fn recover_journal(
                 if let Err(e) = r {
                     tracing::info!(target: "untorn", journal = %journal_path.display(), reason = %e, "discarding an incomplete transaction journal");
                 }
-                retire(sys, &journal_path, &locks, tag, bytes.as_deref())?;
+                retire(
+                    sys,
+                    &journal_path,
+                    &locks,
+                    tag,
+                    bytes.as_deref(),
+                    BTreeSet::new(),
+                )?;
                 return Ok(Some(Recovered::RolledBack(journal_path)));
             }
         }
@@ -1406,7 +1641,15 @@ pub(crate) fn recover_dir_with(
         let p = absolute(sys, &join(dir, &n))?;
         if is_journal_name(&n) {
             if dry_run {
-                let valid = read_path(sys, &p)?.is_some_and(|b| Journal::decode(&b).is_ok());
+                // What recovery would decide, judged without its locks (a live transaction
+                // may be mid-commit).
+                let bytes = read_path(sys, &p)?;
+                let valid = match (bytes.as_deref().map(Journal::decode), tag_of(&n)) {
+                    (Some(Ok(j)), Some(tag)) => {
+                        reached_commit_point(sys, &j, tag, bytes.as_deref().expect("read"))?
+                    }
+                    _ => false,
+                };
                 out.push(if valid {
                     Recovered::RolledForward(p)
                 } else {

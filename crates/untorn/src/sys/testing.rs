@@ -72,6 +72,8 @@ struct Plan {
     seen: usize,
     /// Fail every call from the nth on (a process that died there), not just the nth.
     sticky: bool,
+    /// A sticky plan has fired: every later call, of any kind, fails.
+    dead: bool,
 }
 
 #[derive(Debug, Default)]
@@ -121,6 +123,7 @@ impl Probe {
             errno,
             seen: 0,
             sticky: false,
+            dead: false,
         });
     }
 
@@ -128,13 +131,20 @@ impl Probe {
     /// as if the process had died there: nothing it would still do (cleanup included) reaches
     /// the file system.
     pub fn die_at(&self, nth: usize) {
+        self.die_at_call(None, nth);
+    }
+
+    /// Like [`die_at`](Self::die_at), dying at the `nth` call of kind `call` (any kind, if
+    /// `None`): that call and every later one, of any kind, fail with `EIO`.
+    pub fn die_at_call(&self, call: Option<Call>, nth: usize) {
         let mut st = self.state.lock().unwrap();
         st.plan = Some(Plan {
-            call: None,
+            call,
             nth,
             errno: super::errnos::EIO,
             seen: 0,
             sticky: true,
+            dead: false,
         });
     }
 
@@ -214,10 +224,13 @@ impl Probe {
         let mut st = self.state.lock().unwrap();
         let mut fail = None;
         if let Some(p) = st.plan.as_mut() {
-            if p.call.is_none_or(|c| c == call) {
+            if p.dead {
+                fail = Some(p.errno);
+            } else if p.call.is_none_or(|c| c == call) {
                 p.seen += 1;
-                if p.seen == p.nth || (p.sticky && p.seen > p.nth) {
+                if p.seen == p.nth {
                     fail = Some(p.errno);
+                    p.dead = p.sticky;
                 }
             }
         }
