@@ -3,7 +3,8 @@
 # with backups(5) against one without, and the seeds' copy-then-write; bin/append.rs: a durable
 # 200-byte untorn::append against read-all + rewrite, at 1 MiB and 64 MiB) on a fresh, journaled
 # ext4 file system: a sparse image with a default mkfs.ext4, loop-mounted at a unique
-# directory, always unmounted and detached on exit (success, failure or Ctrl-C).
+# directory, always unmounted and detached on exit (success, failure or Ctrl-C): see
+# scripts/lib/loop-ext4.sh.
 #
 #   sudo scripts/bench-backup-append.sh            # full run (~1 minute of benchmarking)
 #   sudo scripts/bench-backup-append.sh --quick    # a few seconds
@@ -24,14 +25,9 @@ set -euo pipefail
 
 me=bench-backup-append.sh
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-
-if [[ $(id -u) -ne 0 ]]; then
-    echo "$me: needs root (mkfs, losetup, mount); run: sudo $0 $*" >&2
-    exit 1
-fi
-for tool in mkfs.ext4 losetup mount umount mountpoint truncate; do
-    command -v "$tool" >/dev/null || { echo "$me: '$tool' not found" >&2; exit 1; }
-done
+# shellcheck source=lib/loop-ext4.sh
+source "$repo/scripts/lib/loop-ext4.sh"
+loop_ext4_require_root "$@"
 
 benches=(backup append)
 case ${UNTORN_BENCH_ONLY:-} in
@@ -45,56 +41,14 @@ bin_dir=${UNTORN_BENCH_BIN_DIR:-}
 if [[ -z $bin_dir ]]; then
     build=(build --release -p untorn-bench --manifest-path "$repo/Cargo.toml")
     for b in "${benches[@]}"; do build+=(--bin "$b"); done
-    if [[ -n ${SUDO_USER:-} && $SUDO_USER != root ]]; then
-        user_home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
-        cargo=$(sudo -u "$SUDO_USER" -H bash -lc 'command -v cargo' 2>/dev/null || true)
-        if [[ -z $cargo && -x $user_home/.cargo/bin/cargo ]]; then
-            cargo=$user_home/.cargo/bin/cargo
-        fi
-        [[ -n $cargo ]] || { echo "$me: cargo not found for $SUDO_USER" >&2; exit 1; }
-        sudo -u "$SUDO_USER" -H env PATH="$(dirname "$cargo"):$PATH" "$cargo" "${build[@]}"
-    else
-        cargo "${build[@]}"
-    fi
+    loop_ext4_cargo "${build[@]}"
     bin_dir=${CARGO_TARGET_DIR:-$repo/target}/release
 fi
 for b in "${benches[@]}"; do
     [[ -x $bin_dir/$b ]] || { echo "$me: no '$b' binary in $bin_dir" >&2; exit 1; }
 done
 
-img_dir=${UNTORN_BENCH_IMG_DIR:-/var/tmp}
-work=$(mktemp -d "$img_dir/untorn-bench-backup-append.XXXXXX")
-img=$work/ext4.img
-mnt=$work/mnt
-loopdev=
-
-cleanup() {
-    local rc=$?
-    set +e
-    if mountpoint -q "$mnt" 2>/dev/null; then
-        umount "$mnt" || { sleep 1; umount "$mnt"; } || umount -l "$mnt"
-    fi
-    if [[ -n $loopdev ]]; then
-        losetup -d "$loopdev"
-    fi
-    rm -f "$img"
-    rmdir "$mnt" "$work" 2>/dev/null
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-
-truncate -s "${UNTORN_BENCH_IMG_SIZE:-2G}" "$img"
-# Default features (mkfs.ext4 defaults: journal, data=ordered); only the initialisation is done
-# now rather than by the background ext4lazyinit thread, which would disturb the measurements.
-mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$img"
-mkdir "$mnt"
-loopdev=$(losetup --find --show "$img")
-mount ${UNTORN_BENCH_MOUNT_OPTS:+-o "$UNTORN_BENCH_MOUNT_OPTS"} "$loopdev" "$mnt"
-mkdir "$mnt/bench"
-echo "$me: $img on $loopdev, mounted at $mnt" >&2
+loop_ext4_mount backup-append 2G
 
 for b in "${benches[@]}"; do
     "$bin_dir/$b" --dir "$mnt/bench" "$@"

@@ -74,7 +74,6 @@
 //! Hidden subcommands (used by the above, handy under `perf` or `strace -c`): `stream-1g DIR
 //! CHUNK`, `syscalls CONTENDER SIZE DIR`, `repeat CONTENDER SIZE DIR N`.
 
-use std::error::Error;
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -85,13 +84,18 @@ use std::time::Instant;
 use atomic_write_file::AtomicWriteFile;
 use rustix::fs::{self as rfs, Mode, OFlags};
 use untorn::{Durability, OpenOptions, TempFile};
+use untorn_bench::cmdline::CmdLine;
+use untorn_bench::report::{fs_description, io_pressure, kernel, load_average};
+use untorn_bench::run::make_data;
+use untorn_bench::stats::{median, percentile, ratio_ci, Rng};
+use untorn_bench::units::{fmt_ns, parse_size, size_label, KIB, MIB};
+use untorn_bench::Res;
 
-type Res<T> = Result<T, Box<dyn Error>>;
-
-const KIB: usize = 1024;
-const MIB: usize = 1024 * 1024;
 /// The goal: untorn at most this many times the floor.
 const GOAL: f64 = 1.05;
+/// Bootstrap resamples per confidence interval (`append` and `backup` take 2000; this one has
+/// always taken 1000: kept, so that its intervals stay comparable with earlier runs).
+const RESAMPLES: usize = 1000;
 /// The memory budget of a streaming write.
 const RSS_BUDGET_MIB: f64 = 16.0;
 /// Strace markers: `open`s of paths that do not exist, easy to find in a trace.
@@ -144,24 +148,14 @@ fn parse_args(args: &[String]) -> Res<Args> {
         syscalls: true,
     };
     let mut dir = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
-        };
-        match arg.as_str() {
-            "--dir" => dir = Some(PathBuf::from(value("--dir")?)),
+    let mut c = CmdLine::new(args, USAGE);
+    while let Some(arg) = c.next_arg() {
+        match arg {
+            "--dir" => dir = Some(PathBuf::from(c.value("--dir")?)),
             "--quick" => a.quick = true,
-            "--rounds" => a.rounds = Some(value("--rounds")?.parse()?),
-            "--sizes" => {
-                a.sizes = value("--sizes")?
-                    .split(',')
-                    .map(parse_size)
-                    .collect::<Res<_>>()?
-            }
-            "--order" => match value("--order")?.as_str() {
+            "--rounds" => a.rounds = Some(c.parse("--rounds")?),
+            "--sizes" => a.sizes = c.sizes("--sizes")?,
+            "--order" => match c.value("--order")?.as_str() {
                 "random" => a.blocked = false,
                 "blocked" => a.blocked = true,
                 o => return Err(format!("unknown order '{o}'\n{USAGE}").into()),
@@ -170,39 +164,15 @@ fn parse_args(args: &[String]) -> Res<Args> {
             "--ablation" => a.ablation = true,
             "--no-stream" => a.stream = false,
             "--no-syscalls" => a.syscalls = false,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            o => return Err(format!("unknown argument '{o}'\n{USAGE}").into()),
+            "-h" | "--help" => c.help(),
+            o => return Err(c.unknown(o)),
         }
     }
-    a.dir = dir.ok_or_else(|| format!("--dir is required\n{USAGE}"))?;
+    a.dir = c.required(dir, "--dir")?;
     if a.rounds == Some(0) {
         return Err("--rounds must be at least 1".into());
     }
     Ok(a)
-}
-
-fn parse_size(s: &str) -> Res<usize> {
-    let s = s.trim();
-    let (num, mul) = match s.as_bytes().last() {
-        Some(b'K' | b'k') => (&s[..s.len() - 1], KIB),
-        Some(b'M' | b'm') => (&s[..s.len() - 1], MIB),
-        Some(b'G' | b'g') => (&s[..s.len() - 1], 1024 * MIB),
-        _ => (s, 1),
-    };
-    Ok(num.parse::<usize>()? * mul)
-}
-
-fn size_label(n: usize) -> String {
-    if n >= MIB && n & (MIB - 1) == 0 {
-        format!("{} MiB", n / MIB)
-    } else if n >= KIB && n & (KIB - 1) == 0 {
-        format!("{} KiB", n / KIB)
-    } else {
-        format!("{n} B")
-    }
 }
 
 /// Rounds (counted) and warm-up rounds at a size.
@@ -325,7 +295,7 @@ impl Contender {
             Kind::Floor => floor_write(&self.dir, &self.temp, &self.name, data)?,
             Kind::Manual(steps) if steps.exact => {
                 let mut rng = Rng(self.seed.get());
-                let x = rng.next() as u32;
+                let x = rng.next_u64() as u32;
                 self.seed.set(rng.0);
                 let temp = format!(".{}.untorn-{x:08x}.tmp", self.name.to_string_lossy());
                 manual_write(&self.dir, temp.as_ref(), &self.name, data, steps, laps)?
@@ -348,20 +318,19 @@ impl Contender {
     }
 }
 
-/// The floor: the least a durable atomic replacement can do, with the raw system calls.
-fn floor_write(dir: &Path, temp: &OsStr, name: &OsStr, data: &[u8]) -> rustix::io::Result<()> {
-    let dirfd = rfs::openat(
+/// The directory the hand-written protocols work in: opened afresh by each write, as its first
+/// system call.
+fn open_dir(dir: &Path) -> rustix::io::Result<rustix::fd::OwnedFd> {
+    rfs::openat(
         rfs::CWD,
         dir,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
-    )?;
-    let fd = rfs::openat(
-        &dirfd,
-        temp,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
-    )?;
+    )
+}
+
+/// `write`s until all of `data` is written (a `write` may be short, or interrupted).
+fn write_all(fd: impl std::os::fd::AsFd, data: &[u8]) -> rustix::io::Result<()> {
     let mut rest = data;
     while !rest.is_empty() {
         match rustix::io::write(&fd, rest) {
@@ -370,6 +339,19 @@ fn floor_write(dir: &Path, temp: &OsStr, name: &OsStr, data: &[u8]) -> rustix::i
             Err(e) => return Err(e),
         }
     }
+    Ok(())
+}
+
+/// The floor: the least a durable atomic replacement can do, with the raw system calls.
+fn floor_write(dir: &Path, temp: &OsStr, name: &OsStr, data: &[u8]) -> rustix::io::Result<()> {
+    let dirfd = open_dir(dir)?;
+    let fd = rfs::openat(
+        &dirfd,
+        temp,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )?;
+    write_all(&fd, data)?;
     rfs::fsync(&fd)?;
     drop(fd);
     rfs::renameat(&dirfd, temp, &dirfd, name)?;
@@ -391,12 +373,7 @@ fn manual_write(
         laps.push((step, (now - t).as_nanos() as f64));
         t = now;
     };
-    let dirfd = rfs::openat(
-        rfs::CWD,
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let dirfd = open_dir(dir)?;
     lap("open dir");
     match steps.stat {
         Stat::No => {}
@@ -437,14 +414,7 @@ fn manual_write(
     } else {
         "create (named)"
     });
-    let mut rest = data;
-    while !rest.is_empty() {
-        match rustix::io::write(&fd, rest) {
-            Ok(n) => rest = &rest[n..],
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
+    write_all(&fd, data)?;
     lap("write");
     match steps.stat {
         Stat::No => {}
@@ -557,83 +527,6 @@ fn contenders(dir: &Path, variants: bool, ablation: bool) -> Vec<Contender> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Small statistics helpers.
-
-/// xorshift64*: reproducible shuffles and bootstrap resamples, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            v.swap(i, self.below(i + 1));
-        }
-    }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-fn percentile(v: &[f64], p: f64) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    if s.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((s.len() - 1) as f64 * p).round() as usize;
-    s[i]
-}
-
-/// 95% bootstrap interval of median(a) / median(b), resampling rounds (pairs kept together).
-fn ratio_ci(a: &[f64], b: &[f64], rng: &mut Rng) -> (f64, f64) {
-    let n = a.len().min(b.len());
-    if n < 5 {
-        return (f64::NAN, f64::NAN);
-    }
-    let mut ratios = Vec::with_capacity(1000);
-    let (mut ra, mut rb) = (vec![0.0; n], vec![0.0; n]);
-    for _ in 0..1000 {
-        for i in 0..n {
-            let j = rng.below(n);
-            ra[i] = a[j];
-            rb[i] = b[j];
-        }
-        ratios.push(median(&ra) / median(&rb));
-    }
-    (percentile(&ratios, 0.025), percentile(&ratios, 0.975))
-}
-
-fn fmt_ns(ns: f64) -> String {
-    if ns < 10_000.0 {
-        format!("{:.1} µs", ns / 1e3)
-    } else if ns < 1e6 {
-        format!("{:.0} µs", ns / 1e3)
-    } else if ns < 1e9 {
-        format!("{:.2} ms", ns / 1e6)
-    } else {
-        format!("{:.2} s", ns / 1e9)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // The latency benchmark.
 
 struct SizeResult {
@@ -643,16 +536,6 @@ struct SizeResult {
     times: Vec<Vec<f64>>,
     /// Per contender, its steps (for the hand-written ones): name and per-round durations.
     steps: Vec<Vec<(&'static str, Vec<f64>)>>,
-}
-
-fn make_data(size: usize, seed: u64) -> Vec<u8> {
-    let mut rng = Rng(seed | 1);
-    let mut v = Vec::with_capacity(size + 8);
-    while v.len() < size {
-        v.extend_from_slice(&rng.next().to_le_bytes());
-    }
-    v.truncate(size);
-    v
 }
 
 fn bench_size(cs: &[Contender], size: usize, a: &Args, rng: &mut Rng) -> Res<SizeResult> {
@@ -755,8 +638,9 @@ fn print_latency(cs: &[Contender], results: &[SizeResult], rng: &mut Rng) {
     );
     println!("|---|---|---:|---|---|---|");
     for r in results {
-        let (lo, hi) = ratio_ci(&r.times[u], &r.times[f], rng);
-        let (alo, ahi) = ratio_ci(&r.times[w], &r.times[f], rng);
+        let nan = (f64::NAN, f64::NAN);
+        let (lo, hi) = ratio_ci(&r.times[u], &r.times[f], rng, RESAMPLES).unwrap_or(nan);
+        let (alo, ahi) = ratio_ci(&r.times[w], &r.times[f], rng, RESAMPLES).unwrap_or(nan);
         let paired: Vec<f64> = r.times[u]
             .iter()
             .zip(&r.times[f])
@@ -866,20 +750,27 @@ fn print_steps(cs: &[Contender], results: &[SizeResult]) {
 // ---------------------------------------------------------------------------------------------
 // System calls per write, with strace.
 
-/// Hidden subcommand: `syscalls CONTENDER SIZE DIR`: two warm-up writes, then one write between
-/// two marker `open`s, for strace.
-fn syscalls_child(args: &[String]) -> Res<()> {
-    let [which, size, dir] = args else {
-        return Err("usage: untorn-bench syscalls untorn|floor|awf SIZE DIR".into());
-    };
-    let dir = Path::new(dir);
-    let c = contenders(dir, false, false)
+/// For the hidden subcommands: the contender `which` names (`untorn`, `floor`, `awf`, and with
+/// `all`, the `--variants` and `--ablation` ones: `m-all`, ...), its file in `dir` made afresh
+/// with `size` (as `--sizes` takes it) bytes, and those bytes.
+fn child_contender(which: &str, size: &str, dir: &Path, all: bool) -> Res<(Contender, Vec<u8>)> {
+    let c = contenders(dir, all, all)
         .into_iter()
         .find(|c| c.name.as_bytes() == format!("untorn-bench-{which}.dat").as_bytes())
         .ok_or_else(|| format!("unknown contender '{which}'"))?;
     let data = make_data(parse_size(size)?, 1);
     c.cleanup();
     std::fs::write(&c.target, &data)?;
+    Ok((c, data))
+}
+
+/// Hidden subcommand: `syscalls CONTENDER SIZE DIR`: two warm-up writes, then one write between
+/// two marker `open`s, for strace.
+fn syscalls_child(args: &[String]) -> Res<()> {
+    let [which, size, dir] = args else {
+        return Err("usage: untorn-bench syscalls untorn|floor|awf SIZE DIR".into());
+    };
+    let (c, data) = child_contender(which, size, Path::new(dir), false)?;
     let mut laps = Laps::new();
     c.write(&data, &mut laps)?;
     c.write(&data, &mut laps)?;
@@ -896,14 +787,7 @@ fn repeat_child(args: &[String]) -> Res<()> {
     let [which, size, dir, n] = args else {
         return Err("usage: untorn-bench repeat CONTENDER SIZE DIR N".into());
     };
-    let dir = Path::new(dir);
-    let c = contenders(dir, true, true)
-        .into_iter()
-        .find(|c| c.name.as_bytes() == format!("untorn-bench-{which}.dat").as_bytes())
-        .ok_or_else(|| format!("unknown contender '{which}'"))?;
-    let data = make_data(parse_size(size)?, 1);
-    c.cleanup();
-    std::fs::write(&c.target, &data)?;
+    let (c, data) = child_contender(which, size, Path::new(dir), true)?;
     let mut laps = Laps::new();
     let n: usize = n.parse()?;
     let t = Instant::now();
@@ -1009,7 +893,7 @@ fn stream_child(args: &[String]) -> Res<()> {
     while left > 0 {
         let n = (left as usize).min(chunk);
         for w in buf[..n].chunks_mut(8) {
-            let x = rng.next().to_le_bytes();
+            let x = rng.next_u64().to_le_bytes();
             w.copy_from_slice(&x[..w.len()]);
         }
         f.write_all(&buf[..n])?;
@@ -1114,54 +998,13 @@ fn print_stream(results: &[StreamResult]) {
 
 // ---------------------------------------------------------------------------------------------
 
-// `f_type` is i64 on x86_64 but narrower on some other targets.
-#[allow(clippy::unnecessary_cast)]
-fn fs_description(dir: &Path) -> String {
-    let Ok(fd) = rfs::open(
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) else {
-        return "?".into();
-    };
-    let kind = match rfs::fstatfs(&fd).map(|s| s.f_type as i64) {
-        Ok(0xEF53) => "ext2/3/4".to_string(),
-        Ok(0x5846_5342) => "xfs".into(),
-        Ok(0x9123_683E) => "btrfs".into(),
-        Ok(0x0102_1994) => "tmpfs".into(),
-        Ok(other) => format!("magic {other:#x}"),
-        Err(e) => format!("fstatfs failed: {e}"),
-    };
-    // The mount's options, from the longest mount point that is a prefix of the directory.
-    let canon = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let best = mounts
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 4 && canon.starts_with(f[1])).then(|| (f[1].len(), l.to_string()))
-        })
-        .max_by_key(|(n, _)| *n);
-    match best {
-        Some((_, l)) => format!("{kind}; mount: `{l}`"),
-        None => kind,
-    }
-}
-
 /// The load average and the I/O pressure (share of time some task waited on I/O, last 60 s):
 /// a busy neighbour shows here.
 fn pressure() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
-    let io = std::fs::read_to_string("/proc/pressure/io").unwrap_or_default();
-    let some60 = io
-        .lines()
-        .find(|l| l.starts_with("some"))
-        .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("avg60=")))
-        .unwrap_or("?");
     format!(
-        "load average {}; I/O pressure (some, avg60) {some60}%",
-        load.join(" ")
+        "load average {}; I/O pressure (some, avg60) {}%",
+        load_average().unwrap_or_default(),
+        io_pressure("avg60").as_deref().unwrap_or("?")
     )
 }
 
@@ -1184,12 +1027,7 @@ fn run(args: &[String]) -> Res<()> {
         }
     );
     println!("- machine at start: {}", pressure());
-    println!(
-        "- kernel: {}",
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
-    );
+    println!("- kernel: {}", kernel());
     println!();
 
     // Memory first: nothing else has run in a child yet, and the page cache is calm.

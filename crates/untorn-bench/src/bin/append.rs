@@ -61,18 +61,17 @@
 //! benchmark works in `DIR/untorn-append-bench/`, which it removes at the end.
 
 use rustix::fd::OwnedFd;
-use rustix::fs::{self as rfs, Mode, OFlags};
-use std::error::Error;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use untorn_bench::cmdline::CmdLine;
+use untorn_bench::report::{interleaved_setup, machine_noise};
+use untorn_bench::run::{fresh_work_dir, interleave, phase};
+use untorn_bench::stats::{median, percentile, ratio_ci, Rng};
+use untorn_bench::units::{fmt_ns, fmt_ratio, size_label, MIB};
+use untorn_bench::Res;
 
-type Res<T> = Result<T, Box<dyn Error>>;
-
-const KIB: usize = 1024;
-const MIB: usize = 1024 * 1024;
 /// The appended line, newline included.
 const LINE_LEN: usize = 200;
 /// The goal: rewrite at least this many times slower than append at `GOAL_SIZE`.
@@ -80,6 +79,8 @@ const GOAL_SPEEDUP: f64 = 500.0;
 const GOAL_SIZE: usize = 64 * MIB;
 /// Flat: append@largest / append@smallest at most this.
 const FLAT: f64 = 1.1;
+/// Bootstrap resamples per confidence interval.
+const RESAMPLES: usize = 2000;
 
 const USAGE: &str = "usage: append --dir DIR [--quick] [--rounds N] [--flat-rounds N] \
                      [--warmup N] [--sizes 1M,64M] [--no-settle]";
@@ -105,64 +106,27 @@ fn parse_args(args: &[String]) -> Res<Opts> {
         settle: true,
     };
     let mut dir = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
-        };
-        match a.as_str() {
-            "--dir" => dir = Some(PathBuf::from(value("--dir")?)),
+    let mut c = CmdLine::new(args, USAGE);
+    while let Some(a) = c.next_arg() {
+        match a {
+            "--dir" => dir = Some(PathBuf::from(c.value("--dir")?)),
             "--quick" => o.quick = true,
-            "--rounds" => o.rounds = Some(value("--rounds")?.parse()?),
-            "--flat-rounds" => o.flat_rounds = Some(value("--flat-rounds")?.parse()?),
-            "--warmup" => o.warmup = value("--warmup")?.parse()?,
-            "--sizes" => {
-                o.sizes = value("--sizes")?
-                    .split(',')
-                    .map(parse_size)
-                    .collect::<Res<_>>()?
-            }
+            "--rounds" => o.rounds = Some(c.parse("--rounds")?),
+            "--flat-rounds" => o.flat_rounds = Some(c.parse("--flat-rounds")?),
+            "--warmup" => o.warmup = c.parse("--warmup")?,
+            "--sizes" => o.sizes = c.sizes("--sizes")?,
             "--no-settle" => o.settle = false,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument '{other}'\n{USAGE}").into()),
+            "-h" | "--help" => c.help(),
+            other => return Err(c.unknown(other)),
         }
     }
-    o.dir = dir.ok_or_else(|| format!("--dir is required\n{USAGE}"))?;
+    o.dir = c.required(dir, "--dir")?;
     if o.rounds == Some(0) || o.sizes.is_empty() {
         return Err(format!("nothing to measure\n{USAGE}").into());
     }
     o.sizes.sort_unstable();
     o.sizes.dedup();
     Ok(o)
-}
-
-fn parse_size(s: &str) -> Res<usize> {
-    let s = s.trim();
-    let (num, mul) = match s.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&s[..i], KIB),
-        Some((i, 'M' | 'm')) => (&s[..i], MIB),
-        Some((i, 'G' | 'g')) => (&s[..i], 1024 * MIB),
-        _ => (s, 1),
-    };
-    Ok(num
-        .parse::<usize>()
-        .map_err(|e| format!("bad size '{s}': {e}"))?
-        * mul)
-}
-
-fn size_label(n: usize) -> String {
-    if n >= MIB && n.is_multiple_of(MIB) {
-        format!("{} MiB", n / MIB)
-    } else if n >= KIB && n.is_multiple_of(KIB) {
-        format!("{} KiB", n / KIB)
-    } else {
-        format!("{n} B")
-    }
 }
 
 /// Rounds of part 1 at `size`: a rewrite of 64 MiB takes ~100 ms, of 1 MiB ~2 ms.
@@ -180,138 +144,6 @@ fn rounds_for(size: usize, o: &Opts) -> usize {
 
 fn flat_rounds(o: &Opts) -> usize {
     o.flat_rounds.unwrap_or(if o.quick { 101 } else { 1001 })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Statistics.
-
-/// xorshift64*: reproducible bootstrap resamples, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => s[n / 2],
-        _ => (s[n / 2 - 1] + s[n / 2]) / 2.0,
-    }
-}
-
-fn percentile(v: &[f64], p: f64) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    if s.is_empty() {
-        return f64::NAN;
-    }
-    s[((s.len() - 1) as f64 * p).round() as usize]
-}
-
-/// 95% bootstrap interval of median(a) / median(b), resampling rounds (pairs kept together).
-fn ratio_ci(a: &[f64], b: &[f64], rng: &mut Rng) -> Option<(f64, f64)> {
-    let n = a.len().min(b.len());
-    if n < 5 {
-        return None;
-    }
-    let mut ratios = Vec::with_capacity(2000);
-    let (mut ra, mut rb) = (vec![0.0; n], vec![0.0; n]);
-    for _ in 0..2000 {
-        for i in 0..n {
-            let j = rng.below(n);
-            ra[i] = a[j];
-            rb[i] = b[j];
-        }
-        ratios.push(median(&ra) / median(&rb));
-    }
-    Some((percentile(&ratios, 0.025), percentile(&ratios, 0.975)))
-}
-
-fn fmt_ns(ns: f64) -> String {
-    if ns < 10_000.0 {
-        format!("{:.1} µs", ns / 1e3)
-    } else if ns < 1e6 {
-        format!("{:.0} µs", ns / 1e3)
-    } else if ns < 1e9 {
-        format!("{:.2} ms", ns / 1e6)
-    } else {
-        format!("{:.2} s", ns / 1e9)
-    }
-}
-
-fn fmt_ratio(r: f64, ci: Option<(f64, f64)>, digits: usize) -> String {
-    match ci {
-        Some((lo, hi)) => format!("{r:.digits$} ({lo:.digits$}–{hi:.digits$})"),
-        None => format!("{r:.digits$}"),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The machine and the file system, for the header.
-
-// `f_type` is i64 on x86_64 but narrower on some other targets.
-#[allow(clippy::unnecessary_cast)]
-fn fs_description(dir: &Path) -> String {
-    let kind = match rfs::statfs(dir).map(|s| s.f_type as i64) {
-        Ok(0xEF53) => "ext2/3/4".to_string(),
-        Ok(0x5846_5342) => "xfs".into(),
-        Ok(0x9123_683E) => "btrfs".into(),
-        Ok(0x0102_1994) => "tmpfs".into(),
-        Ok(other) => format!("magic {other:#x}"),
-        Err(e) => format!("statfs failed: {e}"),
-    };
-    // The mount's options, from the longest mount point that is a prefix of the directory.
-    let canon = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let best = mounts
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 4 && canon.starts_with(f[1])).then(|| (f[1].len(), l.to_string()))
-        })
-        .max_by_key(|(n, _)| *n);
-    match best {
-        Some((_, l)) => format!("{kind}; mount: `{l}`"),
-        None => kind,
-    }
-}
-
-/// Load average and I/O pressure: a busy neighbour shows here.
-fn machine_noise() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into());
-    let io = std::fs::read_to_string("/proc/pressure/io").unwrap_or_default();
-    let some = io.lines().find(|l| l.starts_with("some")).unwrap_or("");
-    let avg = |k: &str| {
-        some.split_whitespace()
-            .find_map(|f| f.strip_prefix(k))
-            .unwrap_or("?")
-            .to_string()
-    };
-    format!(
-        "load average {load}; I/O pressure (some) {}% / {}% (avg10 / avg60)",
-        avg("avg10="),
-        avg("avg60=")
-    )
-}
-
-fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "?".into())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -422,39 +254,9 @@ impl Target {
     }
 }
 
-/// Flushes everything the file system still owes (journal commits of earlier unlinks and
-/// renames), so that the next timed operation does not pay for its predecessor.
-fn settle(root: &OwnedFd, on: bool) -> Res<()> {
-    if on {
-        rfs::syncfs(root)?;
-    }
-    Ok(())
-}
-
-/// Every order of `0..n`, in a fixed sequence (n! of them: 2 for 2 contenders, 6 for 3). Cycling
-/// through them, one per round, runs each contender first, middle and last equally often, and puts
-/// each right after each other one equally often (within rounds; the seams between rounds add a
-/// little imbalance): a fixed rotation would have every contender follow the same one nearly
-/// always, and pay for its aftermath (its writeback, discards, evicted caches) more than the
-/// others.
-fn orders(n: usize) -> Vec<Vec<usize>> {
-    if n <= 1 {
-        return vec![(0..n).collect()];
-    }
-    let mut out = Vec::new();
-    for o in orders(n - 1) {
-        for pos in 0..n {
-            let mut v = o.clone();
-            v.insert(pos, n - 1);
-            out.push(v);
-        }
-    }
-    out
-}
-
-/// Runs `ts` interleaved: `warmup` untimed rounds, then `rounds` timed ones. Returns the times
-/// per target, per round (nanoseconds).
-fn interleave(
+/// Runs `ts` interleaved (see [`interleave`]), then checks and removes their files. Returns the
+/// times per target, per round (nanoseconds).
+fn run_targets(
     ts: &mut [Target],
     warmup: usize,
     rounds: usize,
@@ -462,25 +264,9 @@ fn interleave(
     settle_on: bool,
 ) -> Res<Vec<Vec<f64>>> {
     let line = line();
-    let orders = orders(ts.len());
-    for r in 0..warmup {
-        for &i in &orders[r % orders.len()] {
-            ts[i].run(&line)?;
-        }
-    }
-    let mut times = vec![Vec::with_capacity(rounds); ts.len()];
-    for r in 0..rounds {
-        // Round-robin, in the next of all the orders.
-        for &i in &orders[r % orders.len()] {
-            settle(root, settle_on)?;
-            let start = Instant::now();
-            ts[i].run(&line)?;
-            times[i].push(start.elapsed().as_nanos() as f64);
-        }
-        if rounds >= 20 && (r + 1).is_multiple_of(rounds / 4) {
-            eprint!(".");
-        }
-    }
+    let times = interleave(ts.len(), warmup, rounds, root, settle_on, |i| {
+        ts[i].run(&line)
+    })?;
     for t in ts.iter() {
         t.check(&line)?;
         t.remove()?;
@@ -513,7 +299,7 @@ fn bench_size(size: usize, o: &Opts, work: &Path, root: &OwnedFd) -> Res<SizeRes
             &content,
         )?,
     ];
-    let mut times = interleave(&mut ts, o.warmup, rounds, root, o.settle)?;
+    let mut times = run_targets(&mut ts, o.warmup, rounds, root, o.settle)?;
     let rewrite = times.pop().expect("three");
     let floor = times.pop().expect("three");
     let append = times.pop().expect("three");
@@ -548,7 +334,7 @@ fn bench_flat(
         let path = work.join(format!("flat-{tag}.log"));
         ts.push(Target::new(Kind::Append, path, &initial_content(size))?);
     }
-    let mut times = interleave(&mut ts, o.warmup, rounds, root, o.settle)?;
+    let mut times = run_targets(&mut ts, o.warmup, rounds, root, o.settle)?;
     let large_t = times.pop().expect("two");
     let small_t = times.pop().expect("two");
     Ok(FlatResult {
@@ -577,8 +363,8 @@ fn print_results(
     for r in results {
         let (a, f, w) = (median(&r.append), median(&r.floor), median(&r.rewrite));
         let ratio = w / a;
-        let ci = ratio_ci(&r.rewrite, &r.append, &mut rng);
-        let floor_ci = ratio_ci(&r.append, &r.floor, &mut rng);
+        let ci = ratio_ci(&r.rewrite, &r.append, &mut rng, RESAMPLES);
+        let floor_ci = ratio_ci(&r.append, &r.floor, &mut rng, RESAMPLES);
         let goal = if r.size == GOAL_SIZE {
             let pass = ratio >= GOAL_SPEEDUP;
             speed = Some(pass);
@@ -636,7 +422,7 @@ fn print_results(
     if let Some(f) = flat {
         let (s, l) = (median(&f.small_t), median(&f.large_t));
         let ratio = l / s;
-        let ci = ratio_ci(&f.large_t, &f.small_t, &mut rng);
+        let ci = ratio_ci(&f.large_t, &f.small_t, &mut rng, RESAMPLES);
         let pass = ratio <= FLAT;
         flat_verdict = Some(pass);
         println!("## Part 2: is an append flat in the file size? (appends only, interleaved)\n");
@@ -672,54 +458,31 @@ fn print_results(
 
 fn run(args: &[String]) -> Res<()> {
     let o = parse_args(args)?;
-    std::fs::create_dir_all(&o.dir)?;
-    let work = o.dir.join("untorn-append-bench");
-    if work.exists() {
-        std::fs::remove_dir_all(&work)?;
-    }
-    std::fs::create_dir(&work)?;
-    let root = rfs::open(
-        &work,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let (work, root) = fresh_work_dir(&o.dir, "untorn-append-bench")?;
 
     println!("# Durable 200-byte append against rewriting the file\n");
     println!(
-        "dir `{}` ({}); Linux {}, {} CPUs; warm-up {} rounds; contenders interleaved \
-         (round-robin, cycling through all their orders); {}.\n",
-        o.dir.display(),
-        fs_description(&o.dir),
-        kernel(),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        o.warmup,
-        if o.settle {
-            "untimed syncfs before each timed operation"
-        } else {
-            "no settling between operations (--no-settle)"
-        }
+        "{}\n",
+        interleaved_setup(&o.dir, o.warmup, "", o.settle, "operation")
     );
     println!("Before: {}\n", machine_noise());
     let _ = std::io::stdout().flush();
 
     let mut results = Vec::new();
     for &size in &o.sizes {
-        eprint!("append: part 1, {} ", size_label(size));
-        let started = Instant::now();
-        results.push(bench_size(size, &o, &work, &root)?);
-        eprintln!(" {:.1} s", started.elapsed().as_secs_f64());
+        let label = format!("append: part 1, {}", size_label(size));
+        results.push(phase(&label, || bench_size(size, &o, &work, &root))?);
     }
     let (small, large) = (o.sizes[0], o.sizes[o.sizes.len() - 1]);
     let flat = if flat_rounds(&o) > 0 && small != large {
-        eprint!(
-            "append: part 2, {} and {} ",
+        let label = format!(
+            "append: part 2, {} and {}",
             size_label(small),
             size_label(large)
         );
-        let started = Instant::now();
-        let f = bench_flat(small, large, &o, &work, &root)?;
-        eprintln!(" {:.1} s", started.elapsed().as_secs_f64());
-        Some(f)
+        Some(phase(&label, || {
+            bench_flat(small, large, &o, &work, &root)
+        })?)
     } else {
         None
     };

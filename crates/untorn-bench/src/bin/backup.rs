@@ -60,24 +60,25 @@
 //! which it removes at the end.
 
 use rustix::fd::OwnedFd;
-use rustix::fs::{self as rfs, Mode, OFlags};
 use std::collections::VecDeque;
-use std::error::Error;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use untorn_bench::cmdline::CmdLine;
+use untorn_bench::report::{interleaved_setup, machine_noise};
+use untorn_bench::run::{fresh_work_dir, interleave, make_data, phase};
+use untorn_bench::stats::{median, percentile, ratio_ci, Rng};
+use untorn_bench::units::{fmt_ns, fmt_ratio, size_label, KIB, MIB};
+use untorn_bench::Res;
 
-type Res<T> = Result<T, Box<dyn Error>>;
-
-const KIB: usize = 1024;
-const MIB: usize = 1024 * 1024;
 /// Backups kept by `with` and by `copy`.
 const KEEP: usize = 5;
 /// The goal: `with / without` at most this at `GOAL_SIZE`.
 const GOAL: f64 = 1.1;
 const GOAL_SIZE: usize = 64 * MIB;
 const NAME: &str = "state.bin";
+/// Bootstrap resamples per confidence interval.
+const RESAMPLES: usize = 2000;
 
 const USAGE: &str = "usage: backup --dir DIR [--quick] [--rounds N] [--warmup N] \
                      [--sizes 1K,64M] [--no-settle] [--other-files N]";
@@ -103,62 +104,25 @@ fn parse_args(args: &[String]) -> Res<Opts> {
         other_files: 0,
     };
     let mut dir = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
-        };
-        match a.as_str() {
-            "--dir" => dir = Some(PathBuf::from(value("--dir")?)),
+    let mut c = CmdLine::new(args, USAGE);
+    while let Some(a) = c.next_arg() {
+        match a {
+            "--dir" => dir = Some(PathBuf::from(c.value("--dir")?)),
             "--quick" => o.quick = true,
-            "--rounds" => o.rounds = Some(value("--rounds")?.parse()?),
-            "--warmup" => o.warmup = value("--warmup")?.parse()?,
-            "--sizes" => {
-                o.sizes = value("--sizes")?
-                    .split(',')
-                    .map(parse_size)
-                    .collect::<Res<_>>()?
-            }
+            "--rounds" => o.rounds = Some(c.parse("--rounds")?),
+            "--warmup" => o.warmup = c.parse("--warmup")?,
+            "--sizes" => o.sizes = c.sizes("--sizes")?,
             "--no-settle" => o.settle = false,
-            "--other-files" => o.other_files = value("--other-files")?.parse()?,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument '{other}'\n{USAGE}").into()),
+            "--other-files" => o.other_files = c.parse("--other-files")?,
+            "-h" | "--help" => c.help(),
+            other => return Err(c.unknown(other)),
         }
     }
-    o.dir = dir.ok_or_else(|| format!("--dir is required\n{USAGE}"))?;
+    o.dir = c.required(dir, "--dir")?;
     if o.rounds == Some(0) || o.sizes.is_empty() {
         return Err(format!("nothing to measure\n{USAGE}").into());
     }
     Ok(o)
-}
-
-fn parse_size(s: &str) -> Res<usize> {
-    let s = s.trim();
-    let (num, mul) = match s.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&s[..i], KIB),
-        Some((i, 'M' | 'm')) => (&s[..i], MIB),
-        Some((i, 'G' | 'g')) => (&s[..i], 1024 * MIB),
-        _ => (s, 1),
-    };
-    Ok(num
-        .parse::<usize>()
-        .map_err(|e| format!("bad size '{s}': {e}"))?
-        * mul)
-}
-
-fn size_label(n: usize) -> String {
-    if n >= MIB && n.is_multiple_of(MIB) {
-        format!("{} MiB", n / MIB)
-    } else if n >= KIB && n.is_multiple_of(KIB) {
-        format!("{} KiB", n / KIB)
-    } else {
-        format!("{n} B")
-    }
 }
 
 /// Timed rounds at `size`: the big writes take ~50 ms each, the small ones ~0.5 ms.
@@ -172,141 +136,6 @@ fn rounds_for(size: usize, o: &Opts) -> usize {
         (false, false) => 401,
         (false, true) => 41,
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Statistics.
-
-/// xorshift64*: reproducible data and bootstrap resamples, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => s[n / 2],
-        _ => (s[n / 2 - 1] + s[n / 2]) / 2.0,
-    }
-}
-
-fn percentile(v: &[f64], p: f64) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    if s.is_empty() {
-        return f64::NAN;
-    }
-    s[((s.len() - 1) as f64 * p).round() as usize]
-}
-
-/// 95% bootstrap interval of median(a) / median(b), resampling rounds (pairs kept together).
-fn ratio_ci(a: &[f64], b: &[f64], rng: &mut Rng) -> Option<(f64, f64)> {
-    let n = a.len().min(b.len());
-    if n < 5 {
-        return None;
-    }
-    let mut ratios = Vec::with_capacity(2000);
-    let (mut ra, mut rb) = (vec![0.0; n], vec![0.0; n]);
-    for _ in 0..2000 {
-        for i in 0..n {
-            let j = rng.below(n);
-            ra[i] = a[j];
-            rb[i] = b[j];
-        }
-        ratios.push(median(&ra) / median(&rb));
-    }
-    Some((percentile(&ratios, 0.025), percentile(&ratios, 0.975)))
-}
-
-fn fmt_ns(ns: f64) -> String {
-    if ns < 10_000.0 {
-        format!("{:.1} µs", ns / 1e3)
-    } else if ns < 1e6 {
-        format!("{:.0} µs", ns / 1e3)
-    } else if ns < 1e9 {
-        format!("{:.2} ms", ns / 1e6)
-    } else {
-        format!("{:.2} s", ns / 1e9)
-    }
-}
-
-fn make_data(size: usize, seed: u64) -> Vec<u8> {
-    let mut rng = Rng(seed | 1);
-    let mut v = Vec::with_capacity(size + 8);
-    while v.len() < size {
-        v.extend_from_slice(&rng.next().to_le_bytes());
-    }
-    v.truncate(size);
-    v
-}
-
-// ---------------------------------------------------------------------------------------------
-// The machine and the file system, for the header.
-
-// `f_type` is i64 on x86_64 but narrower on some other targets.
-#[allow(clippy::unnecessary_cast)]
-fn fs_description(dir: &Path) -> String {
-    let kind = match rfs::statfs(dir).map(|s| s.f_type as i64) {
-        Ok(0xEF53) => "ext2/3/4".to_string(),
-        Ok(0x5846_5342) => "xfs".into(),
-        Ok(0x9123_683E) => "btrfs".into(),
-        Ok(0x0102_1994) => "tmpfs".into(),
-        Ok(other) => format!("magic {other:#x}"),
-        Err(e) => format!("statfs failed: {e}"),
-    };
-    // The mount's options, from the longest mount point that is a prefix of the directory.
-    let canon = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let best = mounts
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 4 && canon.starts_with(f[1])).then(|| (f[1].len(), l.to_string()))
-        })
-        .max_by_key(|(n, _)| *n);
-    match best {
-        Some((_, l)) => format!("{kind}; mount: `{l}`"),
-        None => kind,
-    }
-}
-
-/// Load average and I/O pressure: a busy neighbour shows here.
-fn machine_noise() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into());
-    let io = std::fs::read_to_string("/proc/pressure/io").unwrap_or_default();
-    let some = io.lines().find(|l| l.starts_with("some")).unwrap_or("");
-    let avg = |k: &str| {
-        some.split_whitespace()
-            .find_map(|f| f.strip_prefix(k))
-            .unwrap_or("?")
-            .to_string()
-    };
-    format!(
-        "load average {load}; I/O pressure (some) {}% / {}% (avg10 / avg60)",
-        avg("avg10="),
-        avg("avg60=")
-    )
-}
-
-fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "?".into())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -446,41 +275,11 @@ impl Target {
     }
 }
 
-/// Every order of `0..n`, in a fixed sequence (n! of them: 2 for 2 contenders, 6 for 3). Cycling
-/// through them, one per round, runs each contender first, middle and last equally often, and puts
-/// each right after each other one equally often (within rounds; the seams between rounds add a
-/// little imbalance): a fixed rotation would have every contender follow the same one nearly
-/// always, and pay for its aftermath (its writeback, discards, evicted caches) more than the
-/// others.
-fn orders(n: usize) -> Vec<Vec<usize>> {
-    if n <= 1 {
-        return vec![(0..n).collect()];
-    }
-    let mut out = Vec::new();
-    for o in orders(n - 1) {
-        for pos in 0..n {
-            let mut v = o.clone();
-            v.insert(pos, n - 1);
-            out.push(v);
-        }
-    }
-    out
-}
-
 struct SizeResult {
     size: usize,
     rounds: usize,
     /// Per contender (in `KINDS` order), per round, nanoseconds.
     times: Vec<Vec<f64>>,
-}
-
-/// Flushes everything the file system still owes (journal commits of earlier unlinks and
-/// renames), so that the next timed write does not pay for its predecessor.
-fn settle(root: &OwnedFd, on: bool) -> Res<()> {
-    if on {
-        rfs::syncfs(root)?;
-    }
-    Ok(())
 }
 
 fn bench_size(size: usize, o: &Opts, work: &Path, root: &OwnedFd) -> Res<SizeResult> {
@@ -494,30 +293,10 @@ fn bench_size(size: usize, o: &Opts, work: &Path, root: &OwnedFd) -> Res<SizeRes
         .iter()
         .map(|&k| Target::new(k, &base, &bufs[1], o.other_files))
         .collect::<Res<Vec<_>>>()?;
-    let n = ts.len();
-    let orders = orders(n);
-    for r in 0..o.warmup {
-        for &i in &orders[r % orders.len()] {
-            let t = &mut ts[i];
-            let data = &bufs[t.writes % 2];
-            t.write(data)?;
-        }
-    }
-    let mut times = vec![Vec::with_capacity(rounds); n];
-    for r in 0..rounds {
-        // Round-robin, in the next of all the orders.
-        for &i in &orders[r % orders.len()] {
-            let t = &mut ts[i];
-            let data = &bufs[t.writes % 2];
-            settle(root, o.settle)?;
-            let start = Instant::now();
-            t.write(data)?;
-            times[i].push(start.elapsed().as_nanos() as f64);
-        }
-        if rounds >= 20 && (r + 1).is_multiple_of(rounds / 4) {
-            eprint!(".");
-        }
-    }
+    let times = interleave(ts.len(), o.warmup, rounds, root, o.settle, |i| {
+        let t = &mut ts[i];
+        t.write(&bufs[t.writes % 2])
+    })?;
     for t in &ts {
         t.check(&bufs)?;
     }
@@ -542,10 +321,11 @@ fn print_results(results: &[SizeResult]) -> Option<bool> {
     for r in results {
         let m: Vec<f64> = r.times.iter().map(|t| median(t)).collect();
         let ratio = m[wi] / m[wo];
-        let ci = match ratio_ci(&r.times[wi], &r.times[wo], &mut rng) {
-            Some((lo, hi)) => format!("{ratio:.3} ({lo:.3}–{hi:.3})"),
-            None => format!("{ratio:.3}"),
-        };
+        let ci = fmt_ratio(
+            ratio,
+            ratio_ci(&r.times[wi], &r.times[wo], &mut rng, RESAMPLES),
+            3,
+        );
         let goal = if r.size == GOAL_SIZE {
             let pass = ratio <= GOAL;
             verdict = Some(pass);
@@ -587,44 +367,21 @@ fn print_results(results: &[SizeResult]) -> Option<bool> {
 
 fn run(args: &[String]) -> Res<()> {
     let o = parse_args(args)?;
-    std::fs::create_dir_all(&o.dir)?;
-    let work = o.dir.join("untorn-backup-bench");
-    if work.exists() {
-        std::fs::remove_dir_all(&work)?;
-    }
-    std::fs::create_dir(&work)?;
-    let root = rfs::open(
-        &work,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let (work, root) = fresh_work_dir(&o.dir, "untorn-backup-bench")?;
 
     println!("# Durable atomic write with and without a backup\n");
+    let others = format!("{} other files in each directory; ", o.other_files);
     println!(
-        "dir `{}` ({}); Linux {}, {} CPUs; warm-up {} rounds; {} other files in each \
-         directory; contenders interleaved (round-robin, cycling through all their orders); \
-         {}.\n",
-        o.dir.display(),
-        fs_description(&o.dir),
-        kernel(),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        o.warmup,
-        o.other_files,
-        if o.settle {
-            "untimed syncfs before each timed write"
-        } else {
-            "no settling between writes (--no-settle)"
-        }
+        "{}\n",
+        interleaved_setup(&o.dir, o.warmup, &others, o.settle, "write")
     );
     println!("Before: {}\n", machine_noise());
     let _ = std::io::stdout().flush();
 
     let mut results = Vec::new();
     for &size in &o.sizes {
-        eprint!("backup: {} ", size_label(size));
-        let started = Instant::now();
-        results.push(bench_size(size, &o, &work, &root)?);
-        eprintln!(" {:.1} s", started.elapsed().as_secs_f64());
+        let label = format!("backup: {}", size_label(size));
+        results.push(phase(&label, || bench_size(size, &o, &work, &root))?);
     }
     drop(root);
     std::fs::remove_dir_all(&work)?;

@@ -58,13 +58,14 @@
 //! `--no-python`.
 
 use serde::{Deserialize, Serialize};
-use std::error::Error;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::time::Instant;
-
-type Res<T> = Result<T, Box<dyn Error>>;
+use untorn_bench::cmdline::CmdLine;
+use untorn_bench::report::{cpus, fs_magic, fs_name, io_pressure, load_average};
+use untorn_bench::stats::median;
+use untorn_bench::Res;
 
 /// The counter file's content.
 #[derive(Serialize, Deserialize, Default, Debug)]
@@ -116,11 +117,8 @@ struct Opts {
     python_enabled: bool,
 }
 
-fn usage() -> String {
-    "usage: counter --dir DIR [--quick] [--rounds N] [--iters N] [--procs 1,2,8] \
-     [--python PATH] [--no-fcntl] [--no-python]"
-        .to_string()
-}
+const USAGE: &str = "usage: counter --dir DIR [--quick] [--rounds N] [--iters N] [--procs 1,2,8] \
+                     [--python PATH] [--no-fcntl] [--no-python]";
 
 fn parse_args(args: &[String]) -> Res<Opts> {
     let mut dir = None;
@@ -131,35 +129,29 @@ fn parse_args(args: &[String]) -> Res<Opts> {
     let mut python = "python3".to_string();
     let mut fcntl = true;
     let mut python_enabled = true;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{a} needs a value\n{}", usage()))
-        };
-        match a.as_str() {
-            "--dir" => dir = Some(PathBuf::from(value()?)),
+    let mut c = CmdLine::new(args, USAGE);
+    while let Some(a) = c.next_arg() {
+        match a {
+            "--dir" => dir = Some(PathBuf::from(c.value(a)?)),
             "--quick" => quick = true,
-            "--rounds" => rounds = value()?.parse()?,
-            "--iters" => iters = Some(value()?.parse()?),
+            "--rounds" => rounds = c.parse(a)?,
+            "--iters" => iters = Some(c.parse(a)?),
             "--procs" => {
-                procs = value()?
+                procs = c
+                    .value(a)?
                     .split(',')
                     .map(|s| s.trim().parse())
                     .collect::<Result<_, _>>()?
             }
-            "--python" => python = value()?,
+            "--python" => python = c.value(a)?,
             "--no-fcntl" => fcntl = false,
             "--no-python" => python_enabled = false,
-            "-h" | "--help" => {
-                println!("{}", usage());
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}\n{}", usage()).into()),
+            "-h" | "--help" => c.help(),
+            // `"--x"`, as this benchmark has always quoted it (the others print `'--x'`).
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
         }
     }
-    let dir = dir.ok_or_else(|| format!("--dir is required\n{}", usage()))?;
+    let dir = c.required(dir, "--dir")?;
     if !dir.is_dir() {
         return Err(format!("--dir {}: not a directory", dir.display()).into());
     }
@@ -318,28 +310,10 @@ fn run(env: &Env, stack: Stack, dir: &Path, tag: &str, p: usize, n: u64) -> Res<
     })
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
-}
-
-/// The file system type of `dir`, for the header.
-fn fs_name(dir: &Path) -> String {
-    match rustix::fs::statfs(dir) {
-        Ok(s) => match s.f_type as u64 {
-            0xEF53 => "ext2/3/4".into(),
-            0x5846_5342 => "xfs".into(),
-            0x9123_683E => "btrfs".into(),
-            0x0102_1994 => "tmpfs".into(),
-            0x794C_7630 => "overlayfs".into(),
-            t => format!("type 0x{t:x}"),
-        },
+/// The file system type of `dir`, for the header (no mount line: this one's header is short).
+fn fs_type(dir: &Path) -> String {
+    match fs_magic(dir) {
+        Ok(t) => fs_name(t).map_or_else(|| format!("type 0x{t:x}"), str::to_string),
         Err(e) => format!("unknown ({e})"),
     }
 }
@@ -371,26 +345,14 @@ fn probe_python(python: &str, script: &Path) -> (Option<String>, Result<String, 
 /// Load average and I/O pressure of the machine: other tenants' work shows here, and makes
 /// every `fsync` (so every increment) slower.
 fn machine_noise() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into());
-    let io = std::fs::read_to_string("/proc/pressure/io")
-        .ok()
-        .and_then(|s| {
-            let some = s.lines().find(|l| l.starts_with("some"))?.to_string();
-            let avg = |k: &str| {
-                some.split_whitespace()
-                    .find_map(|f| f.strip_prefix(k))
-                    .map(str::to_string)
-            };
-            Some(format!(
-                "{}% / {}% (avg10 / avg60)",
-                avg("avg10=")?,
-                avg("avg60=")?
-            ))
-        })
-        .unwrap_or_else(|| "?".into());
-    format!("load average {load}; I/O pressure, some: {io}")
+    let io = match (io_pressure("avg10"), io_pressure("avg60")) {
+        (Some(a10), Some(a60)) => format!("{a10}% / {a60}% (avg10 / avg60)"),
+        _ => "?".into(),
+    };
+    format!(
+        "load average {}; I/O pressure, some: {io}",
+        load_average().unwrap_or_else(|| "?".into())
+    )
 }
 
 fn fmt_rate(r: Option<f64>) -> String {
@@ -452,8 +414,8 @@ fn main_inner(args: &[String]) -> Res<bool> {
     println!(
         "dir {} ({}), {} CPUs; {} increments per process, {} rounds (medians), processes {:?}",
         o.dir.display(),
-        fs_name(&o.dir),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        fs_type(&o.dir),
+        cpus(),
         o.iters,
         o.rounds,
         o.procs

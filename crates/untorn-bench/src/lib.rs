@@ -1,0 +1,18 @@
+//! What the benchmarks of this crate share: one copy of the statistics, the formatting of sizes,
+//! times and ratios, the description of the machine and the file system printed in each header,
+//! and the interleaved schedule of contenders, so that every benchmark measures and reports the
+//! same way and a fix to one of these reaches all of them.
+//!
+//! The binaries (`untorn-bench` from `src/main.rs`, `append`, `backup`, `counter` from
+//! `src/bin/`) `use untorn_bench::...`; the library itself measures nothing.
+
+use std::error::Error;
+
+pub mod cmdline;
+pub mod report;
+pub mod run;
+pub mod stats;
+pub mod units;
+
+/// The result of the benchmarks' fallible steps: any error ends the run with its message.
+pub type Res<T> = Result<T, Box<dyn Error>>;
