@@ -502,6 +502,15 @@ fn an_error_at_any_call_changes_all_or_nothing_and_leaves_nothing_behind() {
     );
 }
 
+/// `dir/f0` … `dir/f{n-1}`, each written with `content`.
+fn files_at(dir: &Path, n: usize, content: &str) -> Vec<PathBuf> {
+    let files: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("f{i}"))).collect();
+    for f in &files {
+        write(f, content).unwrap();
+    }
+    files
+}
+
 /// A transaction over `files` that dies (through the probe) after its commit point, when
 /// `renamed` of its files are renamed into place (0: right after its syncfs).
 fn crash_mid_apply(files: &[PathBuf], content: &str, renamed: usize) {
@@ -524,10 +533,7 @@ fn a_path_through_a_symlinked_directory_recovers_without_waiting_for_itself() {
     fs::create_dir(&real).unwrap();
     let link = d.path().join("link");
     std::os::unix::fs::symlink(&real, &link).unwrap();
-    let files: Vec<PathBuf> = (0..2).map(|i| real.join(format!("f{i}"))).collect();
-    for f in &files {
-        write(f, "v1").unwrap();
-    }
+    let files = files_at(&real, 2, "v1");
     crash_mid_apply(&files, "v2", 1);
     // A write through the other name: its recovery locks the journal's lock files (named
     // through `real`) and the one that led it there (through `link`): one file, locked once.
@@ -592,10 +598,7 @@ fn a_write_to_the_file_behind_a_symlinked_target_finishes_the_transaction_first(
 fn clean_leaves_the_temps_of_an_interrupted_transaction_to_recover() {
     const N: usize = 3;
     let d = dir();
-    let files: Vec<PathBuf> = (0..N).map(|i| d.path().join(format!("f{i}"))).collect();
-    for f in &files {
-        write(f, "v1").unwrap();
-    }
+    let files = files_at(d.path(), N, "v1");
     crash_mid_apply(&files, "v2", 1);
     let cleaned = crate::clean(d.path(), Duration::ZERO, false).unwrap();
     assert!(cleaned.removed.is_empty(), "{cleaned:?}");
@@ -610,10 +613,7 @@ fn a_journal_found_under_a_moved_directory_is_refused_not_rolled_back() {
     let top = dir();
     let d = top.path().join("d");
     fs::create_dir(&d).unwrap();
-    let files: Vec<PathBuf> = (0..N).map(|i| d.join(format!("f{i}"))).collect();
-    for f in &files {
-        write(f, "v1").unwrap();
-    }
+    let files = files_at(&d, N, "v1");
     crash_mid_apply(&files, "v2", 1);
     let moved = top.path().join("moved");
     fs::rename(&d, &moved).unwrap();
@@ -630,10 +630,7 @@ fn a_journal_found_under_a_moved_directory_is_refused_not_rolled_back() {
 fn a_dry_run_says_what_recovery_would_do() {
     const N: usize = 2;
     let d = dir();
-    let files: Vec<PathBuf> = (0..N).map(|i| d.path().join(format!("f{i}"))).collect();
-    for f in &files {
-        write(f, "v1").unwrap();
-    }
+    let files = files_at(d.path(), N, "v1");
     crash_mid_apply(&files, "v2", 0);
     // Committed: would roll forward.
     let plan = recover_dir(d.path(), true).unwrap();
