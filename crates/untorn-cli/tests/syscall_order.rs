@@ -966,6 +966,27 @@ struct Flag {
     clear: usize,
 }
 
+/// For `renames` (call index, directory), the first fsync of each directory after its last
+/// rename: what makes the renames durable.
+fn dir_syncs_after_renames(evs: &[Ev], renames: &[(usize, String)]) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    let dirs: std::collections::BTreeSet<&String> = renames.iter().map(|r| &r.1).collect();
+    for dir in dirs {
+        let last = renames
+            .iter()
+            .filter(|r| &r.1 == dir)
+            .map(|r| r.0)
+            .max()
+            .expect("a rename in this directory");
+        let s = evs
+            .iter()
+            .find(|e| is_dir_sync(e, dir) && e.i > last)
+            .ok_or_else(|| format!("no fsync of {dir} after its last rename (call {last})"))?;
+        out.push(s.i);
+    }
+    Ok(out)
+}
+
 /// Where the steps of a transaction are.
 #[derive(Debug)]
 struct Txn {
@@ -1188,24 +1209,7 @@ fn check_txn(evs: &[Ev], targets: &[(&str, &[u8])]) -> Result<Txn, String> {
     }
 
     // The renames made durable: each directory fsynced after its last rename.
-    let mut dir_syncs_after = Vec::new();
-    for dir in renames
-        .iter()
-        .map(|r| r.1.clone())
-        .collect::<std::collections::BTreeSet<_>>()
-    {
-        let last = renames
-            .iter()
-            .filter(|r| r.1 == dir)
-            .map(|r| r.0)
-            .max()
-            .unwrap();
-        let s = evs
-            .iter()
-            .find(|e| is_dir_sync(e, &dir) && e.i > last)
-            .ok_or_else(|| format!("no fsync of {dir} after its last rename (call {last})"))?;
-        dir_syncs_after.push(s.i);
-    }
+    let dir_syncs_after = dir_syncs_after_renames(evs, &renames)?;
     let last_dir_sync = *dir_syncs_after.iter().max().unwrap();
 
     // The flags: set under the lock before the syncfs, left as they are until the renames are
@@ -1422,24 +1426,7 @@ fn check_recover(
         syncfs.fd_path
     );
 
-    let mut dir_syncs_after = Vec::new();
-    for dir in renames
-        .iter()
-        .map(|r| r.1.clone())
-        .collect::<std::collections::BTreeSet<_>>()
-    {
-        let last = renames
-            .iter()
-            .filter(|r| r.1 == dir)
-            .map(|r| r.0)
-            .max()
-            .unwrap();
-        let s = evs
-            .iter()
-            .find(|e| is_dir_sync(e, &dir) && e.i > last)
-            .ok_or_else(|| format!("no fsync of {dir} after its last rename (call {last})"))?;
-        dir_syncs_after.push(s.i);
-    }
+    let dir_syncs_after = dir_syncs_after_renames(evs, &renames)?;
     let last_dir_sync = *dir_syncs_after.iter().max().unwrap();
 
     let mut lock_spans = Vec::new();
