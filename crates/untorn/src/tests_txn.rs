@@ -184,17 +184,7 @@ fn a_crash_at_any_call_leaves_all_old_or_all_new_after_recovery() {
     // How many calls a commit makes.
     let d = dir();
     stage(d.path(), 1, N).commit().unwrap();
-    let probe = Probe::real();
-    let mut tx = stage(d.path(), 2, N);
-    tx.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
-    // Re-stage through the probe (staging made temps through the real sys above).
-    drop(tx);
-    let mut tx = Transaction::new();
-    tx.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
-    for i in 0..N {
-        tx.write(d.path().join(format!("f{i}")), "v2").unwrap();
-    }
-    probe.clear();
+    let (tx, probe) = probed(&names(d.path(), N), "v2");
     tx.commit().unwrap();
     let total = probe.events().len();
     assert!(total > 20, "{}", probe.transcript());
@@ -203,13 +193,7 @@ fn a_crash_at_any_call_leaves_all_old_or_all_new_after_recovery() {
     for nth in 1..=total {
         let d = dir();
         stage(d.path(), 1, N).commit().unwrap();
-        let probe = Probe::real();
-        let mut tx = Transaction::new();
-        tx.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
-        for i in 0..N {
-            tx.write(d.path().join(format!("f{i}")), "v2").unwrap();
-        }
-        probe.clear();
+        let (tx, probe) = probed(&names(d.path(), N), "v2");
         probe.die_at(nth);
         let r = tx.commit();
         // Recovery as the next process would run it: any untorn operation on one of the files.
@@ -250,14 +234,8 @@ fn a_plain_write_finishes_a_crashed_transaction_first() {
     const N: usize = 3;
     let d = dir();
     stage(d.path(), 1, N).commit().unwrap();
-    let probe = Probe::real();
-    let mut tx = Transaction::new();
-    tx.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
-    for i in 0..N {
-        tx.write(d.path().join(format!("f{i}")), "v2").unwrap();
-    }
+    let (tx, probe) = probed(&names(d.path(), N), "v2");
     // Die right after the first rename into place: committed, partly applied.
-    probe.clear();
     probe.die_at_call(Some(Call::Rename), 2);
     assert!(tx.commit().is_err());
     let vs: Vec<_> = (0..N)
@@ -443,13 +421,7 @@ fn an_error_at_any_call_changes_all_or_nothing_and_leaves_nothing_behind() {
     let count = {
         let d = dir();
         stage(d.path(), 1, N).commit().unwrap();
-        let probe = Probe::real();
-        let mut tx = Transaction::new();
-        tx.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
-        for i in 0..N {
-            tx.write(d.path().join(format!("f{i}")), "v2").unwrap();
-        }
-        probe.clear();
+        let (tx, probe) = probed(&names(d.path(), N), "v2");
         tx.commit().unwrap();
         probe.events().len()
     };
@@ -457,13 +429,7 @@ fn an_error_at_any_call_changes_all_or_nothing_and_leaves_nothing_behind() {
     for nth in 1..=count {
         let d = dir();
         stage(d.path(), 1, N).commit().unwrap();
-        let probe = Probe::real();
-        let mut tx = Transaction::new();
-        tx.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
-        for i in 0..N {
-            tx.write(d.path().join(format!("f{i}")), "v2").unwrap();
-        }
-        probe.clear();
+        let (tx, probe) = probed(&names(d.path(), N), "v2");
         probe.fail_nth(None, nth, crate::sys::errnos::EIO);
         let r = tx.commit();
         match &r {
@@ -502,9 +468,27 @@ fn an_error_at_any_call_changes_all_or_nothing_and_leaves_nothing_behind() {
     );
 }
 
+/// `dir/f0` … `dir/f{n-1}`.
+fn names(dir: &Path, n: usize) -> Vec<PathBuf> {
+    (0..n).map(|i| dir.join(format!("f{i}"))).collect()
+}
+
+/// A transaction staging `content` for each of `files`, through a probe (cleared: it holds
+/// what the commit does).
+fn probed(files: &[PathBuf], content: &str) -> (Transaction, Probe) {
+    let probe = Probe::real();
+    let mut tx = Transaction::new();
+    tx.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
+    for f in files {
+        tx.write(f, content).unwrap();
+    }
+    probe.clear();
+    (tx, probe)
+}
+
 /// `dir/f0` … `dir/f{n-1}`, each written with `content`.
 fn files_at(dir: &Path, n: usize, content: &str) -> Vec<PathBuf> {
-    let files: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("f{i}"))).collect();
+    let files = names(dir, n);
     for f in &files {
         write(f, content).unwrap();
     }
@@ -514,13 +498,7 @@ fn files_at(dir: &Path, n: usize, content: &str) -> Vec<PathBuf> {
 /// A transaction over `files` that dies (through the probe) after its commit point, when
 /// `renamed` of its files are renamed into place (0: right after its syncfs).
 fn crash_mid_apply(files: &[PathBuf], content: &str, renamed: usize) {
-    let probe = Probe::real();
-    let mut tx = Transaction::new();
-    tx.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
-    for f in files {
-        tx.write(f, content).unwrap();
-    }
-    probe.clear();
+    let (tx, probe) = probed(files, content);
     probe.die_at_call(Some(Call::Rename), renamed + 1);
     assert!(tx.commit().is_err());
     assert!(probe.fired());
