@@ -987,6 +987,27 @@ fn dir_syncs_after_renames(evs: &[Ev], renames: &[(usize, String)]) -> Result<Ve
     Ok(out)
 }
 
+/// A transaction's flag on `lock_path`, cleared at call `clear`, must stay until the renames
+/// are durable (the last directory fsync) and go before the lock is released.
+fn cleared_in_time(
+    lock_path: &str,
+    clear: usize,
+    last_dir_sync: usize,
+    unlock: usize,
+) -> Result<(), String> {
+    ensure!(
+        clear > last_dir_sync,
+        "the flag of {lock_path} is cleared (call {clear}) before the renames are durable (call \
+         {last_dir_sync})"
+    );
+    ensure!(
+        clear < unlock,
+        "the flag of {lock_path} is cleared (call {clear}) after its lock is released (call \
+         {unlock})"
+    );
+    Ok(())
+}
+
 /// Where the steps of a transaction are.
 #[derive(Debug)]
 struct Txn {
@@ -1243,18 +1264,7 @@ fn check_txn(evs: &[Ev], targets: &[(&str, &[u8])]) -> Result<Txn, String> {
             clear.len,
             clear.i
         );
-        ensure!(
-            clear.i > last_dir_sync,
-            "the flag of {lock_path} is cleared (call {}) before the renames are durable (call \
-             {last_dir_sync})",
-            clear.i
-        );
-        ensure!(
-            clear.i < unlock,
-            "the flag of {lock_path} is cleared (call {}) after its lock is released (call \
-             {unlock})",
-            clear.i
-        );
+        cleared_in_time(lock_path, clear.i, last_dir_sync, unlock)?;
         flags.push(Flag {
             lock,
             unlock,
@@ -1446,18 +1456,7 @@ fn check_recover(
                     && e.len == Some(0)
             })
             .ok_or_else(|| format!("the flag of {lock_path} is never cleared"))?;
-        ensure!(
-            clear.i > last_dir_sync,
-            "the flag of {lock_path} is cleared (call {}) before the renames are durable (call \
-             {last_dir_sync})",
-            clear.i
-        );
-        ensure!(
-            clear.i < unlock,
-            "the flag of {lock_path} is cleared (call {}) after its lock is released (call \
-             {unlock})",
-            clear.i
-        );
+        cleared_in_time(lock_path, clear.i, last_dir_sync, unlock)?;
         lock_spans.push((lock, unlock));
         clears.push(clear.i);
     }
