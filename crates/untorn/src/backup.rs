@@ -19,11 +19,25 @@
 //!
 //! A backup has the mode and owner of the version it keeps (the same inode, or set to match),
 //! so it is never more readable than that version.
+//!
+//! # Integrity
+//!
+//! A backup also keeps the checksum untorn recorded when it wrote that version (an extended
+//! attribute of the inode, see [`Integrity`]), so a reader can tell a whole backup from a
+//! damaged one. A backup pruned beyond retention can come back after a power cut (the unlink
+//! was not fsynced, on purpose: that would cost a flush per write), and on ext4
+//! `data=writeback` it can come back over blocks a newer file has since been given. Such a
+//! backup is [damaged](Integrity::Damaged): [`restore`] refuses it, and [`read_valid`] and
+//! [`recover`](crate::recover()) skip it, saying so. [`Backup::integrity`] reads a backup and
+//! judges it; `untorn backups` shows the verdict of each. A backup untorn did not write, or one
+//! on a file system without user extended attributes, is [unverified](Integrity::Unverified):
+//! judged by the caller's validator alone.
 
 use crate::atomic::{join, split, OpenOptions};
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::format::Format;
+use crate::sum::Integrity;
 use crate::sys::{errnos::*, Fd, FileType, OpenHow, RenameMode, SyncKind, Sys};
 use crate::update::read_all;
 use std::ffi::{OsStr, OsString};
@@ -130,6 +144,36 @@ pub struct Backup {
     pub time: SystemTime,
     /// Its size in bytes.
     pub size: u64,
+}
+
+impl Backup {
+    /// Reads this backup whole and judges it: [whole](Integrity::Whole) (it matches the
+    /// checksum recorded when untorn wrote that version), [damaged](Integrity::Damaged) (it
+    /// does not, although nothing wrote to it since: never restore it) or
+    /// [unverified](Integrity::Unverified) (nothing to check it against). Costs a read of the
+    /// backup.
+    pub fn integrity(&self) -> Result<Integrity> {
+        Ok(self.read_checked()?.1)
+    }
+
+    /// Its content and its [`Integrity`], in one read.
+    pub fn read_checked(&self) -> Result<(Vec<u8>, Integrity)> {
+        crate::sum::read_checked(&self.path)?
+            .ok_or_else(|| Error::io(Op::Read, &self.path, crate::sys::os_error(ENOENT)))
+    }
+}
+
+/// The error for a damaged backup that was asked for.
+fn damaged(path: &Path, b: &Backup, why: &str) -> Error {
+    Error::new(
+        Op::Restore,
+        path,
+        ErrorKind::InvalidContent,
+        format!(
+            "its backup '{}' is damaged ({why}); not restored: choose another backup",
+            b.name.to_string_lossy()
+        ),
+    )
 }
 
 /// The backups of `name` in the open directory `dir`, oldest first.
@@ -260,6 +304,7 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
         .map_err(|e| Error::io(Op::CreateTemp, path, e))?;
     let result = (|| -> Result<Backup> {
         copy_into(sys, &src, &dst, st.size, path)?;
+        sum_copy(&ctx, &src, &dst, &tmp_path);
         // Same owner and mode as the original: never more readable than it.
         let _ = sys.set_owner(&dst, Some(st.uid), Some(st.gid));
         sys.set_mode(&dst, st.permissions())
@@ -297,6 +342,24 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
             Err(e)
         }
     }
+}
+
+/// Records the checksum of the copy `dst` of `src`: the source's own, if it has one that still
+/// describes it (untorn wrote it and nothing changed it since: O(1), no read, and a copy of a
+/// damaged source is damaged too), else the CRC of what `dst` now holds (a read of it).
+fn sum_copy(ctx: &Ctx, src: &Fd, dst: &Fd, dst_path: &Path) {
+    let sys = &*ctx.sys;
+    let Ok(now) = sys.stat_times(dst) else {
+        return;
+    };
+    let crc = match (crate::sum::recorded(sys, src), sys.stat_times(src)) {
+        (Ok(sum), Ok(st)) if sum.size == now.size && sum.describes(&st) => sum.crc,
+        _ => match read_all(sys, dst, dst_path) {
+            Ok(c) if c.len() as u64 == now.size => crc32fast::hash(&c),
+            _ => return,
+        },
+    };
+    crate::sum::record(ctx, dst, crc, &now, dst_path);
 }
 
 /// Copies `len` bytes of `src` into the empty `dst`: reflink, else `copy_file_range`, else
@@ -405,7 +468,10 @@ pub(crate) fn restore_from(path: &Path, from: &Backup) -> Result<Restored> {
             0,
         )
         .map_err(|e| Error::io(Op::Open, &from.path, e))?;
-    let content = read_all(sys, &fd, &from.path)?;
+    let (content, integrity) = crate::sum::read_judged(sys, &fd, &from.path)?;
+    if let Integrity::Damaged(why) = &integrity {
+        return Err(damaged(path, from, why));
+    }
     let before = backups(path)?;
     // Keep every backup (the restored one included): only add the displaced version.
     OpenOptions::new()
@@ -489,6 +555,8 @@ pub struct ValidRead {
     pub rejected: Option<Error>,
     /// Whether the file was restored from that backup.
     pub restored: bool,
+    /// Newer backups passed over because they are [damaged](Integrity::Damaged).
+    pub damaged: Vec<Backup>,
 }
 
 /// Reads `path` if it passes `validator`; otherwise returns the newest backup that does, and
@@ -529,6 +597,7 @@ pub fn read_valid(
                     backup: None,
                     rejected: None,
                     restored: false,
+                    damaged: Vec::new(),
                 })
             }
             Err(e) => e,
@@ -536,23 +605,16 @@ pub fn read_valid(
         Ok(None) => Error::io(Op::Read, path, crate::sys::os_error(ENOENT)),
         Err(e) => e,
     };
-    let ctx = Ctx::real();
-    let sys = &*ctx.sys;
+    let mut damaged = Vec::new();
     for b in backups(path)? {
-        let (dir_path, _) = split(path)?;
-        let Ok(dir) = sys.open_dir(None, &dir_path) else {
+        let Ok((content, integrity)) = b.read_checked() else {
             continue;
         };
-        let how = OpenHow {
-            read: true,
-            ..OpenHow::default()
-        };
-        let Ok(fd) = sys.open_file(&dir, &b.name, how, 0) else {
+        if let Integrity::Damaged(why) = &integrity {
+            tracing::warn!(target: "untorn", path = %path.display(), backup = %b.path.display(), reason = %why, "skipping a damaged backup");
+            damaged.push(b);
             continue;
-        };
-        let Ok(content) = read_all(sys, &fd, &b.path) else {
-            continue;
-        };
+        }
         if validator.check(&content, &b.path).is_err() {
             continue;
         }
@@ -565,12 +627,23 @@ pub fn read_valid(
             backup: Some(b),
             rejected: Some(rejected),
             restored: restore,
+            damaged,
         });
     }
+    let skipped = match damaged.len() {
+        0 => String::new(),
+        n => format!(
+            " ({n} damaged backup{} skipped)",
+            if n == 1 { "" } else { "s" }
+        ),
+    };
     Err(Error::new(
         Op::Validate,
         path,
         rejected.kind(),
-        format!("{}; and no backup is valid either", rejected.detail()),
+        format!(
+            "{}; and no backup is valid either{skipped}",
+            rejected.detail()
+        ),
     ))
 }

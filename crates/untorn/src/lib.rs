@@ -71,6 +71,7 @@ mod format;
 pub mod lock;
 pub mod log;
 pub mod recover;
+mod sum;
 pub mod sys;
 pub mod txn;
 mod update;
@@ -89,6 +90,7 @@ pub use log::append_jsonl;
 pub use log::append_to_yaml_list;
 pub use log::{append, read_log, repair, tail, AppendOptions, Log, LogFormat, Torn, TornReason};
 pub use recover::{check, clean, recover, RecoverOptions};
+pub use sum::{integrity, Integrity};
 pub use txn::{Committed, Staged, Transaction};
 pub use update::{read, update, UpdateOptions};
 #[cfg(feature = "json")]

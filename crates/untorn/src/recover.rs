@@ -12,6 +12,7 @@ use crate::backup::{backups, restore_from, Backup, Validator};
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::format::Format;
+use crate::sum::Integrity;
 use crate::sys::{FileType, OpenHow};
 use crate::update::read_all;
 use std::ffi::OsString;
@@ -143,6 +144,16 @@ pub enum Action {
     /// that never reached its journal, or whose clean-up a crash cut short); nothing else
     /// changed.
     TxnFlagCleared(PathBuf),
+    /// Passed over a damaged backup (its content does not match the checksum recorded when
+    /// untorn wrote it) while looking for a file's newest valid backup.
+    SkippedDamagedBackup {
+        /// The file.
+        path: PathBuf,
+        /// The damaged backup.
+        backup: Backup,
+        /// What does not match.
+        reason: String,
+    },
     /// Found a file that fails validation and has no valid backup: left as it is.
     InvalidWithoutBackup {
         /// The file.
@@ -226,7 +237,15 @@ pub fn recover(dir: impl AsRef<Path>, opts: &RecoverOptions) -> Result<Vec<Actio
                 continue;
             };
             let reason = why.to_string();
-            match newest_valid(&path, &validator)? {
+            let (found, skipped) = newest_valid(&path, &validator)?;
+            actions.extend(skipped.into_iter().map(|(backup, reason)| {
+                Action::SkippedDamagedBackup {
+                    path: path.clone(),
+                    backup,
+                    reason,
+                }
+            }));
+            match found {
                 Some(b) => {
                     if !opts.dry_run {
                         restore_from(&path, &b)?;
@@ -244,38 +263,49 @@ pub fn recover(dir: impl AsRef<Path>, opts: &RecoverOptions) -> Result<Vec<Actio
     Ok(actions)
 }
 
-fn newest_valid(path: &Path, validator: &Validator) -> Result<Option<Backup>> {
-    let ctx = Ctx::real();
-    let sys = &*ctx.sys;
-    let (dir_path, _) = split(path)?;
-    let dfd = sys
-        .open_dir(None, &dir_path)
-        .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+/// The newest backup of `path` that passes `validator` and is not damaged, and the damaged
+/// ones passed over (with why).
+type Found = (Option<Backup>, Vec<(Backup, String)>);
+
+fn newest_valid(path: &Path, validator: &Validator) -> Result<Found> {
+    let mut skipped = Vec::new();
     for b in backups(path)? {
-        let how = OpenHow {
-            read: true,
-            ..OpenHow::default()
-        };
-        let Ok(fd) = sys.open_file(&dfd, &b.name, how, 0) else {
+        let Ok((c, integrity)) = b.read_checked() else {
             continue;
         };
-        let Ok(c) = read_all(sys, &fd, &b.path) else {
+        if let Integrity::Damaged(why) = integrity {
+            skipped.push((b, why));
             continue;
-        };
+        }
         if validator.check(&c, &b.path).is_ok() {
-            return Ok(Some(b));
+            return Ok((Some(b), skipped));
         }
     }
-    Ok(None)
+    Ok((None, skipped))
 }
 
-/// Checks the file at `path` with `validator`: `Ok` if valid; else an error of kind
-/// [`ErrorKind::InvalidContent`] (with line and column where known), or the error that kept
-/// it from being read.
+/// Checks the file at `path`: its checksum, if untorn recorded one when it wrote the file
+/// (see [`Integrity`]: a [damaged](Integrity::Damaged) file fails whatever its format), then
+/// `validator`. `Ok` if both pass; else an error of kind [`ErrorKind::InvalidContent`] (with
+/// line and column where known), or the error that kept it from being read.
+///
+/// With [`Validator::Exists`] (`untorn check --format raw`), only the checksum is checked: a
+/// way to verify a file that untorn wrote and that has no format.
 pub fn check(path: impl AsRef<Path>, validator: &Validator) -> Result<()> {
+    check_judged(path, validator).map(drop)
+}
+
+/// [`check`], and the file's [`Integrity`] when it passes.
+pub fn check_judged(path: impl AsRef<Path>, validator: &Validator) -> Result<Integrity> {
     let path = path.as_ref();
-    match crate::update::read_file(&Ctx::real(), path)? {
-        Some(c) => validator.check(&c, path),
+    match crate::sum::read_checked(path)? {
+        Some((_, Integrity::Damaged(why))) => Err(Error::new(
+            Op::Validate,
+            path,
+            ErrorKind::InvalidContent,
+            format!("damaged: {why}"),
+        )),
+        Some((c, integrity)) => validator.check(&c, path).map(|()| integrity),
         None => Err(Error::new(
             Op::Validate,
             path,

@@ -644,9 +644,11 @@ impl Transaction {
             if let Change::Put(s) = c {
                 s.flush_buf()?;
                 let st = sys
-                    .stat(&s.fd)
+                    .stat_times(&s.fd)
                     .map_err(|e| Error::io(Op::Stat, &s.path, e))?;
                 s.id = (st.dev, st.ino);
+                // The checksum that readers of this version (a backup, later) check it by.
+                crate::sum::record(&ctx, &s.fd, s.crc.clone().finalize(), &st, &s.path);
                 if let Some(old) = s.existing.filter(|o| o.file_type() == FileType::Regular) {
                     if (old.uid, old.gid) != (st.uid, st.gid) {
                         let _ = sys.set_owner(&s.fd, Some(old.uid), Some(old.gid));

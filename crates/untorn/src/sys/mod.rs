@@ -254,6 +254,18 @@ pub trait Sys: Send + Sync + fmt::Debug {
     /// `fcntl(fd, F_DUPFD_CLOEXEC)`: a second descriptor of the same open file (and so of the
     /// same flock lock).
     fn duplicate(&self, fd: &Fd) -> io::Result<Fd>;
+    /// `fstat(fd)` with the modification time (`stat` may leave `mtime_ns` 0: asking for
+    /// timestamps has a cost, see the real implementation).
+    fn stat_times(&self, fd: &Fd) -> io::Result<Stat> {
+        self.stat(fd)
+    }
+    /// `fsetxattr(fd, name, value, 0)`: sets an extended attribute (e.g. `user.untorn.sum`),
+    /// which is part of the inode: durable with it (an `fsync` of the file). `EOPNOTSUPP` where
+    /// the file system keeps no user attributes.
+    fn set_xattr(&self, fd: &Fd, name: &str, value: &[u8]) -> io::Result<()>;
+    /// `fgetxattr(fd, name)`: the attribute's value; `ENODATA` if the file has none of that
+    /// name, `EOPNOTSUPP` where the file system keeps none.
+    fn get_xattr(&self, fd: &Fd, name: &str) -> io::Result<Vec<u8>>;
 }
 
 /// The errno of an `io::Error`, if it has one.
@@ -286,6 +298,9 @@ pub mod errnos {
     pub const ENOLCK: i32 = Errno::NOLCK.raw_os_error();
     pub const ETIMEDOUT: i32 = Errno::TIMEDOUT.raw_os_error();
     pub const EBADF: i32 = Errno::BADF.raw_os_error();
+    pub const ENODATA: i32 = Errno::NODATA.raw_os_error();
+    pub const ERANGE: i32 = Errno::RANGE.raw_os_error();
+    pub const E2BIG: i32 = Errno::TOOBIG.raw_os_error();
 }
 
 /// An `io::Error` from a raw errno.

@@ -105,4 +105,10 @@ impl Sys for Real {
     fn duplicate(&self, _: &Fd) -> io::Result<Fd> {
         no()
     }
+    fn set_xattr(&self, _: &Fd, _: &str, _: &[u8]) -> io::Result<()> {
+        no()
+    }
+    fn get_xattr(&self, _: &Fd, _: &str) -> io::Result<Vec<u8>> {
+        no()
+    }
 }
