@@ -304,7 +304,7 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
         .map_err(|e| Error::io(Op::CreateTemp, path, e))?;
     let result = (|| -> Result<Backup> {
         copy_into(sys, &src, &dst, st.size, path)?;
-        sum_copy(&ctx, &src, &dst, &tmp_path);
+        sum_copy(&ctx, &src, &dst, (&dir, &tmp), &tmp_path);
         // Same owner and mode as the original: never more readable than it.
         let _ = sys.set_owner(&dst, Some(st.uid), Some(st.gid));
         sys.set_mode(&dst, st.permissions())
@@ -347,17 +347,28 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
 /// Records the checksum of the copy `dst` of `src`: the source's own, if it has one that still
 /// describes it (untorn wrote it and nothing changed it since: O(1), no read, and a copy of a
 /// damaged source is damaged too), else the CRC of what `dst` now holds (a read of it).
-fn sum_copy(ctx: &Ctx, src: &Fd, dst: &Fd, dst_path: &Path) {
+fn sum_copy(ctx: &Ctx, src: &Fd, dst: &Fd, (dir, name): (&Fd, &OsStr), dst_path: &Path) {
     let sys = &*ctx.sys;
     let Ok(now) = sys.stat_times(dst) else {
         return;
     };
     let crc = match (crate::sum::recorded(sys, src), sys.stat_times(src)) {
         (Ok(sum), Ok(st)) if sum.size == now.size && sum.describes(&st) => sum.crc,
-        _ => match read_all(sys, dst, dst_path) {
-            Ok(c) if c.len() as u64 == now.size => crc32fast::hash(&c),
-            _ => return,
-        },
+        _ => {
+            // `dst` is open for writing only: read it through its name.
+            let how = OpenHow {
+                read: true,
+                no_follow: true,
+                ..OpenHow::default()
+            };
+            let Ok(r) = sys.open_file(dir, name, how, 0) else {
+                return;
+            };
+            match read_all(sys, &r, dst_path) {
+                Ok(c) if c.len() as u64 == now.size => crc32fast::hash(&c),
+                _ => return,
+            }
+        }
     };
     crate::sum::record(ctx, dst, crc, &now, dst_path);
 }
