@@ -525,7 +525,7 @@ fn the_checksum_is_recorded_before_the_temp_is_fsynced_and_never_fails_a_write()
     let at = |c: Call| {
         ev.iter()
             .position(|e| e.call == c)
-            .expect(&probe.transcript())
+            .unwrap_or_else(|| panic!("{}", probe.transcript()))
     };
     assert!(
         at(Call::SetXattr) < at(Call::SetMode).min(at(Call::Sync)),
@@ -539,7 +539,7 @@ fn the_checksum_is_recorded_before_the_temp_is_fsynced_and_never_fails_a_write()
     let at = |c: Call| {
         ev.iter()
             .position(|e| e.call == c)
-            .expect(&probe.transcript())
+            .unwrap_or_else(|| panic!("{}", probe.transcript()))
     };
     assert!(
         at(Call::Sync) < at(Call::SetXattr),
