@@ -917,9 +917,8 @@ impl AtomicFile {
 
     fn set_metadata(&mut self) -> Result<()> {
         let sys = &*self.ctx.sys;
-        // With the modification time: the checksum records it (a later change in place shows).
         let st = sys
-            .stat_times(&self.temp.fd)
+            .stat(&self.temp.fd)
             .map_err(|e| Error::io(Op::Stat, self.temp_display(), e))?;
         self.written = Some(st);
         if !self.late_sum && st.size == self.bytes {

@@ -349,7 +349,7 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
 /// damaged source is damaged too), else the CRC of what `dst` now holds (a read of it).
 fn sum_copy(ctx: &Ctx, src: &Fd, dst: &Fd, (dir, name): (&Fd, &OsStr), dst_path: &Path) {
     let sys = &*ctx.sys;
-    let Ok(now) = sys.stat_times(dst) else {
+    let Ok(now) = sys.stat(dst) else {
         return;
     };
     let crc = match (crate::sum::recorded(sys, src), sys.stat_times(src)) {

@@ -42,8 +42,8 @@
 //! statx(dirfd, "")                                              (which mount)
 //! openat(dirfd, ".", O_WRONLY|O_TMPFILE|O_CLOEXEC, 0600)        = fd   (else a named temp)
 //! write(fd, ...)                                                ...
-//! statx(fd, "")                                                 (size and mtime, for the checksum)
-//! fsetxattr(fd, "user.untorn.sum", ...)                         the checksum ([`Integrity`])
+//! statx(fd, "")                                                 (size)
+//! futimens(fd, [omit, now]); fsetxattr(fd, "user.untorn.sum", ...)   the checksum ([`Integrity`])
 //! fchown(fd, ...) if needed; fchmod(fd, old mode)
 //! fsync(fd)                                                     data durable before any name
 //! linkat(fd, "", dirfd, ".a.json.untorn-1a2b3c4d.tmp", AT_EMPTY_PATH)

@@ -644,7 +644,7 @@ impl Transaction {
             if let Change::Put(s) = c {
                 s.flush_buf()?;
                 let st = sys
-                    .stat_times(&s.fd)
+                    .stat(&s.fd)
                     .map_err(|e| Error::io(Op::Stat, &s.path, e))?;
                 s.id = (st.dev, st.ino);
                 // The checksum that readers of this version (a backup, later) check it by.

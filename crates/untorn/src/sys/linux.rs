@@ -247,6 +247,21 @@ impl Sys for Real {
         }
     }
 
+    fn set_mtime(&self, fd: &Fd, mtime_ns: i128) -> io::Result<()> {
+        let f = fd.os()?;
+        let times = rfs::Timestamps {
+            last_access: rfs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rfs::UTIME_OMIT,
+            },
+            last_modification: rfs::Timespec {
+                tv_sec: mtime_ns.div_euclid(1_000_000_000) as _,
+                tv_nsec: mtime_ns.rem_euclid(1_000_000_000) as _,
+            },
+        };
+        retry(|| rfs::futimens(f, &times))
+    }
+
     fn set_xattr(&self, fd: &Fd, name: &str, value: &[u8]) -> io::Result<()> {
         let f = fd.os()?;
         retry(|| rfs::fsetxattr(f, name, value, rfs::XattrFlags::empty()))

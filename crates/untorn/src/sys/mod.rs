@@ -259,6 +259,10 @@ pub trait Sys: Send + Sync + fmt::Debug {
     fn stat_times(&self, fd: &Fd) -> io::Result<Stat> {
         self.stat(fd)
     }
+    /// `futimens(fd, [UTIME_OMIT, mtime])`: sets the modification time (nanoseconds since the
+    /// epoch), leaving the access time. Setting it, rather than reading the one the kernel
+    /// chose, keeps the file's timestamps coarse-grained (see `stat_times`).
+    fn set_mtime(&self, fd: &Fd, mtime_ns: i128) -> io::Result<()>;
     /// `fsetxattr(fd, name, value, 0)`: sets an extended attribute (e.g. `user.untorn.sum`),
     /// which is part of the inode: durable with it (an `fsync` of the file). `EOPNOTSUPP` where
     /// the file system keeps no user attributes.

@@ -47,8 +47,9 @@ enum Node {
         mode: u32,
         /// Extended attributes, by name.
         xattrs: BTreeMap<String, Vec<u8>>,
-        /// Modification time: a logical clock, advanced by every write and truncate.
-        mtime: u64,
+        /// Modification time: a logical clock, advanced by every write and truncate, or what
+        /// `set_mtime` set.
+        mtime: i128,
     },
     Dir {
         entries: BTreeMap<OsString, u64>,
@@ -56,7 +57,7 @@ enum Node {
 }
 
 impl Node {
-    fn file(data: Vec<u8>, mode: u32, mtime: u64) -> Node {
+    fn file(data: Vec<u8>, mode: u32, mtime: i128) -> Node {
         Node::File {
             data,
             mode,
@@ -354,7 +355,7 @@ struct State {
     acked: usize,
     calls: usize,
     /// The clock of modification times.
-    clock: u64,
+    clock: i128,
 }
 
 /// The simulated file system. Clones share one state.
@@ -557,7 +558,7 @@ impl Sim {
                 gid: 0,
                 nlink: links,
                 size: data.len() as u64,
-                mtime_ns: *mtime as i128,
+                mtime_ns: *mtime,
             }),
             Some(Node::Dir { .. }) => Ok(Stat {
                 dev: 1,
@@ -1043,6 +1044,22 @@ impl Sys for Sim {
         let mut st = self.lock();
         let h = Self::handle(&st, fd)?;
         Ok(Self::new_handle(&mut st, h.ino, h.append))
+    }
+
+    fn set_mtime(&self, fd: &Fd, mtime_ns: i128) -> io::Result<()> {
+        let mut st = self.lock();
+        let r = (|| {
+            let h = Self::handle(&st, fd)?;
+            match st.volatile.nodes.get_mut(&h.ino) {
+                Some(Node::File { mtime, .. }) => {
+                    *mtime = mtime_ns;
+                    Ok(())
+                }
+                _ => Err(err(EISDIR)),
+            }
+        })();
+        Self::after_call(&mut st);
+        r
     }
 
     fn set_xattr(&self, fd: &Fd, name: &str, value: &[u8]) -> io::Result<()> {

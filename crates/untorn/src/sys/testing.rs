@@ -44,6 +44,7 @@ pub enum Call {
     Duplicate,
     SetXattr,
     GetXattr,
+    SetMtime,
 }
 
 /// One recorded call: its kind and a short description naming the files involved, e.g.
@@ -418,6 +419,10 @@ impl Sys for Probe {
     fn stat_times(&self, fd: &Fd) -> io::Result<Stat> {
         self.enter(Call::Stat, || format!("{} (with times)", self.label(fd)))?;
         self.inner.stat_times(fd)
+    }
+    fn set_mtime(&self, fd: &Fd, mtime_ns: i128) -> io::Result<()> {
+        self.enter(Call::SetMtime, || format!("{} {mtime_ns}", self.label(fd)))?;
+        self.inner.set_mtime(fd, mtime_ns)
     }
     fn set_xattr(&self, fd: &Fd, name: &str, value: &[u8]) -> io::Result<()> {
         self.enter(Call::SetXattr, || {
