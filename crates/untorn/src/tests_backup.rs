@@ -528,6 +528,11 @@ fn the_checksum_is_recorded_before_the_temp_is_fsynced_and_never_fails_a_write()
             .unwrap_or_else(|| panic!("{}", probe.transcript()))
     };
     assert!(
+        at(Call::SetMtime) < at(Call::SetXattr),
+        "{}",
+        probe.transcript()
+    );
+    assert!(
         at(Call::SetXattr) < at(Call::SetMode).min(at(Call::Sync)),
         "{}",
         probe.transcript()
