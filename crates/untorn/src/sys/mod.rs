@@ -76,6 +76,9 @@ pub struct Stat {
     pub size: u64,
     /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i128,
+    /// Inode flags that make changes fail (`chattr +i`, `+a`), as far as the file system
+    /// reports them (statx `stx_attributes`): [`Stat::IMMUTABLE`], [`Stat::APPEND_ONLY`].
+    pub attrs: u32,
 }
 
 /// The kind of file a [`Stat`] describes.
@@ -88,6 +91,11 @@ pub enum FileType {
 }
 
 impl Stat {
+    /// `attrs`: the file is immutable (`chattr +i`): no rename, unlink, or change.
+    pub const IMMUTABLE: u32 = 1;
+    /// `attrs`: append-only (`chattr +a`): a directory so marked refuses unlinks and renames.
+    pub const APPEND_ONLY: u32 = 2;
+
     pub fn file_type(&self) -> FileType {
         match self.mode & 0o170000 {
             0o100000 => FileType::Regular,
@@ -166,6 +174,8 @@ pub struct OpenHow {
     pub exclusive: bool,
     /// Fail with `ELOOP` if the last component is a symbolic link.
     pub no_follow: bool,
+    /// `O_NONBLOCK`: a FIFO planted under the name cannot make the open wait for a writer.
+    pub nonblock: bool,
 }
 
 /// The system calls untorn makes. One implementation talks to the kernel ([`Real`]); tests put
@@ -254,6 +264,11 @@ pub trait Sys: Send + Sync + fmt::Debug {
     /// `fcntl(fd, F_DUPFD_CLOEXEC)`: a second descriptor of the same open file (and so of the
     /// same flock lock).
     fn duplicate(&self, fd: &Fd) -> io::Result<Fd>;
+    /// `geteuid()`: whose state untorn trusts (see the `trust` module).
+    fn euid(&self) -> u32;
+    /// The absolute path the kernel has for an open directory (`readlink /proc/self/fd/N`):
+    /// symlinks resolved, as `realpath` prints it. Used only to order locks the way a script can.
+    fn fd_path(&self, fd: &Fd) -> io::Result<PathBuf>;
 }
 
 /// The errno of an `io::Error`, if it has one.

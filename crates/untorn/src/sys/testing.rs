@@ -42,6 +42,7 @@ pub enum Call {
     Umask,
     Lock,
     Duplicate,
+    FdPath,
 }
 
 /// One recorded call: its kind and a short description naming the files involved, e.g.
@@ -412,5 +413,12 @@ impl Sys for Probe {
         let l = self.label(fd);
         self.name(&d, l);
         Ok(d)
+    }
+    fn euid(&self) -> u32 {
+        self.inner.euid()
+    }
+    fn fd_path(&self, fd: &Fd) -> io::Result<PathBuf> {
+        self.enter(Call::FdPath, || self.label(fd))?;
+        self.inner.fd_path(fd)
     }
 }
