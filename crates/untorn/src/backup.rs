@@ -20,10 +20,11 @@
 //! A backup has the mode and owner of the version it keeps (the same inode, or set to match),
 //! so it is never more readable than that version.
 
-use crate::atomic::{join, split, OpenOptions};
+use crate::atomic::OpenOptions;
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::format::Format;
+use crate::paths::{join, split};
 use crate::sys::{errnos::*, Fd, FileType, OpenHow, RenameMode, SyncKind, Sys};
 use crate::update::read_all;
 use std::ffi::{OsStr, OsString};
@@ -253,7 +254,7 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
             "not a regular file".into(),
         ));
     }
-    let tmp = crate::atomic::temp_name(&name);
+    let tmp = crate::paths::temp_name(&name);
     let tmp_path = join(&dir_path, &tmp);
     let dst = sys
         .create_temp(&dir, &tmp, 0o600)

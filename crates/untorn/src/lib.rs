@@ -70,6 +70,7 @@ mod error;
 mod format;
 pub mod lock;
 pub mod log;
+mod paths;
 pub mod recover;
 pub mod sys;
 pub mod txn;

@@ -268,7 +268,7 @@ fn human(d: Duration) -> String {
 /// that is open already).
 fn open_lock_file(ctx: &Ctx, dir: Option<&Fd>, path: &Path, allow_shared_fs: bool) -> Result<Fd> {
     let sys = &*ctx.sys;
-    let (dir_path, name) = crate::atomic::split(path)?;
+    let (dir_path, name) = crate::paths::split(path)?;
     let opened;
     let dir = match dir {
         Some(d) => d,

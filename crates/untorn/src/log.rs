@@ -22,10 +22,11 @@
 //! short, and no appender's sync can make another's new size durable before its data (which on
 //! ext4 `data=writeback` exposes stale blocks after a power cut). Readers take the shared lock, so they never see a record half-written.
 
-use crate::atomic::{split, Durability};
+use crate::atomic::Durability;
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::lock::LockOptions;
+use crate::paths::split;
 use crate::sys::{errnos::*, Fd, FileType, OpenHow, Stat, SyncKind, Sys};
 use std::path::Path;
 use std::sync::Arc;

@@ -7,11 +7,11 @@
 //! one may be the only copy of some content, so cleanup reports before it deletes, and removes
 //! only temps that no live writer can own: older than a threshold, and not open in any process.
 
-use crate::atomic::{join, split, temp_file_target};
 use crate::backup::{backups, restore_from, Backup, Validator};
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::format::Format;
+use crate::paths::{join, split, temp_file_target};
 use crate::sys::{FileType, OpenHow};
 use crate::update::read_all;
 use std::ffi::OsString;

@@ -364,7 +364,7 @@ fn a_long_name_still_gets_a_temp_name_that_fits() {
 
 #[test]
 fn temp_names_are_recognisable() {
-    let name = crate::atomic::temp_name_for_tests("state.json");
+    let name = crate::paths::temp_name_for_tests("state.json");
     let s = name.to_string_lossy();
     assert!(
         s.starts_with(".state.json.untorn-") && s.ends_with(".tmp"),

@@ -51,10 +51,11 @@
 //! the flag when they take the lock; either finishes (or undoes) the transaction before going
 //! on, under all the transaction's locks. `untorn recover DIR` also finds journals directly.
 
-use crate::atomic::{join, resolve_in, split, temp_name, DirCache, Symlinks};
+use crate::atomic::Symlinks;
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::lock::{lock_path_for, Lock, LockOptions};
+use crate::paths::{join, resolve_in, split, temp_name, DirCache};
 use crate::sys::{errnos::*, Fd, FileType, OpenHow, RenameMode, Stat, Sys};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
