@@ -215,6 +215,15 @@ pub struct RecoverArgs {
     /// Print what would be done; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Wait at most this long for the locks of an interrupted transaction (another process,
+    /// of any user, may hold them); one that stays busy is reported and the rest recovered.
+    #[arg(long, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
+    pub timeout: std::time::Duration,
+    /// Give up the changes of a committed transaction that cannot be applied (a target made
+    /// immutable, a directory where a file was), keeping the rest: the way out when recovery
+    /// cannot finish one.
+    #[arg(long)]
+    pub abandon: bool,
 }
 
 #[derive(Args, Debug)]

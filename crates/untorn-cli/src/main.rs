@@ -403,15 +403,16 @@ fn cmd_clean(a: CleanArgs) -> Result<u8, Failure> {
 }
 
 fn cmd_recover(a: RecoverArgs) -> Result<u8, Failure> {
-    let opts = untorn::RecoverOptions {
-        restore_invalid: if a.restore_invalid {
-            a.format.map(Into::into)
-        } else {
-            None
-        },
-        dry_run: a.dry_run,
-        older_than: a.older_than,
-    };
+    let mut opts = untorn::RecoverOptions::new();
+    opts.dry_run(a.dry_run)
+        .older_than(a.older_than)
+        .timeout(a.timeout)
+        .abandon(a.abandon);
+    if a.restore_invalid {
+        if let Some(f) = a.format {
+            opts.restore_invalid(f.into());
+        }
+    }
     let actions = untorn::recover(&a.dir, &opts)?;
     let would = if a.dry_run { "would " } else { "" };
     let mut out = String::new();
@@ -502,7 +503,9 @@ fn cmd_txn(a: TxnArgs) -> Result<u8, Failure> {
     let mut stdin_used = false;
     for op in &ops {
         if let Some(code) = interrupted() {
-            tx.discard();
+            if let Err(e) = tx.discard() {
+                eprintln!("untorn: {e}");
+            }
             eprintln!("untorn: interrupted before the commit; nothing was changed");
             return Ok(code);
         }
@@ -551,7 +554,9 @@ fn cmd_txn(a: TxnArgs) -> Result<u8, Failure> {
         }
     }
     if let Some(code) = interrupted() {
-        tx.discard();
+        if let Err(e) = tx.discard() {
+            eprintln!("untorn: {e}");
+        }
         eprintln!("untorn: interrupted before the commit; nothing was changed");
         return Ok(code);
     }

@@ -79,6 +79,7 @@ pub struct OpenOptions {
     no_clobber: bool,
     temp: TempFile,
     backups: usize,
+    wait: crate::lock::Wait,
     pub(crate) ctx: Arc<Ctx>,
 }
 
@@ -92,6 +93,7 @@ impl fmt::Debug for OpenOptions {
             .field("no_clobber", &self.no_clobber)
             .field("temp", &self.temp)
             .field("backups", &self.backups)
+            .field("wait", &self.wait)
             .finish()
     }
 }
@@ -114,6 +116,7 @@ impl OpenOptions {
             no_clobber: false,
             temp: TempFile::Auto,
             backups: 0,
+            wait: crate::lock::Wait::Timeout(crate::txn::recover::DEFAULT_WAIT),
             ctx: Ctx::real(),
         }
     }
@@ -163,6 +166,14 @@ impl OpenOptions {
     /// (with [`Durability::Full`]).
     pub fn backups(&mut self, n: usize) -> &mut Self {
         self.backups = n;
+        self
+    }
+
+    /// How long a write may wait for the locks of a transaction that crashed with this file in
+    /// it, to finish it first (default 10 s; a write takes no lock otherwise). Anyone who can
+    /// open a lock file can hold its lock, so this wait is always bounded.
+    pub fn timeout(&mut self, d: std::time::Duration) -> &mut Self {
+        self.wait = crate::lock::Wait::Timeout(d);
         self
     }
 
@@ -375,7 +386,22 @@ impl AtomicFile {
     fn open(opts: &OpenOptions, path: &Path, started: Instant) -> Result<AtomicFile> {
         let ctx = opts.ctx.clone();
         let sys = &*ctx.sys;
-        let target = resolve(&ctx, path, opts.symlinks)?;
+        let mut target = resolve(&ctx, path, opts.symlinks)?;
+        // A transaction that crashed with this file in it is finished (or undone) first, so
+        // that this write never lands under one that is later rolled forward over it.
+        let settings = crate::txn::recover::Settings {
+            wait: opts.wait,
+            ..Default::default()
+        };
+        if crate::txn::recover::settle_before_change(
+            &ctx,
+            &target.dir,
+            &target.dir_path,
+            &target.name,
+            &settings,
+        )? {
+            target = resolve(&ctx, path, opts.symlinks)?;
+        }
         let dst = sys
             .stat(&target.dir)
             .map_err(|e| Error::io(Op::Stat, &target.dir_path, e))?;
@@ -648,30 +674,14 @@ impl AtomicFile {
     }
 
     fn set_metadata(&mut self) -> Result<()> {
-        let sys = &*self.ctx.sys;
-        let st = sys
-            .stat(&self.temp.fd)
-            .map_err(|e| Error::io(Op::Stat, self.temp_display(), e))?;
-        if let (true, Some(old)) = (self.opts.keep_owner, self.target.existing) {
-            if old.file_type() == FileType::Regular && (old.uid != st.uid || old.gid != st.gid) {
-                // Owner first: chown clears setuid/setgid bits, which the chmod below restores.
-                let r = sys.set_owner(&self.temp.fd, Some(old.uid), Some(old.gid));
-                match r {
-                    Ok(()) => {}
-                    Err(e) if matches!(e.raw_os_error(), Some(EPERM | EACCES)) => {
-                        // Not privileged: keep at least the group if we may (a member of it).
-                        let _ = sys.set_owner(&self.temp.fd, None, Some(old.gid));
-                        tracing::debug!(target: "untorn", path = %self.target.path().display(), "owner not kept: not permitted");
-                    }
-                    Err(e) => return Err(Error::io(Op::SetOwner, self.temp_display(), e)),
-                }
-            }
-        }
-        if st.permissions() != self.final_mode || self.final_mode & 0o6000 != 0 {
-            sys.set_mode(&self.temp.fd, self.final_mode)
-                .map_err(|e| Error::io(Op::SetMode, self.temp_display(), e))?;
-        }
-        Ok(())
+        crate::temp::set_final_metadata(
+            &*self.ctx.sys,
+            &self.temp.fd,
+            &self.temp_display(),
+            self.target.existing,
+            self.opts.keep_owner,
+            self.final_mode,
+        )
     }
 
     /// Gives an `O_TMPFILE` temp a name: the target itself for no-clobber, else a temp name.

@@ -20,7 +20,7 @@
 //! A backup has the mode and owner of the version it keeps (the same inode, or set to match),
 //! so it is never more readable than that version.
 
-use crate::atomic::OpenOptions;
+use crate::atomic::{OpenOptions, Symlinks};
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::format::Format;
@@ -30,6 +30,7 @@ use crate::update::read_all;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const SUFFIX: &str = ".bak";
@@ -122,6 +123,7 @@ pub fn parse_backup_name(name: &OsStr) -> Option<(OsString, SystemTime)> {
 
 /// One backup of a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Backup {
     /// Its path.
     pub path: PathBuf,
@@ -131,38 +133,43 @@ pub struct Backup {
     pub time: SystemTime,
     /// Its size in bytes.
     pub size: u64,
+    /// Its (device, inode) when listed: reading it checks it is still that file.
+    id: (u64, u64),
 }
 
-/// The backups of `name` in the open directory `dir`, oldest first.
+/// How far in the future a backup's time may be before it counts as misdated: a clock that
+/// once ran ahead, or a name planted to look newest.
+const FUTURE_SLACK: Duration = Duration::from_secs(60);
+
+/// What a directory holds for the backups of one file.
+struct Scan {
+    /// The backups the caller trusts, oldest first; names dated in the future count as the
+    /// oldest of all (so retention removes them first, and none is ever "the newest").
+    trusted: Vec<Backup>,
+    /// Backup names that are the live file itself (a crash between the link that keeps the
+    /// old version and the replace leaves one).
+    stale: Vec<OsString>,
+    /// Backup names another user owns: left alone, never listed, pruned or restored.
+    untrusted: Vec<(PathBuf, u32)>,
+}
+
+/// The backups of `name` in the open directory `dir`.
 ///
-/// A backup name that is another name of the live file itself is not a backup: a crash between
-/// the link that keeps the old version and the replace leaves one. It is left out (and
-/// [`prune`] removes it).
-pub(crate) fn list_in(
-    sys: &dyn Sys,
-    dir: &Fd,
-    dir_path: &Path,
-    name: &OsStr,
-) -> Result<Vec<Backup>> {
-    Ok(scan(sys, dir, dir_path, name)?.0)
-}
-
-/// The backups of `name` (oldest first), and the stale names that are the live file itself.
-fn scan(
-    sys: &dyn Sys,
-    dir: &Fd,
-    dir_path: &Path,
-    name: &OsStr,
-) -> Result<(Vec<Backup>, Vec<OsString>)> {
+/// A backup is trusted if its owner is the caller, root, a user the caller trusts, or the owner
+/// of the file itself (a backup is the displaced inode, so it keeps its owner): anything else
+/// was planted ([`crate::trust`]). Only regular files count.
+fn scan(sys: &dyn Sys, dir: &Fd, dir_path: &Path, name: &OsStr) -> Result<Scan> {
     let names = sys
         .list_dir(dir)
         .map_err(|e| Error::io(Op::ListDir, dir_path, e))?;
-    let live = sys
-        .stat_at(dir, name, false)
-        .ok()
-        .map(|st| (st.dev, st.ino));
-    let mut out = Vec::new();
-    let mut stale = Vec::new();
+    let live = sys.stat_at(dir, name, false).ok();
+    let euid = sys.euid();
+    let future = SystemTime::now() + FUTURE_SLACK;
+    let mut out = Scan {
+        trusted: Vec::new(),
+        stale: Vec::new(),
+        untrusted: Vec::new(),
+    };
     for n in names {
         let Some((target, time)) = parse_backup_name(&n) else {
             continue;
@@ -170,38 +177,105 @@ fn scan(
         if target != name {
             continue;
         }
-        let size = match sys.stat_at(dir, &n, false) {
-            Ok(st) if live == Some((st.dev, st.ino)) => {
-                stale.push(n);
-                continue;
-            }
-            Ok(st) if st.file_type() == FileType::Regular => st.size,
+        let st = match sys.stat_at(dir, &n, false) {
+            Ok(st) if st.file_type() == FileType::Regular => st,
             _ => continue,
         };
-        out.push(Backup {
+        if !crate::trust::trusts(euid, st.uid) && live.is_none_or(|l| l.uid != st.uid) {
+            out.untrusted.push((join(dir_path, &n), st.uid));
+            continue;
+        }
+        if live.is_some_and(|l| (l.dev, l.ino) == (st.dev, st.ino)) {
+            out.stale.push(n);
+            continue;
+        }
+        out.trusted.push(Backup {
             path: join(dir_path, &n),
             name: n,
             time,
-            size,
+            size: st.size,
+            id: (st.dev, st.ino),
         });
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok((out, stale))
+    out.trusted
+        .sort_by(|a, b| (a.time <= future, &a.name).cmp(&(b.time <= future, &b.name)));
+    for (p, uid) in &out.untrusted {
+        tracing::warn!(target: "untorn", "ignoring '{}': named like a backup of '{}', but it belongs to {}", p.display(), join(dir_path, name).display(), crate::trust::user_name(*uid));
+    }
+    Ok(out)
+}
+
+/// The backups of `name` in the open directory `dir`, oldest first (see [`scan`]).
+pub(crate) fn list_in(
+    sys: &dyn Sys,
+    dir: &Fd,
+    dir_path: &Path,
+    name: &OsStr,
+) -> Result<Vec<Backup>> {
+    Ok(scan(sys, dir, dir_path, name)?.trusted)
 }
 
 /// Removes the oldest backups of `name` beyond `keep`, and stale backup names of the live file.
-/// Not fsynced: if a crash undoes a removal, there is one backup too many, never one too few.
+/// Only backups the caller trusts are counted or removed. Not fsynced: if a crash undoes a
+/// removal, there is one backup too many, never one too few.
 pub(crate) fn prune(sys: &dyn Sys, dir: &Fd, dir_path: &Path, name: &OsStr, keep: usize) {
-    let Ok((all, stale)) = scan(sys, dir, dir_path, name) else {
+    let Ok(found) = scan(sys, dir, dir_path, name) else {
         return;
     };
-    let extra = all.len().saturating_sub(keep);
-    let doomed = all[..extra].iter().map(|b| &b.name).chain(stale.iter());
+    let extra = found.trusted.len().saturating_sub(keep);
+    let doomed = found.trusted[..extra]
+        .iter()
+        .map(|b| &b.name)
+        .chain(found.stale.iter());
     for n in doomed {
         if let Err(e) = sys.unlink(dir, n) {
             tracing::warn!(target: "untorn", backup = %join(dir_path, n).display(), error = %e, "could not remove an old backup");
         }
     }
+}
+
+/// Reads backup `b` (an entry of `dir`): without following a symlink, and only if it is still
+/// the file that was listed.
+pub(crate) fn read_backup(sys: &dyn Sys, dir: &Fd, b: &Backup) -> Result<Vec<u8>> {
+    let how = OpenHow {
+        read: true,
+        no_follow: true,
+        nonblock: true,
+        ..OpenHow::default()
+    };
+    let fd = sys
+        .open_file(dir, &b.name, how, 0)
+        .map_err(|e| Error::io(Op::Open, &b.path, e))?;
+    let st = sys.stat(&fd).map_err(|e| Error::io(Op::Stat, &b.path, e))?;
+    if (st.dev, st.ino) != b.id {
+        return Err(Error::new(
+            Op::Restore,
+            &b.path,
+            ErrorKind::Other,
+            "the backup was replaced since it was listed".into(),
+        ));
+    }
+    read_all(sys, &fd, &b.path)
+}
+
+/// The trusted backups of the file at `path`, newest first, each with its content (read one at
+/// a time as the caller goes: reading stops where the caller stops).
+pub(crate) fn trusted_backups(
+    ctx: &Arc<Ctx>,
+    path: &Path,
+) -> Result<impl Iterator<Item = (Backup, Vec<u8>)>> {
+    let (dir_path, name) = split(path)?;
+    let dir = ctx
+        .sys
+        .open_dir(None, &dir_path)
+        .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+    let mut list = list_in(&*ctx.sys, &dir, &dir_path, &name)?;
+    list.reverse();
+    let ctx = ctx.clone();
+    Ok(list.into_iter().filter_map(move |b| {
+        let c = read_backup(&*ctx.sys, &dir, &b).ok()?;
+        Some((b, c))
+    }))
 }
 
 /// A fresh backup name for `name` (now, or later if that name is taken).
@@ -280,11 +354,15 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
         };
         sys.sync_dir(&dir)
             .map_err(|e| Error::io(Op::SyncDir, &dir_path, e))?;
+        let copy = sys
+            .stat(&dst)
+            .map_err(|e| Error::io(Op::Stat, &tmp_path, e))?;
         Ok(Backup {
             path: join(&dir_path, &bname),
             time: parse_backup_name(&bname).expect("fresh name parses").1,
             name: bname,
             size: st.size,
+            id: (copy.dev, copy.ino),
         })
     })();
     match result {
@@ -389,30 +467,31 @@ fn pick<'a>(list: &'a [Backup], which: &Which, path: &Path) -> Result<&'a Backup
 
 /// Restores `path` from `from` (the lock held by the caller).
 pub(crate) fn restore_from(path: &Path, from: &Backup) -> Result<Restored> {
-    let ctx = Ctx::real();
+    restore_from_with(&Ctx::real(), path, from, Symlinks::Follow)
+}
+
+/// [`restore_from`] through `ctx`, with the symlink policy `symlinks` for `path` (a recovery
+/// never writes through a link: [`Symlinks::Refuse`]).
+pub(crate) fn restore_from_with(
+    ctx: &Arc<Ctx>,
+    path: &Path,
+    from: &Backup,
+    symlinks: Symlinks,
+) -> Result<Restored> {
     let sys = &*ctx.sys;
-    let (dir_path, _) = split(path)?;
+    let (dir_path, name) = split(path)?;
     let dir = sys
         .open_dir(None, &dir_path)
         .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
-    let fd = sys
-        .open_file(
-            &dir,
-            &from.name,
-            OpenHow {
-                read: true,
-                ..OpenHow::default()
-            },
-            0,
-        )
-        .map_err(|e| Error::io(Op::Open, &from.path, e))?;
-    let content = read_all(sys, &fd, &from.path)?;
-    let before = backups(path)?;
+    let content = read_backup(sys, &dir, from)?;
+    let before = list_in(sys, &dir, &dir_path, &name)?;
     // Keep every backup (the restored one included): only add the displaced version.
-    OpenOptions::new()
-        .backups(before.len() + 1)
+    let mut w = OpenOptions::new();
+    w.with_ctx(ctx.clone());
+    w.backups(before.len() + 1)
+        .symlinks(symlinks)
         .write(path, &content)?;
-    let after = backups(path)?;
+    let after = list_in(sys, &dir, &dir_path, &name)?;
     let displaced = after.into_iter().find(|b| !before.contains(b));
     tracing::debug!(target: "untorn", op = "restore", path = %path.display(), from = %from.path.display());
     Ok(Restored {
@@ -537,23 +616,7 @@ pub fn read_valid(
         Ok(None) => Error::io(Op::Read, path, crate::sys::os_error(ENOENT)),
         Err(e) => e,
     };
-    let ctx = Ctx::real();
-    let sys = &*ctx.sys;
-    for b in backups(path)? {
-        let (dir_path, _) = split(path)?;
-        let Ok(dir) = sys.open_dir(None, &dir_path) else {
-            continue;
-        };
-        let how = OpenHow {
-            read: true,
-            ..OpenHow::default()
-        };
-        let Ok(fd) = sys.open_file(&dir, &b.name, how, 0) else {
-            continue;
-        };
-        let Ok(content) = read_all(sys, &fd, &b.path) else {
-            continue;
-        };
+    for (b, content) in trusted_backups(&Ctx::real(), path)? {
         if validator.check(&content, &b.path).is_err() {
             continue;
         }

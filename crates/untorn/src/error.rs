@@ -56,6 +56,11 @@ pub enum ErrorKind {
     /// An external filter (`untorn edit`) failed: it exited non-zero, was killed, or could not
     /// be started.
     FilterFailed,
+    /// Acting would mean trusting state that another user left (a transaction journal, a
+    /// flag, a temp, a backup): refused. See [`crate::trust`].
+    Untrusted,
+    /// A wait was abandoned because the caller asked to stop (a signal, through a cancel flag).
+    Interrupted,
     /// Anything else; the source error says what.
     Other,
 }
@@ -123,6 +128,8 @@ impl ErrorKind {
             ErrorKind::Busy => io::ErrorKind::ResourceBusy,
             ErrorKind::InvalidContent => io::ErrorKind::InvalidData,
             ErrorKind::FilterFailed => io::ErrorKind::Other,
+            ErrorKind::Untrusted => io::ErrorKind::PermissionDenied,
+            ErrorKind::Interrupted => io::ErrorKind::Interrupted,
         }
     }
 }

@@ -69,10 +69,13 @@ mod edit;
 mod error;
 mod format;
 pub mod lock;
+mod lockfile;
 pub mod log;
 mod paths;
 pub mod recover;
 pub mod sys;
+mod temp;
+pub mod trust;
 pub mod txn;
 mod update;
 

@@ -239,11 +239,8 @@ impl AppendOptions {
         let dir = sys
             .open_dir(None, &dir_path)
             .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
-        let lock = self
-            .lock
-            .clone()
-            .shared(false)
-            .lock_at(Some(&dir), &crate::lock::lock_path_for(path))?;
+        // The lock of the file the path leads to (one lock whatever name a writer uses).
+        let lock = self.lock.clone().shared(false).lock(path)?;
         let (fd, created) = open_log_in(sys, &dir, path, true)?;
         let st = fstat_regular(sys, &fd, path)?;
         let mut size = st.size;

@@ -109,10 +109,11 @@ pub(crate) fn join(dir: &Path, name: &OsStr) -> PathBuf {
     }
 }
 
-/// Resolves `path` according to the symlink policy: at most 40 links, like the kernel.
+/// Resolves `path` according to the symlink policy: at most 40 links, like the kernel. The
+/// result is a regular file (or a link, for [`Symlinks::Replace`]) or nothing yet.
 ///
-/// Before anything else it finishes (or undoes) a crashed transaction that covers `path`, so
-/// that a write never lands under a transaction that is later rolled forward.
+/// Resolution looks at nothing but the path: whether an interrupted transaction covers the file
+/// is the caller's question (`txn::settle_before_change`).
 pub(crate) fn resolve(ctx: &Arc<Ctx>, path: &Path, policy: Symlinks) -> Result<Target> {
     resolve_in(ctx, path, policy, None)
 }
@@ -120,13 +121,28 @@ pub(crate) fn resolve(ctx: &Arc<Ctx>, path: &Path, policy: Symlinks) -> Result<T
 /// Directories a caller keeps open across many [`resolve_in`] calls, by path as named.
 pub(crate) type DirCache = std::collections::HashMap<PathBuf, Arc<Fd>>;
 
-/// [`resolve`], opening the directory through `cache` if given. With a cache (a transaction,
-/// which recovers crashed transactions when it takes its locks) the lock file is not looked at.
+/// [`resolve`], opening the directory through `cache` if given.
 pub(crate) fn resolve_in(
     ctx: &Arc<Ctx>,
     path: &Path,
     policy: Symlinks,
     cache: Option<&mut DirCache>,
+) -> Result<Target> {
+    walk(ctx, path, policy, cache, true)
+}
+
+/// Where `path` leads, following symbolic links (at most 40), whatever is there at the end (a
+/// directory, a FIFO, nothing): the entry whose sidecar lock file [`crate::lock`] takes.
+pub(crate) fn locate(ctx: &Arc<Ctx>, path: &Path) -> Result<Target> {
+    walk(ctx, path, Symlinks::Follow, None, false)
+}
+
+fn walk(
+    ctx: &Arc<Ctx>,
+    path: &Path,
+    policy: Symlinks,
+    cache: Option<&mut DirCache>,
+    strict: bool,
 ) -> Result<Target> {
     let sys = &*ctx.sys;
     let (mut dir_path, mut name) = split(path)?;
@@ -144,11 +160,7 @@ pub(crate) fn resolve_in(
                 d
             }
         },
-        None => {
-            let d = open(&dir_path)?;
-            crate::txn::recover_before_write(ctx, &d, &dir_path, &name)?;
-            d
-        }
+        None => open(&dir_path)?,
     };
     for _ in 0..40 {
         let here = join(&dir_path, &name);
@@ -164,14 +176,20 @@ pub(crate) fn resolve_in(
             }
             Err(e) => return Err(Error::io(Op::Stat, here, e)),
         };
+        let found = |dir, dir_path, name| {
+            Ok(Target {
+                dir,
+                dir_path,
+                name,
+                existing: Some(st),
+            })
+        };
         match (st.file_type(), policy) {
             (FileType::Regular, _) | (FileType::Symlink, Symlinks::Replace) => {
-                return Ok(Target {
-                    dir,
-                    dir_path,
-                    name,
-                    existing: Some(st),
-                })
+                return found(dir, dir_path, name)
+            }
+            (FileType::Directory | FileType::Other, _) if !strict => {
+                return found(dir, dir_path, name)
             }
             (FileType::Directory, _) => {
                 return Err(Error::new(
@@ -197,6 +215,7 @@ pub(crate) fn resolve_in(
                 ))
             }
             (FileType::Symlink, Symlinks::Follow) => {
+                refuse_planted_link(ctx, &dir, &here, &st)?;
                 let link = sys
                     .read_link(&dir, &name)
                     .map_err(|e| Error::io(Op::ReadLink, &here, e))?;
@@ -224,6 +243,33 @@ pub(crate) fn resolve_in(
         path,
         ErrorKind::Symlink,
         "too many levels of symbolic links".into(),
+    ))
+}
+
+/// The rule of Linux's `fs.protected_symlinks`, kept whether or not the system has it on: in a
+/// sticky directory that others may write (`/tmp`), a symbolic link is followed only if it
+/// belongs to the follower or to the directory's owner. Otherwise another user could point a
+/// name they planted at any file the caller may write.
+fn refuse_planted_link(ctx: &Arc<Ctx>, dir: &Fd, here: &Path, link: &Stat) -> Result<()> {
+    let sys = &*ctx.sys;
+    let euid = sys.euid();
+    if link.uid == euid {
+        return Ok(());
+    }
+    let d = sys.stat(dir).map_err(|e| Error::io(Op::Stat, here, e))?;
+    let perms = d.permissions();
+    if perms & 0o1000 == 0 || perms & 0o002 == 0 || link.uid == d.uid {
+        return Ok(());
+    }
+    Err(Error::new(
+        Op::Resolve,
+        here,
+        ErrorKind::Untrusted,
+        format!(
+            "is a symbolic link that {} owns in a sticky directory others can write; untorn \
+             does not follow it (as Linux's fs.protected_symlinks would not)",
+            crate::trust::user_name(link.uid)
+        ),
     ))
 }
 

@@ -313,23 +313,13 @@ fn recover_removes_orphans_and_restores_invalid_files() {
     fs::write(&bad, "{\"v\": 3, trunc").unwrap();
     fs::write(&hopeless, "nope").unwrap();
     let o = orphan(d.path(), "good.json", Duration::from_secs(1));
-    let opts = RecoverOptions {
-        restore_invalid: Some(Format::Json),
-        dry_run: true,
-        ..RecoverOptions::default()
-    };
+    let mut opts = RecoverOptions::new();
+    opts.restore_invalid(Format::Json).dry_run(true);
     let plan = recover(d.path(), &opts).unwrap();
     assert!(plan.contains(&Action::RemovedTemp(find(&plan, &o))));
     assert!(o.exists());
     assert_eq!(fs::read_to_string(&bad).unwrap(), "{\"v\": 3, trunc");
-    let done = recover(
-        d.path(),
-        &RecoverOptions {
-            dry_run: false,
-            ..opts
-        },
-    )
-    .unwrap();
+    let done = recover(d.path(), opts.dry_run(false)).unwrap();
     assert!(!o.exists());
     assert_eq!(fs::read_to_string(&bad).unwrap(), "{\"v\": 1}");
     assert!(done

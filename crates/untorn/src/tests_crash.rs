@@ -374,8 +374,16 @@ fn transactions_are_all_or_nothing_after_recovery() {
         },
         |s, acked| {
             let ctx = Ctx::new(sys(s));
-            crate::txn::recover_dir_with(&ctx, Path::new("/d"), false)
-                .map_err(|e| e.to_string())?;
+            let (_, errors) = crate::txn::recover::recover_dir_with(
+                &ctx,
+                Path::new("/d"),
+                false,
+                &Default::default(),
+            )
+            .map_err(|e| e.to_string())?;
+            if let Some(e) = errors.first() {
+                return Err(format!("recovery failed: {e}"));
+            }
             let vs: Vec<usize> = files
                 .iter()
                 .map(|f| expect_version(s, f, acked))
