@@ -31,6 +31,12 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
+    /// Also act on the state USER leaves (transaction journals, flags, temps, backups), as on
+    /// your own: e.g. root recovering a service's directory. By name or uid; repeatable. The
+    /// environment variable UNTORN_TRUST_USERS (comma-separated) does the same.
+    #[arg(long, global = true, value_name = "USER", value_parser = parse_user)]
+    pub trust_user: Vec<u32>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -435,6 +441,11 @@ pub struct WriteArgs {
 
     #[command(flatten)]
     pub backup: BackupArg,
+
+    /// Wait at most this long for the locks of an interrupted transaction that covers FILE, to
+    /// finish it first (a write takes no lock otherwise). Default 10s.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Keeping the versions a write displaces.
@@ -466,8 +477,15 @@ impl WriteArgs {
         if let Some(n) = self.backup.keep {
             o.backups(n);
         }
+        if let Some(d) = self.timeout {
+            o.timeout(d);
+        }
         o
     }
+}
+
+fn parse_user(s: &str) -> Result<u32, String> {
+    untorn::trust::user_id(s).ok_or_else(|| format!("no user '{s}' (give a name or a uid)"))
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {

@@ -36,6 +36,9 @@ pub const TIMEOUT: u8 = 11;
 pub const INVALID: u8 = 12;
 /// The filter of `untorn edit` failed: non-zero exit, killed by a signal, or not startable.
 pub const FILTER_FAILED: u8 = 13;
+/// Acting would mean trusting state that another user left (a transaction journal or flag, a
+/// temp, a backup, a symlink in a sticky directory): refused.
+pub const UNTRUSTED: u8 = 14;
 /// `untorn lock`: COMMAND was found but could not be run (the shell's convention).
 pub const CANNOT_EXECUTE: u8 = 126;
 /// `untorn lock`: COMMAND was not found (the shell's convention).
@@ -67,6 +70,10 @@ pub const TABLE: &[(u8, &str)] = &[
     (TIMEOUT, "the lock was not free within --timeout"),
     (INVALID, "content is not valid JSON, YAML or TOML (edit: the filter's output)"),
     (FILTER_FAILED, "edit: the filter exited non-zero, was killed, or could not start"),
+    (
+        UNTRUSTED,
+        "refused to act on state another user left (see --trust-user)",
+    ),
     (CANNOT_EXECUTE, "lock: the command could not be executed"),
     (COMMAND_NOT_FOUND, "lock: the command was not found"),
     (INTERRUPTED, "interrupted (SIGINT)"),
@@ -104,6 +111,8 @@ pub fn for_kind(kind: ErrorKind) -> u8 {
         ErrorKind::TimedOut => TIMEOUT,
         ErrorKind::InvalidContent => INVALID,
         ErrorKind::FilterFailed => FILTER_FAILED,
+        ErrorKind::Untrusted => UNTRUSTED,
+        ErrorKind::Interrupted => INTERRUPTED,
         _ => FAILURE,
     }
 }
@@ -160,6 +169,8 @@ mod tests {
             Busy,
             InvalidContent,
             FilterFailed,
+            Untrusted,
+            Interrupted,
             Other,
         ] {
             let c = for_kind(k);

@@ -1071,7 +1071,7 @@ fn check_txn(evs: &[Ev], targets: &[(&str, &[u8])]) -> Result<Txn, String> {
         create.flags
     );
     ensure!(
-        file_name(&jtemp).starts_with("..untorn-txn.journal.untorn-") && jtemp.ends_with(".tmp"),
+        file_name(&jtemp).starts_with(".untorn-txn-journal.untorn-") && jtemp.ends_with(".tmp"),
         "the journal is not written into a temp, but into {jtemp}"
     );
     let jwrites: Vec<&Ev> = evs

@@ -131,7 +131,7 @@ fn clean_with(ctx: &Arc<Ctx>, dir: &Path, older_than: Duration, dry_run: bool) -
         .map_err(|e| Error::io(Op::OpenDir, dir, e))?;
     for o in orphans {
         if !trusts(euid, o.owner) {
-            tracing::warn!(target: "untorn", "leaving '{}' alone: it looks like a temp of untorn's, but it belongs to {}", o.path.display(), crate::trust::user_name(o.owner));
+            tracing::debug!(target: "untorn", path = %o.path.display(), owner = o.owner, "a temp-like name of another user: left alone");
             out.untrusted.push(o);
             continue;
         }
