@@ -281,8 +281,13 @@ impl Error {
     }
 
     /// Adds an explanation after the OS error.
+    /// Adds a note: the message's explanation, or, after one that is there, in parentheses.
     pub(crate) fn with_note(mut self, note: impl Into<String>) -> Error {
-        self.note = Some(note.into());
+        let note = note.into();
+        self.note = Some(match self.note.take() {
+            Some(old) => format!("{old} ({note})"),
+            None => note,
+        });
         self
     }
 

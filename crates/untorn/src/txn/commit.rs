@@ -954,8 +954,12 @@ impl Drop for Transaction {
 
 /// A change that would fail after the commit point, refused before it.
 fn refuse<T>(path: &Path, kind: ErrorKind, why: String) -> Result<T> {
-    Err(Error::new(Op::Transaction, path, kind, why)
-        .with_note("checked before the commit point: nothing was changed"))
+    Err(Error::new(
+        Op::Transaction,
+        path,
+        kind,
+        format!("{why} (checked before the commit point: nothing was changed)"),
+    ))
 }
 
 /// The lock file's name of an entry: `NAME.lock`.
