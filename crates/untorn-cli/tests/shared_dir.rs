@@ -94,7 +94,10 @@ impl Scene {
         let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let sysctls = Sysctls::off();
         let mk = |prefix: &str, mode: u32| {
-            let d = tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp").unwrap();
+            let d = tempfile::Builder::new()
+                .prefix(prefix)
+                .tempdir_in("/tmp")
+                .unwrap();
             fs::set_permissions(d.path(), fs::Permissions::from_mode(mode)).unwrap();
             d
         };
@@ -240,7 +243,11 @@ fn crc32(b: &[u8]) -> u32 {
     for &x in b {
         c ^= x as u32;
         for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -313,7 +320,12 @@ fn planted_journals_never_reach_outside_their_directory() {
     let before = s.outside_state();
     let legacy = legacy_journal(
         &[
-            (1, id(&out.join("secret")), &out.join("secret"), &out.join("x")),
+            (
+                1,
+                id(&out.join("secret")),
+                &out.join("secret"),
+                &out.join("x"),
+            ),
             (
                 3,
                 id(&sh.join("evil.json")),
@@ -332,7 +344,11 @@ fn planted_journals_never_reach_outside_their_directory() {
         c.display()
     ));
     let o = s.untorn(&["recover", "."]);
-    assert_eq!(s.outside_state(), before, "recover changed files elsewhere: {o:?}");
+    assert_eq!(
+        s.outside_state(),
+        before,
+        "recover changed files elsewhere: {o:?}"
+    );
     assert_eq!(o.status.code(), Some(14), "{}{}", stdout(&o), stderr(&o));
     let text = stdout(&o);
     assert!(
@@ -417,7 +433,12 @@ fn a_planted_flag_never_runs_a_journal_from_a_write() {
     s.attacker("echo '{\"evil\": true}' > evil.json && echo '{}' > theirs.json");
     let out = s.outside().to_path_buf();
     let legacy = legacy_journal(
-        &[(1, id(&out.join("secret")), &out.join("secret"), &out.join("x"))],
+        &[(
+            1,
+            id(&out.join("secret")),
+            &out.join("secret"),
+            &out.join("x"),
+        )],
         &[&sh.join("v.json.lock"), &out.join("created-by-root.lock")],
     );
     let c = s.hand_over("current", &hostile_journal(&s, "v.json.lock"));
@@ -432,9 +453,16 @@ fn a_planted_flag_never_runs_a_journal_from_a_write() {
     let before = s.outside_state();
     let o = s.untorn(&["write", "v.json", "{\"v\": 2}\n"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(fs::read_to_string(sh.join("v.json")).unwrap(), "{\"v\": 2}\n");
+    assert_eq!(
+        fs::read_to_string(sh.join("v.json")).unwrap(),
+        "{\"v\": 2}\n"
+    );
     assert_eq!(s.outside_state(), before);
-    assert!(stderr(&o).contains("ignoring the transaction flag"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("ignoring the transaction flag"),
+        "{}",
+        stderr(&o)
+    );
     // The attacker's own file: their transaction could be real; root is told, nothing runs.
     let o = s.untorn(&["write", "theirs.json", "{\"root\": 1}\n"]);
     assert_eq!(o.status.code(), Some(14), "{}", stderr(&o));
@@ -610,7 +638,11 @@ fn a_held_lock_file_never_makes_root_wait_without_a_bound() {
     let t = Instant::now();
     let o = s.untorn(&["write", "v.json", "{\"v\": 2}\n"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(t.elapsed() < Duration::from_secs(5), "waited {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "waited {:?}",
+        t.elapsed()
+    );
     holder.kill().unwrap();
     holder.wait().unwrap();
 
@@ -625,17 +657,29 @@ fn a_held_lock_file_never_makes_root_wait_without_a_bound() {
     let t = Instant::now();
     let o = s.untorn(&["write", "--timeout", "1s", "w.json", "{\"w\": 3}\n"]);
     assert_eq!(o.status.code(), Some(11), "{}", stderr(&o));
-    assert!(t.elapsed() < Duration::from_secs(5), "waited {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "waited {:?}",
+        t.elapsed()
+    );
     assert!(stderr(&o).contains("w.json.lock"), "{}", stderr(&o));
     let t = Instant::now();
     let o = s.untorn(&["recover", ".", "--timeout", "1s"]);
     assert_eq!(o.status.code(), Some(11), "{}{}", stdout(&o), stderr(&o));
-    assert!(t.elapsed() < Duration::from_secs(5), "waited {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "waited {:?}",
+        t.elapsed()
+    );
     holder.kill().unwrap();
     holder.wait().unwrap();
     // Once free, it recovers.
     let o = s.untorn(&["recover", "."]);
-    assert_eq!(fs::read_to_string(sh.join("w.json")).unwrap(), "{\"w\": 2}\n", "{o:?}");
+    assert_eq!(
+        fs::read_to_string(sh.join("w.json")).unwrap(),
+        "{\"w\": 2}\n",
+        "{o:?}"
+    );
 }
 
 /// [`hostile_journal`] whose shared-directory lock is `lock`, bound to the shared directory.
@@ -661,7 +705,12 @@ fn planted_future_backups_are_neither_trusted_nor_pruned_for() {
         "for i in 1 2 3; do echo '{\"planted\": '$i'}' > v.json.2099010${i}T000000.000000000Z.bak; done",
     );
     for v in 1..=4 {
-        let o = s.untorn(&["write", "--backup=3", "v.json", &format!("{{\"v\": {v}}}\n")]);
+        let o = s.untorn(&[
+            "write",
+            "--backup=3",
+            "v.json",
+            &format!("{{\"v\": {v}}}\n"),
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
     }
     let names: Vec<String> = fs::read_dir(&sh)
@@ -671,21 +720,40 @@ fn planted_future_backups_are_neither_trusted_nor_pruned_for() {
         .collect();
     let real = names.iter().filter(|n| !n.contains(".2099")).count();
     assert_eq!(real, 3, "root's own backups kept: {names:?}");
-    assert_eq!(names.len(), 6, "the planted ones are not root's to remove: {names:?}");
+    assert_eq!(
+        names.len(),
+        6,
+        "the planted ones are not root's to remove: {names:?}"
+    );
     let listed = stdout(&s.untorn(&["backups", "v.json"]));
     assert!(!listed.contains("2099"), "{listed}");
     let o = s.untorn(&["restore", "v.json"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(fs::read_to_string(sh.join("v.json")).unwrap(), "{\"v\": 3}\n");
+    assert_eq!(
+        fs::read_to_string(sh.join("v.json")).unwrap(),
+        "{\"v\": 3}\n"
+    );
     // Root's own backup from a clock that ran ahead: pruned first, never "the newest".
     fs::write(sh.join("r.json"), "{\"r\": 0}\n").unwrap();
-    fs::write(sh.join("r.json.20990101T000000.000000000Z.bak"), "{\"r\": -1}\n").unwrap();
+    fs::write(
+        sh.join("r.json.20990101T000000.000000000Z.bak"),
+        "{\"r\": -1}\n",
+    )
+    .unwrap();
     for v in 1..=2 {
-        s.untorn(&["write", "--backup=2", "r.json", &format!("{{\"r\": {v}}}\n")]);
+        s.untorn(&[
+            "write",
+            "--backup=2",
+            "r.json",
+            &format!("{{\"r\": {v}}}\n"),
+        ]);
     }
     assert!(!sh.join("r.json.20990101T000000.000000000Z.bak").exists());
     s.untorn(&["restore", "r.json"]);
-    assert_eq!(fs::read_to_string(sh.join("r.json")).unwrap(), "{\"r\": 1}\n");
+    assert_eq!(
+        fs::read_to_string(sh.join("r.json")).unwrap(),
+        "{\"r\": 1}\n"
+    );
 }
 
 /// Class 7: a temp-like name another user owns is not root's to remove: `clean` and `recover`

@@ -84,10 +84,15 @@ fn a_change_that_cannot_be_applied_is_refused_before_the_commit_point() {
     settled(p);
     // Nothing is wedged: every later command on those files works.
     assert!(untorn(p, &["recover", "."]).status.success());
-    assert!(untorn(p, &["write", "x.json", "{\"x\": 3}\n"]).status.success());
+    assert!(untorn(p, &["write", "x.json", "{\"x\": 3}\n"])
+        .status
+        .success());
     let o = untorn(p, &["edit", "a.json", "--", "jq", ".a += 1"]);
     assert!(o.status.success(), "{}", err(&o));
-    assert_eq!(read(p.join("a.json")), "{\n  \"a\": 2\n}\n".replace("\n  ", "\n  "));
+    assert_eq!(
+        read(p.join("a.json")),
+        "{\n  \"a\": 2\n}\n".replace("\n  ", "\n  ")
+    );
 }
 
 /// Item 3, immutable targets: refused before the commit point (exit 4), nothing changes, and
@@ -95,7 +100,10 @@ fn a_change_that_cannot_be_applied_is_refused_before_the_commit_point() {
 #[test]
 fn an_immutable_target_is_refused_before_the_commit_point() {
     if !is_root() || !have("chattr") {
-        return skip("an_immutable_target_is_refused_before_the_commit_point", "needs root and chattr");
+        return skip(
+            "an_immutable_target_is_refused_before_the_commit_point",
+            "needs root and chattr",
+        );
     }
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
@@ -103,17 +111,40 @@ fn an_immutable_target_is_refused_before_the_commit_point() {
     fs::write(p.join("frozen.json"), "{\"f\": 1}\n").unwrap();
     fs::write(p.join("src.json"), "{\"v\": 2}\n").unwrap();
     let chattr = |flag: &str, f: &str| {
-        assert!(Command::new("chattr").args([flag, f]).current_dir(p).status().unwrap().success());
+        assert!(Command::new("chattr")
+            .args([flag, f])
+            .current_dir(p)
+            .status()
+            .unwrap()
+            .success());
     };
     chattr("+i", "frozen.json");
-    let o = untorn(p, &["txn", "put", "x.json=src.json", "put", "frozen.json=src.json"]);
+    let o = untorn(
+        p,
+        &[
+            "txn",
+            "put",
+            "x.json=src.json",
+            "put",
+            "frozen.json=src.json",
+        ],
+    );
     chattr("-i", "frozen.json");
     assert_eq!(o.status.code(), Some(4), "{}", err(&o));
     assert!(err(&o).contains("immutable"), "{}", err(&o));
     assert_eq!(read(p.join("x.json")), "{\"x\": 1}\n");
     assert_eq!(read(p.join("frozen.json")), "{\"f\": 1}\n");
     settled(p);
-    let o = untorn(p, &["txn", "put", "x.json=src.json", "put", "frozen.json=src.json"]);
+    let o = untorn(
+        p,
+        &[
+            "txn",
+            "put",
+            "x.json=src.json",
+            "put",
+            "frozen.json=src.json",
+        ],
+    );
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(read(p.join("frozen.json")), "{\"v\": 2}\n");
 }
@@ -128,7 +159,11 @@ fn a_committed_transaction_that_cannot_be_finished_has_a_way_out() {
     for f in ["a.json", "b.json"] {
         fs::write(p.join(f), "{\"v\": 1}\n").unwrap();
     }
-    crash_state(p, &[("a.json", "{\"v\": 2}\n"), ("b.json", "{\"v\": 2}\n")], 0x31);
+    crash_state(
+        p,
+        &[("a.json", "{\"v\": 2}\n"), ("b.json", "{\"v\": 2}\n")],
+        0x31,
+    );
     // After the crash, before recovery, b.json becomes a directory.
     fs::remove_file(p.join("b.json")).unwrap();
     fs::create_dir(p.join("b.json")).unwrap();
@@ -139,15 +174,26 @@ fn a_committed_transaction_that_cannot_be_finished_has_a_way_out() {
     assert!(out.contains("--abandon"), "{out}");
     // A write of the other file waits for nothing and does not run blind either: it reports.
     let o = untorn(p, &["recover", ".", "--abandon"]);
-    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), err(&o));
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        err(&o)
+    );
     assert_eq!(read(p.join("a.json")), "{\"v\": 2}\n", "the rest applied");
-    assert_eq!(read(p.join("b.json/keep")), "inside", "the directory untouched");
+    assert_eq!(
+        read(p.join("b.json/keep")),
+        "inside",
+        "the directory untouched"
+    );
     assert!(!fs::read_dir(p).unwrap().any(|e| e
         .unwrap()
         .file_name()
         .to_string_lossy()
         .starts_with(".untorn-txn-")));
-    assert!(untorn(p, &["write", "a.json", "{\"v\": 3}\n"]).status.success());
+    assert!(untorn(p, &["write", "a.json", "{\"v\": 3}\n"])
+        .status
+        .success());
     assert!(untorn(p, &["recover", "."]).status.success());
 }
 
@@ -198,7 +244,11 @@ fn crc32(b: &[u8]) -> u32 {
     for &x in b {
         c ^= x as u32;
         for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -219,7 +269,11 @@ fn a_write_through_a_symlink_is_never_undone_by_a_later_recovery() {
     assert!(o.status.success(), "{}", err(&o));
     assert!(untorn(&p.join("real"), &["recover", "."]).status.success());
     assert!(untorn(p, &["recover", "."]).status.success());
-    assert_eq!(read(p.join("real/c.json")), "{\"c\": 3}\n", "the acknowledged write was undone");
+    assert_eq!(
+        read(p.join("real/c.json")),
+        "{\"c\": 3}\n",
+        "the acknowledged write was undone"
+    );
     settled(&p.join("real"));
 }
 
@@ -228,7 +282,10 @@ fn a_write_through_a_symlink_is_never_undone_by_a_later_recovery() {
 #[test]
 fn edits_through_a_symlink_and_the_real_name_exclude_each_other() {
     if !have("jq") {
-        return skip("edits_through_a_symlink_and_the_real_name_exclude_each_other", "jq missing");
+        return skip(
+            "edits_through_a_symlink_and_the_real_name_exclude_each_other",
+            "jq missing",
+        );
     }
     let d = tempfile::tempdir().unwrap();
     let p = d.path().to_path_buf();
@@ -251,7 +308,10 @@ fn edits_through_a_symlink_and_the_real_name_exclude_each_other() {
     for h in handles {
         h.join().unwrap();
     }
-    assert_eq!(read(p.join("real/c.json")), format!("{{\"n\":{}}}\n", 2 * N));
+    assert_eq!(
+        read(p.join("real/c.json")),
+        format!("{{\"n\":{}}}\n", 2 * N)
+    );
     assert!(!p.join("link.json.lock").exists(), "a lock beside the link");
 }
 
@@ -279,16 +339,28 @@ fn a_signal_abandons_a_txn_that_waits() {
     .unwrap();
     let t = Instant::now();
     let status = wait_at_most(&mut child, Duration::from_secs(5));
-    assert!(t.elapsed() < Duration::from_secs(5), "still waiting after SIGTERM");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "still waiting after SIGTERM"
+    );
     assert_eq!(status.and_then(|s| s.code()), Some(143));
     drop(held);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(read(p.join("a.json")), "{\"a\": 1}\n", "applied after the signal");
+    assert_eq!(
+        read(p.join("a.json")),
+        "{\"a\": 1}\n",
+        "applied after the signal"
+    );
     settled(p);
 
     // A FIFO source nobody writes: SIGTERM ends it (before, it was ignored until end of input).
     let fifo = p.join("fifo");
-    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
     let mut child = Command::new(bin())
         .args(["txn", "put", "a.json=fifo"])
         .current_dir(p)
@@ -336,9 +408,19 @@ fn transactions_take_locks_in_the_documented_order() {
         fs::write(p.join(f), "{}\n").unwrap();
     }
     fs::write(p.join("src.json"), "{\"v\": 2}\n").unwrap();
-    let first = untorn::LockOptions::new().lock_file(p.join("a.json.lock")).unwrap();
+    let first = untorn::LockOptions::new()
+        .lock_file(p.join("a.json.lock"))
+        .unwrap();
     let mut child = Command::new(bin())
-        .args(["txn", "--timeout", "5s", "put", "b.json=src.json", "put", "a.json=src.json"])
+        .args([
+            "txn",
+            "--timeout",
+            "5s",
+            "put",
+            "b.json=src.json",
+            "put",
+            "a.json=src.json",
+        ])
         .current_dir(p)
         .spawn()
         .unwrap();
@@ -347,7 +429,10 @@ fn transactions_take_locks_in_the_documented_order() {
     let second = untorn::LockOptions::new()
         .nonblocking()
         .lock_file(p.join("b.json.lock"));
-    assert!(second.is_ok(), "the transaction took b before a: {second:?}");
+    assert!(
+        second.is_ok(),
+        "the transaction took b before a: {second:?}"
+    );
     drop(second);
     drop(first);
     let status = wait_at_most(&mut child, Duration::from_secs(10)).expect("deadlock");
@@ -370,7 +455,13 @@ fn recover_beside_live_writers_never_fails_on_their_temps() {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let o = untorn(
                         &p,
-                        &["write", "--temp", "named", &format!("w{w}.json"), &format!("{{\"n\": {n}}}")],
+                        &[
+                            "write",
+                            "--temp",
+                            "named",
+                            &format!("w{w}.json"),
+                            &format!("{{\"n\": {n}}}"),
+                        ],
                     );
                     assert!(o.status.success(), "{}", err(&o));
                     n += 1;
@@ -403,9 +494,15 @@ fn recover_beside_live_writers_never_fails_on_their_temps() {
 #[test]
 fn txn_put_keeps_the_group_as_write_does() {
     if !is_root() || !have("setpriv") {
-        return skip("txn_put_keeps_the_group_as_write_does", "needs root and setpriv");
+        return skip(
+            "txn_put_keeps_the_group_as_write_does",
+            "needs root and setpriv",
+        );
     }
-    let d = tempfile::Builder::new().prefix("untorn-group-").tempdir_in("/tmp").unwrap();
+    let d = tempfile::Builder::new()
+        .prefix("untorn-group-")
+        .tempdir_in("/tmp")
+        .unwrap();
     let p = d.path();
     fs::set_permissions(p, fs::Permissions::from_mode(0o777)).unwrap();
     const G: u32 = 4242;
@@ -427,7 +524,15 @@ fn txn_put_keeps_the_group_as_write_does() {
             vec!["write".into(), f.into(), "{\"v\": 2}\n".into()]
         };
         let o = Command::new("setpriv")
-            .args(["--reuid", "65534", "--regid", "65534", "--groups", &G.to_string(), "--"])
+            .args([
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--groups",
+                &G.to_string(),
+                "--",
+            ])
             .arg(bin())
             .args(&args)
             .current_dir(p)

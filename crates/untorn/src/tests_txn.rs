@@ -804,3 +804,52 @@ fn a_dry_run_says_what_recovery_would_do() {
     assert_eq!(same_version(d.path(), N), "v1");
     assert_settled(d.path());
 }
+
+/// Issue "nothing lost", item 4: a transaction on `real/c.json`, committed and then cut short
+/// before its renames; a write through a symlink to that file must finish the transaction
+/// first (it looks at the lock file of the file it changes, not of the link), so that the
+/// next recovery cannot roll the transaction forward over the acknowledged write.
+#[test]
+fn a_write_through_a_link_to_a_file_of_a_crashed_transaction_is_never_undone() {
+    let d = dir();
+    let real = d.path().join("real");
+    fs::create_dir(&real).unwrap();
+    let c = real.join("c.json");
+    let other = real.join("other.json");
+    fs::write(&c, "v1").unwrap();
+    fs::write(&other, "v1").unwrap();
+    let link = d.path().join("link.json");
+    std::os::unix::fs::symlink(&c, &link).unwrap();
+    crash_mid_apply(&[other.clone(), c.clone()], "v2", 0);
+    write(&link, "v3").unwrap();
+    recover_dir(d.path(), false).unwrap();
+    recover_dir(&real, false).unwrap();
+    assert_eq!(read(&c).unwrap(), "v3", "the acknowledged write was undone");
+    assert_eq!(
+        read(&other).unwrap(),
+        "v2",
+        "the transaction was finished first"
+    );
+}
+
+/// Issue "nothing lost", item 15: an error about the journal's temp names it plainly, beside
+/// the transaction's files (it printed `/dir/./..untorn-txn.journal.untorn-….tmp`).
+#[test]
+fn a_journal_temp_error_names_a_plain_path() {
+    let d = dir();
+    let files = files_at(d.path(), 2, "v1");
+    let probe = Probe::real();
+    let mut tx = Transaction::new();
+    tx.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
+    for f in &files {
+        tx.write(f, "v2").unwrap();
+    }
+    // Counting starts now: the next temp created is the journal's.
+    probe.fail_nth(Some(Call::CreateTemp), 1, crate::sys::errnos::ENOSPC);
+    let e = tx.commit().unwrap_err().to_string();
+    assert!(!e.contains("/./") && !e.contains("/.."), "{e}");
+    let shown = d.path().join(".untorn-txn-journal.untorn-");
+    assert!(e.contains(shown.to_str().unwrap()), "{e}");
+    assert_eq!(same_version(d.path(), 2), "v1");
+    assert_settled(d.path());
+}
