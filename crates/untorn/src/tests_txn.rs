@@ -501,10 +501,134 @@ fn seed_journals() -> Vec<(&'static str, Vec<u8>)> {
         }
         out.push((file, j.encode()));
     }
+    // Journals bound to the simulated shared directory of the fuzz target (`/d`, inode 2 on
+    // device 1), naming its outside directory (`/o`, inode 3) and the inodes it plants there:
+    // what recovery must never act on.
+    let sim_dir = |ino, path: &str| Dir {
+        dev: 1,
+        ino,
+        path: PathBuf::from(path),
+    };
+    let a2 = b"{\"a\": 2}";
+    let sim_put_a = Entry::Put {
+        dir: 0,
+        temp: ".a.json.untorn-0badc0de.tmp".into(),
+        target: "a.json".into(),
+        dev: 1,
+        ino: SIM_TEMP_INO,
+        size: a2.len() as u64,
+        crc: crc32fast::hash(a2),
+    };
+    out.push((
+        "sim_names_outside.journal",
+        Journal {
+            id: [5; 16],
+            dirs: vec![sim_dir(2, "/d"), sim_dir(3, "/o")],
+            entries: vec![
+                sim_put_a.clone(),
+                Entry::Put {
+                    dir: 1,
+                    temp: ".secret.untorn-00000000.tmp".into(),
+                    target: "secret".into(),
+                    dev: 1,
+                    ino: 5,
+                    size: 15,
+                    crc: crc32fast::hash(b"an outside temp"),
+                },
+                Entry::Remove {
+                    dir: 1,
+                    name: "config.json".into(),
+                    dev: 1,
+                    ino: 6,
+                },
+            ],
+            locks: vec![lock(0, "a.json"), lock(1, "config.json")],
+        }
+        .encode(),
+    ));
+    out.push((
+        "sim_one_dir.journal",
+        Journal {
+            id: [6; 16],
+            dirs: vec![sim_dir(2, "/d")],
+            entries: vec![sim_put_a],
+            locks: vec![lock(0, "a.json")],
+        }
+        .encode(),
+    ));
     let full = mixed.encode();
     out.push(("truncated.journal", full[..full.len() / 2].to_vec()));
     out.push(("zeros.journal", vec![0u8; 64]));
     out
+}
+
+/// The inode of `/d/.a.json.untorn-0badc0de.tmp` in [`hostile_sim`].
+const SIM_TEMP_INO: u64 = 9;
+
+/// The simulated shared directory of the journal fuzz target: `/d` (sticky) with a file, its
+/// temp and a flag, `/o` beside it with files a journal may name, and the journal `bytes`
+/// planted in `/d` by `owner`. Runs `recover /d`; returns the tree before and after.
+fn hostile_sim(bytes: &[u8], owner: u32) -> (crate::sys::sim::Tree, crate::sys::sim::Tree) {
+    use crate::sys::sim::Sim;
+    let sim = Sim::default();
+    sim.mkdir(Path::new("/d"));
+    sim.mkdir(Path::new("/o"));
+    sim.chmod_dir(Path::new("/d"), 0o1777);
+    sim.put(Path::new("/o/secret"), b"outside");
+    sim.put(
+        Path::new("/o/.secret.untorn-00000000.tmp"),
+        b"an outside temp",
+    );
+    sim.put(Path::new("/o/config.json"), b"{}");
+    sim.put(Path::new("/o/config.json.lock"), &[0u8]);
+    sim.put(Path::new("/d/a.json"), b"{\"a\": 1}");
+    sim.put(Path::new("/d/.a.json.untorn-0badc0de.tmp"), b"{\"a\": 2}");
+    let j = Path::new("/d/.untorn-txn-0001.journal");
+    sim.put(j, bytes);
+    sim.chown(j, owner);
+    sim.put(Path::new("/d/a.json.lock"), &[0u8]);
+    sim.chown(Path::new("/d/a.json.lock"), owner);
+    let before = sim.volatile();
+    let mut opts = RecoverOptions::new();
+    opts.sys(Arc::new(sim.clone()));
+    let _ = recover(Path::new("/d"), &opts);
+    (before, sim.volatile())
+}
+
+/// What the journal fuzz target checks for every journal, here for the seeds (every cargo
+/// test): recovery never changes a directory that holds no copy of the journal, and another
+/// user's journal changes nothing; a journal of the caller's own, bound to `/d`, is recovered.
+#[test]
+fn hostile_journals_never_reach_a_directory_without_their_copy() {
+    let outside = |t: &crate::sys::sim::Tree| {
+        t.names(Path::new("/o"))
+            .into_iter()
+            .map(|n| (n.clone(), t.read(&Path::new("/o").join(n))))
+            .collect::<Vec<_>>()
+    };
+    let mut rolled_forward = 0;
+    for (name, bytes) in seed_journals() {
+        for owner in [0, 65534] {
+            let (before, after) = hostile_sim(&bytes, owner);
+            assert_eq!(outside(&before), outside(&after), "{name}, owner {owner}");
+            if owner != 0 {
+                assert_eq!(
+                    before.read(Path::new("/d/a.json")),
+                    after.read(Path::new("/d/a.json"))
+                );
+                assert!(after
+                    .read(Path::new("/d/.untorn-txn-0001.journal"))
+                    .is_some());
+            } else if after.read(Path::new("/d/a.json")).as_deref() == Some(b"{\"a\": 2}") {
+                rolled_forward += 1;
+                assert_eq!(name, "sim_one_dir.journal");
+            }
+        }
+    }
+    assert_eq!(
+        rolled_forward, 1,
+        "the caller's own journal bound to /d rolls forward"
+    );
 }
 
 #[test]

@@ -21,7 +21,8 @@
 //!             3 rename: u32 dir, name from, u32 dir, name to }
 //! locks   × { u32 dir, name }
 //! u32 CRC-32 (IEEE) of every byte before it
-//! name = u32 len, bytes (1 to 255, no '/', no NUL, not "." or "..")
+//! name = u32 len, bytes (1 to 255, no '/', no NUL, not "." or ".."); a put's temp is an
+//!        untorn temp name (`.NAME.untorn-XXXXXXXX.tmp`)
 //! ```
 //!
 //! The journal's tag (which the flags carry) is in its file name, not in its bytes: one
@@ -296,15 +297,23 @@ impl Journal {
             let kind = r.u8()?;
             let (dev, ino) = (r.u64()?, r.u64()?);
             entries.push(match kind {
-                1 => Entry::Put {
-                    dir: r.dir(nd)?,
-                    temp: r.name()?,
-                    target: r.name()?,
-                    dev,
-                    ino,
-                    size: r.u64()?,
-                    crc: r.u32()?,
-                },
+                1 => {
+                    let (dir, temp, target) = (r.dir(nd)?, r.name()?, r.name()?);
+                    // Only a temp of untorn's is ever renamed into place (or removed on a roll
+                    // back): whatever a journal says, recovery cannot take another file for one.
+                    if crate::paths::temp_file_target(&temp).is_none() {
+                        return Err(DecodeError("a put whose temp is not an untorn temp name"));
+                    }
+                    Entry::Put {
+                        dir,
+                        temp,
+                        target,
+                        dev,
+                        ino,
+                        size: r.u64()?,
+                        crc: r.u32()?,
+                    }
+                }
                 2 => Entry::Remove {
                     dir: r.dir(nd)?,
                     name: r.name()?,

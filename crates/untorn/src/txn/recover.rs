@@ -368,12 +368,22 @@ fn recover_txn(
                 why: "it belongs to other directories (a copy moved or linked here)".into(),
             }));
         };
-        // 2. Its directories.
+        // 2. Its directories, and which of them hold a copy of it. Recovery changes nothing,
+        //    creates no lock file, in a directory without one: a copy is what makes a
+        //    directory the transaction's (a journal cannot claim any directory it names).
         let parts = open_parts(sys, &j, home, home_i)?;
-        // 3. Its locks (and the lock file that led here), in the global order, holding nothing
-        //    else.
-        let mut names: Vec<(u32, OsString)> =
-            j.locks.iter().map(|l| (l.dir, l.name.clone())).collect();
+        let copies: Vec<bool> = (0..j.dirs.len() as u32)
+            .map(|i| i as usize == home_i || has_copy(sys, &parts, i, jname, &bytes, euid))
+            .collect();
+        // 3. Its locks in those directories (and the lock file that led here), in the global
+        //    order, holding nothing else.
+        let mut names: Vec<(u32, OsString)> = j
+            .locks
+            .iter()
+            .filter(|l| copies[l.dir as usize])
+            .map(|l| (l.dir, l.name.clone()))
+            .collect();
+        let locked_all = names.len() == j.locks.len();
         if let Some(l) = via {
             names.push((home_i as u32, l.to_os_string()));
         }
@@ -407,7 +417,10 @@ fn recover_txn(
         }
         let lock_of = |k: usize| &locks[index[k]];
         // 5. Judge, then act.
-        if reached_commit_point(sys, &parts, &j, tag, &bytes, euid, |k| lock_of(k))? {
+        if locked_all
+            && copies.iter().all(|&c| c)
+            && reached_commit_point(sys, &parts, &j, tag, &bytes, euid, |k| lock_of(k))?
+        {
             // The temps may never have been flushed (the committer died before its sync):
             // make them durable before any of them is renamed into place.
             sys.sync_fs(&home.fd)
@@ -437,7 +450,7 @@ fn recover_txn(
                 failed,
             }));
         }
-        roll_back(sys, &parts, &j);
+        roll_back(sys, &parts, &j, &copies);
         retire(sys, &parts, &j, jname, &bytes, &locks, tag)?;
         tracing::info!(target: "untorn", journal = %jpath.display(), "rolled back a transaction that had not reached its commit point");
         return Ok(Some(Recovered::RolledBack(jpath)));
@@ -593,6 +606,15 @@ fn reached_commit_point<'a>(
     Ok(true)
 }
 
+/// Whether directory `i` of `parts` holds a copy of the journal (`bytes`, named `name`) that the
+/// caller trusts.
+fn has_copy(sys: &dyn Sys, parts: &Parts, i: u32, name: &OsStr, bytes: &[u8], euid: u32) -> bool {
+    matches!(
+        look(sys, parts.fd(i), name, |st| refuse_copy(euid, st).is_none()),
+        Ok(Found::File(st, b)) if refuse_copy(euid, &st).is_none() && b == bytes
+    )
+}
+
 /// Whether the entry `name` of `dir` is inode `(dev, ino)` (not following a symlink).
 fn is(sys: &dyn Sys, dir: &Fd, name: &OsStr, dev: u64, ino: u64) -> bool {
     sys.stat_at(dir, name, false)
@@ -674,8 +696,9 @@ fn roll_forward(sys: &dyn Sys, parts: &Parts, j: &Journal) -> Result<Vec<String>
 }
 
 /// Removes the temps of a journal that never reached its commit point (each only if it is still
-/// the inode the journal recorded).
-fn roll_back(sys: &dyn Sys, parts: &Parts, j: &Journal) {
+/// the inode the journal recorded, and in a directory holding a copy of the journal: `copies`).
+/// Temps elsewhere are orphans for `untorn clean`.
+fn roll_back(sys: &dyn Sys, parts: &Parts, j: &Journal, copies: &[bool]) {
     for e in &j.entries {
         if let Entry::Put {
             dir,
@@ -685,6 +708,9 @@ fn roll_back(sys: &dyn Sys, parts: &Parts, j: &Journal) {
             ..
         } = e
         {
+            if !copies[*dir as usize] {
+                continue;
+            }
             let d = parts.fd(*dir);
             if is(sys, d, temp, *dev, *ino) {
                 let _ = sys.unlink(d, temp);
