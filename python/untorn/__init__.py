@@ -96,7 +96,7 @@ from ._errors import (
     ReadOnlyError,
     UnsupportedError,
 )
-from ._untorn import Lock, lock, lock_path_for, temp_file_target
+from ._untorn import Lock, lock, lock_path_for, temp_file_target, trust_user
 
 __version__: str = _untorn.__version__
 
@@ -115,6 +115,8 @@ __all__ = [
     "read_json",
     "read_yaml",
     "read_toml",
+    # whose state untorn acts on (shared directories)
+    "trust_user",
     # locks and read-modify-write
     "lock",
     "Lock",

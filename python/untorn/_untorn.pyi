@@ -176,6 +176,10 @@ def temp_file_target(name: _Path) -> Optional[Path]:
     """If ``name`` is an untorn temp file name (``.NAME.untorn-XXXXXXXX.tmp``), the name of
     the file it was for; else None."""
 
+def trust_user(user: str) -> int:
+    """Trusts the state ``user`` (a name or a uid) leaves (journals, flags, temps, backups) as
+    the caller's own, for the rest of this process; returns the uid."""
+
 class Transaction:
     """A multi-file transaction being staged (see ``untorn.transaction``)."""
 
