@@ -56,11 +56,13 @@ pub enum Command {
     #[command(after_long_help = long_help())]
     Read(ReadArgs),
     /// Append LINEs (or the lines of standard input) to the log FILE: all in one write, durable
-    /// when untorn exits 0. A torn last record is repaired first.
+    /// when untorn exits 0. A torn tail (zeros; with --jsonl a last line that is not JSON and
+    /// has no newline) is cut first, with a warning; a last line without newline that may stay
+    /// is ended first.
     #[command(after_long_help = long_help())]
     Append(AppendArgs),
-    /// Truncate the log FILE back to its last complete record (a crash can leave a torn record
-    /// or zeros at its end).
+    /// Cut a torn tail off the log FILE (a crash can leave a torn record or zeros at its end).
+    /// Complete lines are never removed.
     #[command(after_long_help = long_help())]
     Repair(LogArgs),
     /// Print the last complete records of the log FILE (a torn tail is left out).
@@ -225,7 +227,8 @@ pub struct AppendArgs {
     /// The records, one line each. Without them, each line of standard input is a record.
     pub lines: Vec<std::ffi::OsString>,
 
-    /// Each record must be one JSON value (JSON Lines); a trailing non-JSON line counts as torn.
+    /// Each record must be one JSON value (JSON Lines). A last line without newline that is not
+    /// JSON counts as torn; a complete line that is not JSON is refused (exit 12).
     #[arg(long)]
     pub jsonl: bool,
 
@@ -242,7 +245,8 @@ pub struct LogArgs {
     /// The log file.
     pub file: PathBuf,
 
-    /// The log is JSON Lines: a trailing line that is not JSON counts as torn.
+    /// The log is JSON Lines: a last line without newline that is not JSON counts as torn; a
+    /// complete line that is not JSON is refused (exit 12).
     #[arg(long)]
     pub jsonl: bool,
 }

@@ -248,9 +248,28 @@ fn cmd_append(a: AppendArgs) -> Result<u8, Failure> {
             .collect()
     };
     if !lines.is_empty() {
-        opts.append_all(&a.file, &lines)?;
+        let done = opts.append_all(&a.file, &lines)?;
+        if let Some(t) = done.repaired {
+            // Something was removed: never silently.
+            eprintln!(
+                "untorn: warning: '{}' ended in a torn tail ({} bytes after the last complete \
+                 record: {}); cut it before appending",
+                a.file.display(),
+                t.junk_len,
+                torn_reason(t.reason)
+            );
+        }
     }
     Ok(exit::OK)
+}
+
+/// What a torn tail was, in words.
+fn torn_reason(r: untorn::TornReason) -> &'static str {
+    match r {
+        untorn::TornReason::Incomplete => "a record cut short",
+        untorn::TornReason::Zeros => "zeros where data should be",
+        _ => "torn",
+    }
 }
 
 fn cmd_repair(a: LogArgs) -> Result<u8, Failure> {
@@ -260,19 +279,25 @@ fn cmd_repair(a: LogArgs) -> Result<u8, Failure> {
             "untorn: repaired '{}': removed {} bytes after the last complete record ({})",
             a.file.display(),
             t.junk_len,
-            match t.reason {
-                untorn::TornReason::Incomplete => "a record cut short",
-                untorn::TornReason::Zeros => "zeros where data should be",
-                untorn::TornReason::InvalidJson => "a line that is not JSON",
-                _ => "torn",
-            }
+            torn_reason(t.reason)
         ),
     }
     Ok(exit::OK)
 }
 
 fn cmd_tail(a: TailArgs) -> Result<u8, Failure> {
-    let records = untorn::tail(&a.log.file, a.lines, log_format(a.log.jsonl))?;
+    let mut log = untorn::read_log(&a.log.file, log_format(a.log.jsonl))?;
+    if let Some(t) = log.torn {
+        eprintln!(
+            "untorn: note: '{}' ends in a torn tail ({} bytes after the last complete record: \
+             {}), left out; `untorn repair` cuts it",
+            a.log.file.display(),
+            t.junk_len,
+            torn_reason(t.reason)
+        );
+    }
+    let keep = log.records.len().saturating_sub(a.lines);
+    let records = log.records.split_off(keep);
     let mut out = Vec::new();
     for r in records {
         out.extend_from_slice(&r);
