@@ -284,6 +284,45 @@ fn enospc_keeps_the_old_content() {
     assert_no_leftovers(t.path());
 }
 
+/// Issue 13, item 7: an append that fails with ENOSPC on a log it had to create used to leave
+/// an empty log behind. A failed append changes nothing: no log, no temp.
+#[test]
+fn append_enospc_on_a_missing_log_leaves_no_file() {
+    let Some(t) = tmpfs(
+        "append_enospc_on_a_missing_log_leaves_no_file",
+        "size=64k,mode=0755",
+    ) else {
+        return;
+    };
+    let old = t.join("old.log");
+    fs::write(&old, b"kept\n").unwrap();
+    fill(t.path());
+    let log = t.join("progress.log");
+    let out = untorn()
+        .arg("append")
+        .arg(&log)
+        .arg("step 1 done")
+        .output()
+        .unwrap();
+    assert_failure(&out, 6, "cannot append to", &log, "no space left on device");
+    assert!(
+        !log.exists(),
+        "a failed append left {} behind ({} bytes)",
+        log.display(),
+        fs::metadata(&log).map_or(0, |m| m.len())
+    );
+    // An existing log: unchanged (a record larger than the page its last bytes are in).
+    let out = untorn()
+        .arg("append")
+        .arg(&old)
+        .arg("m".repeat(16 * 1024))
+        .output()
+        .unwrap();
+    assert_failure(&out, 6, "cannot append to", &old, "no space left on device");
+    assert_eq!(fs::read(&old).unwrap(), b"kept\n");
+    assert_no_leftovers(t.path());
+}
+
 #[test]
 fn no_free_inode_keeps_the_old_content() {
     // tmpfs with 3 inodes: the root directory, the target and the filler. No inode is left for

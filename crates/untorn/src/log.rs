@@ -289,7 +289,7 @@ impl AppendOptions {
 
     /// Appends records, each one line (a missing final newline is added; a newline inside a
     /// record is an error), in **one** `write`, then makes them durable. On error nothing was
-    /// appended: a short write is truncated away.
+    /// appended: a short write is truncated away, and a log this call created is removed.
     ///
     /// Before appending, it judges the log's end by the rules of the [module docs](self): a
     /// torn tail is cut (and returned in [`Appended::repaired`], with a `tracing` warning), an
@@ -342,9 +342,9 @@ impl AppendOptions {
         r
     }
 
-    fn append_bytes(&self, path: &Path, mut buf: Vec<u8>) -> Result<Appended> {
+    fn append_bytes(&self, path: &Path, buf: Vec<u8>) -> Result<Appended> {
         let sys = &*self.ctx.sys;
-        let mut appended = Appended {
+        let appended = Appended {
             bytes: buf.len() as u64,
             repaired: None,
             terminated: false,
@@ -360,12 +360,34 @@ impl AppendOptions {
             .shared(false)
             .lock_at(Some(&dir), &crate::lock::lock_path_for(path))?;
         let (fd, created) = open_log_in(sys, &dir, path, true)?;
-        let st = fstat_regular(sys, &fd, path)?;
+        let r = self.append_open(&dir, &fd, created, path, buf, appended);
+        let r = match r {
+            // An append that fails leaves no log it created (an empty file is not "nothing
+            // changed").
+            Err(e) if created => Err(self.remove_created(&dir, &fd, path, e)),
+            r => r,
+        };
+        drop(lock);
+        r
+    }
+
+    /// [`AppendOptions::append_bytes`] once the log is open (and locked).
+    fn append_open(
+        &self,
+        dir: &Fd,
+        fd: &Fd,
+        created: bool,
+        path: &Path,
+        mut buf: Vec<u8>,
+        mut appended: Appended,
+    ) -> Result<Appended> {
+        let sys = &*self.ctx.sys;
+        let st = fstat_regular(sys, fd, path)?;
         let mut size = st.size;
-        let end = judge_end(sys, &fd, size, self.format, path, Op::Append)?;
+        let end = judge_end(sys, fd, size, self.format, path, Op::Append)?;
         if let Some(t) = end.torn {
             tracing::warn!(target: "untorn", path = %path.display(), valid_len = t.valid_len, junk_len = t.junk_len, reason = ?t.reason, "cutting a torn tail before appending");
-            truncate_durably(sys, &fd, t.valid_len, path)?;
+            truncate_durably(sys, fd, t.valid_len, path)?;
             size = t.valid_len;
             appended.repaired = Some(t);
         }
@@ -376,12 +398,12 @@ impl AppendOptions {
         }
         let mut done = 0;
         while done < buf.len() {
-            match sys.write(&fd, &buf[done..]) {
+            match sys.write(fd, &buf[done..]) {
                 Ok(0) => {
-                    return Err(self.undo(&fd, size, path, std::io::ErrorKind::WriteZero.into()))
+                    return Err(self.undo(fd, size, path, std::io::ErrorKind::WriteZero.into()))
                 }
                 Ok(n) => done += n,
-                Err(e) => return Err(self.undo(&fd, size, path, e)),
+                Err(e) => return Err(self.undo(fd, size, path, e)),
             }
         }
         // The lock is held until the record is durable. Released earlier, another appender's
@@ -389,18 +411,35 @@ impl AppendOptions {
         // data=writeback a power cut then shows the block's stale content (another file's old
         // data) as if it were records. The power-cut test bed caught exactly that.
         if self.durability != Durability::None {
-            sys.sync(&fd, SyncKind::Data).map_err(|e| {
+            sys.sync(fd, SyncKind::Data).map_err(|e| {
                 Error::io(Op::Sync, path, e)
                     .with_note("the record was appended but may not be durable")
             })?;
         }
         if created && self.durability == Durability::Full {
             // A new file's directory entry is durable only once its directory is.
-            sys.sync_dir(&dir)
+            sys.sync_dir(dir)
                 .map_err(|e| Error::io(Op::SyncDir, path, e))?;
         }
-        drop(lock);
         Ok(appended)
+    }
+
+    /// After a failed append that created the log: removes it (if its name is still this
+    /// file), so that the failure leaves nothing behind, and says so in the error.
+    fn remove_created(&self, dir: &Fd, fd: &Fd, path: &Path, err: Error) -> Error {
+        let sys = &*self.ctx.sys;
+        let Ok((_, name)) = split(path) else {
+            return err;
+        };
+        let ours = match (sys.stat(fd), sys.stat_at(dir, &name, false)) {
+            (Ok(a), Ok(b)) => (a.dev, a.ino) == (b.dev, b.ino),
+            _ => false,
+        };
+        if ours && sys.unlink(dir, &name).is_ok() {
+            return err.with_note("nothing was appended; the log this append created was removed");
+        }
+        tracing::warn!(target: "untorn", path = %path.display(), "could not remove the log a failed append created");
+        err
     }
 
     /// Removes a partly appended record after a failed write.

@@ -387,3 +387,42 @@ fn long_lines_and_long_zero_runs_are_judged_whole() {
     assert_eq!((t.valid_len, t.reason), (3, TornReason::Zeros));
     assert_eq!(fs::read(&p).unwrap(), b"{}\n");
 }
+
+/// Issue 13, item 7: a failed append that created the log removes it again (an empty log left
+/// behind is not "nothing changed"), at whichever step it fails.
+#[test]
+fn a_failed_append_that_created_the_log_removes_it() {
+    let d = dir();
+    let p = d.path().join("new.log");
+    for (call, errno) in [
+        (Call::Write, ENOSPC),
+        (Call::Sync, EIO),
+        (Call::SyncDir, EIO),
+    ] {
+        let probe = Probe::real();
+        probe.fail_nth(Some(call), 1, errno);
+        let e = AppendOptions::new()
+            .sys(Arc::new(probe.clone()) as Arc<dyn Sys>)
+            .append(&p, "first")
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::from_errno(errno), "{call:?}");
+        assert!(
+            e.to_string().contains("new.log") && e.to_string().contains("was removed"),
+            "{call:?}: {e}"
+        );
+        assert!(
+            !p.exists(),
+            "{call:?}: the log is left:\n{}",
+            probe.transcript()
+        );
+    }
+    // A log that existed is never removed by a failed append.
+    fs::write(&p, "").unwrap();
+    let probe = Probe::real();
+    probe.fail_nth(Some(Call::Write), 1, ENOSPC);
+    AppendOptions::new()
+        .sys(Arc::new(probe) as Arc<dyn Sys>)
+        .append(&p, "first")
+        .unwrap_err();
+    assert_eq!(fs::read(&p).unwrap(), b"");
+}
