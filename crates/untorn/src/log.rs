@@ -18,10 +18,11 @@
 //!   the line, and changes nothing. Appends and [`repair`] judge the last complete line (an
 //!   append stays O(record)); reads ([`read_log`], [`tail`]) judge every line.
 //! - **Zeros** are provably torn: no record holds a NUL byte ([`AppendOptions::append_all`]
-//!   refuses them), so trailing lines holding NUL bytes (and whatever follows them) are junk
-//!   left by a crash, even when the last of them ends in the `\n` of a record whose start never
-//!   reached the disk. A line with NUL bytes followed by a complete line without is not a
-//!   provably torn tail: it is refused, like any line that is not a record.
+//!   refuses them), so trailing lines holding NUL bytes are junk left by a crash, even when
+//!   the last of them ends in the `\n` of a record whose start never reached the disk (and so
+//!   is what follows them, if it cannot stay by itself: see below). A line with NUL bytes
+//!   followed by a line that may stay is not a provably torn tail: it is refused, like any
+//!   line that is not a record.
 //! - What follows the last `\n` (and holds no NUL) is either a torn record or a legitimate last
 //!   line that was never terminated (`untorn write log "text"` adds no newline). In a log of
 //!   lines it is kept: reads return it, and an append ends it with `\n` before its own records.
@@ -190,6 +191,18 @@ fn check_line(
 /// is torn, and where the complete lines that stay end.
 fn split_end(data: &[u8], format: LogFormat) -> (usize, Option<TornReason>, usize) {
     let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let last = &data[complete..];
+    let mut reason = if last.is_empty() {
+        None
+    } else if last.contains(&0) {
+        Some(TornReason::Zeros)
+    } else if not_a_record(last, format).is_some() {
+        Some(TornReason::Incomplete)
+    } else {
+        // A last line without newline that may stay; the lines before it are judged as
+        // complete lines (one with NUL bytes before it is refused, not cut).
+        return (data.len(), None, complete);
+    };
     // Trailing complete lines that hold NUL bytes: zeros where data should have been.
     let mut end = complete;
     while end > 0 {
@@ -198,21 +211,9 @@ fn split_end(data: &[u8], format: LogFormat) -> (usize, Option<TornReason>, usiz
             break;
         }
         end = start;
+        reason = Some(TornReason::Zeros);
     }
-    if end < complete {
-        return (end, Some(TornReason::Zeros), end);
-    }
-    let last = &data[complete..];
-    let (kept, reason) = if last.is_empty() {
-        (complete, None)
-    } else if last.contains(&0) {
-        (complete, Some(TornReason::Zeros))
-    } else if not_a_record(last, format).is_none() {
-        (data.len(), None)
-    } else {
-        (complete, Some(TornReason::Incomplete))
-    };
-    (kept, reason, complete)
+    (end, reason, end)
 }
 
 /// What an append did.

@@ -106,6 +106,11 @@ fn torn_tails_are_detected() {
     assert_eq!(valid_prefix(b"a\n\0\0x\n\0\n", l), Ok((2, Some(Zeros))));
     assert_eq!(valid_prefix(b"a\nb\0", l), Ok((2, Some(Zeros))));
     assert_eq!(valid_prefix(b"\0\0", j), Ok((0, Some(Zeros))));
+    // What follows zeros goes with them if it cannot stay by itself; a last line that may stay
+    // (a line, or JSON) makes the zeros before it a line that is not a record: refused.
+    assert_eq!(valid_prefix(b"1\n\0\0\n{\"b", j), Ok((2, Some(Zeros))));
+    assert_eq!(valid_prefix(b"a\n\0\0\nxyz", l).unwrap_err().offset, 2);
+    assert_eq!(valid_prefix(b"{}\n\0\0\n{}", j).unwrap_err().offset, 3);
     // JSON Lines: an unterminated last line stays if it is JSON, and is a torn record if not.
     assert_eq!(
         valid_prefix(b"{\"a\":1}\n{\"a\":", j),
