@@ -331,6 +331,12 @@ pub struct EditArgs {
     #[arg(long, value_name = "TEXT")]
     pub default: Option<String>,
 
+    /// Let an empty output (nothing, or only whitespace) replace FILE. Without it, an empty
+    /// output is refused (exit 12) for every format: a filter that prints nothing has almost
+    /// always failed.
+    #[arg(long)]
+    pub allow_empty: bool,
+
     /// What must be on disk when untorn exits (see `untorn write --help`).
     #[arg(long, value_enum, default_value_t = DurabilityArg::Full, value_name = "LEVEL")]
     pub durability: DurabilityArg,

@@ -183,6 +183,7 @@ fn cmd_edit(a: EditArgs) -> Result<u8, Failure> {
     if let Some(d) = &a.default {
         opts.default_content(d.as_bytes());
     }
+    opts.allow_empty(a.allow_empty);
     let (prog, args) = a.filter.split_first().expect("clap requires a filter");
     let mut cmd = std::process::Command::new(prog);
     cmd.args(args);

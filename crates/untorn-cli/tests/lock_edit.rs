@@ -337,6 +337,55 @@ fn edit_replaces_only_with_valid_output() {
     assert_no_leftovers(d.path());
 }
 
+/// Issue 13, item 6: a filter that prints nothing emptied a YAML or TOML file with exit 0
+/// (empty output is valid YAML and TOML). An empty (or whitespace-only) output is refused for
+/// every format, exit 12, the file unchanged, unless `--allow-empty`.
+#[test]
+fn edit_refuses_an_empty_output_unless_allowed() {
+    let d = tempfile::tempdir().unwrap();
+    let files = [
+        ("queue.yaml", "jobs:\n- build\n"),
+        ("conf.toml", "name = \"x\"\n"),
+        ("notes.txt", "keep me\n"),
+        ("state.json", "{\"n\": 1}\n"),
+    ];
+    for (name, content) in files {
+        fs::write(d.path().join(name), content).unwrap();
+        for filter in [&["true"][..], &["printf", "\\n  \\n"][..]] {
+            let mut args = vec!["edit", name, "--"];
+            args.extend_from_slice(filter);
+            let out = run(&args, d.path());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(12), "{name} {filter:?}: {err}");
+            assert!(
+                err.contains(&format!("'{name}'")) && err.contains("empty"),
+                "{name} {filter:?}: {err}"
+            );
+            assert!(err.contains("--allow-empty"), "{name}: {err}");
+            assert_eq!(
+                fs::read_to_string(d.path().join(name)).unwrap(),
+                content,
+                "{name} {filter:?}"
+            );
+        }
+    }
+    // Asked for: the file is emptied (JSON still needs valid output, which empty is not).
+    for name in ["queue.yaml", "conf.toml", "notes.txt"] {
+        let out = run(&["edit", "--allow-empty", name, "--", "true"], d.path());
+        assert!(out.status.success(), "{name}: {out:?}");
+        assert_eq!(fs::read(d.path().join(name)).unwrap(), b"", "{name}");
+    }
+    let out = run(
+        &["edit", "--allow-empty", "state.json", "--", "true"],
+        d.path(),
+    );
+    assert_eq!(out.status.code(), Some(12));
+    // An already empty file that stays empty: nothing to refuse, nothing written.
+    let out = run(&["edit", "notes.txt", "--", "true"], d.path());
+    assert!(out.status.success(), "{out:?}");
+    assert_no_leftovers(d.path());
+}
+
 #[test]
 fn read_prints_defaults_and_survives_a_closed_pipe() {
     let d = tempfile::tempdir().unwrap();

@@ -24,6 +24,7 @@ pub struct EditOptions {
     update: UpdateOptions,
     format: Option<Format>,
     default: Option<Vec<u8>>,
+    allow_empty: bool,
 }
 
 impl EditOptions {
@@ -52,11 +53,23 @@ impl EditOptions {
         self
     }
 
+    /// Whether an empty output (no bytes, or only whitespace) may replace the file (default:
+    /// no). A filter that prints nothing has almost always failed without saying so (a `yq`
+    /// expression that selects nothing, a `grep` that matches nothing), and an emptied file is
+    /// what untorn exists to prevent; empty output is valid YAML and TOML, so the format check
+    /// alone would let it through. Applies to every format (JSON refuses empty output anyway,
+    /// as invalid).
+    pub fn allow_empty(&mut self, yes: bool) -> &mut Self {
+        self.allow_empty = yes;
+        self
+    }
+
     /// Under the exclusive lock of `path`: runs `filter` with the file's content on its standard
-    /// input; if it exits 0 and its output is valid for the format, replaces the file with the
-    /// output, atomically and durably. Otherwise the file stays as it was, and the error says
-    /// why: [`ErrorKind::FilterFailed`] (non-zero exit, killed, not startable) or
-    /// [`ErrorKind::InvalidContent`] (output not valid, with line and column).
+    /// input; if it exits 0 and its output is valid for the format (and not empty, unless
+    /// [`allow_empty`](Self::allow_empty)), replaces the file with the output, atomically and
+    /// durably. Otherwise the file stays as it was, and the error says why:
+    /// [`ErrorKind::FilterFailed`] (non-zero exit, killed, not startable) or
+    /// [`ErrorKind::InvalidContent`] (output empty, or not valid, with line and column).
     ///
     /// The filter's standard error passes through; its standard output is captured.
     ///
@@ -80,6 +93,24 @@ impl EditOptions {
                 }
             };
             let output = run_filter(filter, input, path)?;
+            let unchanged = old == Some(&output[..]);
+            if !self.allow_empty && !unchanged && output.iter().all(u8::is_ascii_whitespace) {
+                return Err(Error::new(
+                    Op::Filter,
+                    path,
+                    ErrorKind::InvalidContent,
+                    format!(
+                        "the output of '{}' is empty{}; the file is unchanged (pass \
+                         --allow-empty to empty it)",
+                        program(filter),
+                        if output.is_empty() {
+                            ""
+                        } else {
+                            " (only whitespace)"
+                        }
+                    ),
+                ));
+            }
             if let Err(e) = format.check(&output, path) {
                 let mut err = Error::new(
                     Op::Filter,
@@ -96,11 +127,7 @@ impl EditOptions {
                 }
                 return Err(err);
             }
-            Ok(if old == Some(&output[..]) {
-                None
-            } else {
-                Some(output)
-            })
+            Ok((!unchanged).then_some(output))
         })?;
         Ok(if written {
             Edited::Written
