@@ -184,11 +184,40 @@ fn cmd_edit(a: EditArgs) -> Result<u8, Failure> {
         opts.default_content(d.as_bytes());
     }
     opts.allow_empty(a.allow_empty);
+    // SIGINT, SIGTERM and SIGHUP while the filter runs go on to it (its process group); untorn
+    // waits for it and exits 128 + the signal, the file unchanged. While waiting for the lock
+    // they act as usual (nothing was changed yet).
+    let fwd = untorn::ForwardSignals::new();
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        let _ = signal_hook::flag::register_conditional_default(sig, fwd.default_action.clone());
+        let _ = signal_hook::flag::register_usize(sig, fwd.received.clone(), sig as usize);
+    }
+    opts.forward_signals(fwd.clone());
     let (prog, args) = a.filter.split_first().expect("clap requires a filter");
     let mut cmd = std::process::Command::new(prog);
     cmd.args(args);
-    opts.run(&a.file, &mut cmd)?;
-    Ok(exit::OK)
+    match opts.run(&a.file, &mut cmd) {
+        Ok(_) => match fwd.received() {
+            // A signal during the write: the write completed; now exit as the signal asked.
+            Some(sig) => {
+                eprintln!(
+                    "untorn: signal {sig} came during the write; the edit of '{}' is complete",
+                    a.file.display()
+                );
+                Ok(exit::for_signal(sig))
+            }
+            None => Ok(exit::OK),
+        },
+        Err(e) if e.kind() == untorn::ErrorKind::Interrupted => Err(Failure::Other(
+            e.to_string(),
+            exit::for_signal(fwd.received().unwrap_or(2)),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn cmd_read(a: ReadArgs) -> Result<u8, Failure> {

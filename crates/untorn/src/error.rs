@@ -56,6 +56,9 @@ pub enum ErrorKind {
     /// An external filter (`untorn edit`) failed: it exited non-zero, was killed, or could not
     /// be started.
     FilterFailed,
+    /// The caller was interrupted by a signal (passed on to an edit's filter); nothing was
+    /// changed.
+    Interrupted,
     /// Anything else; the source error says what.
     Other,
 }
@@ -123,6 +126,7 @@ impl ErrorKind {
             ErrorKind::Busy => io::ErrorKind::ResourceBusy,
             ErrorKind::InvalidContent => io::ErrorKind::InvalidData,
             ErrorKind::FilterFailed => io::ErrorKind::Other,
+            ErrorKind::Interrupted => io::ErrorKind::Interrupted,
         }
     }
 }

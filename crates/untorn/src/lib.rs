@@ -79,7 +79,7 @@ pub use atomic::{
     temp_file_target, write, AtomicFile, CommitError, Durability, OpenOptions, Symlinks, TempFile,
 };
 pub use backup::{backup, backups, read_valid, restore, Backup, Validator, Which};
-pub use edit::{EditOptions, Edited};
+pub use edit::{EditOptions, Edited, ForwardSignals};
 pub use error::{Error, ErrorKind, Op, Result};
 pub use format::Format;
 pub use lock::{lock, lock_path_for, lock_shared, Lock, LockOptions, Wait};

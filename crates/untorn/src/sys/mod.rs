@@ -292,4 +292,17 @@ pub mod errnos {
 pub fn os_error(errno: i32) -> io::Error {
     io::Error::from_raw_os_error(errno)
 }
+
+/// `kill(-pgid, sig)`: sends signal `sig` to every process of the process group `pgid` (an
+/// edit's filter, started in a group of its own). Not a file-system call, so not a [`Sys`]
+/// method: no test replaces it.
+pub fn signal_process_group(pgid: u32, sig: i32) -> io::Result<()> {
+    use rustix::process::{kill_process_group, Pid, Signal};
+    let pid = i32::try_from(pgid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| os_error(errnos::EINVAL))?;
+    let sig = Signal::from_named_raw(sig).ok_or_else(|| os_error(errnos::EINVAL))?;
+    Ok(kill_process_group(pid, sig)?)
+}
 pub mod sim;
