@@ -533,6 +533,46 @@ fn fifo_target_is_a_bad_target_and_does_not_hang() {
     assert_no_leftovers(t.path());
 }
 
+/// Issue 13, item 12: `untorn backup FIFO` blocked forever in `open` (every other command gives
+/// exit 8 at once).
+#[test]
+fn backup_of_a_fifo_is_a_bad_target_and_does_not_hang() {
+    let t = Tmpfs::or_plain("size=1m,mode=0755");
+    let p = t.join("pipe");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &p,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from(0o644),
+        0,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("pipe", t.join("to-pipe")).unwrap();
+    for target in [p.clone(), t.join("to-pipe")] {
+        let started = std::time::Instant::now();
+        let out = untorn()
+            .arg("backup")
+            .arg(&target)
+            .timeout(Duration::from_secs(10))
+            .output()
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(9),
+            "untorn backup hung on a FIFO"
+        );
+        assert_failure(&out, 8, "cannot back up", &target, "not a regular file");
+        assert!(fs::metadata(&p).unwrap().file_type().is_fifo());
+    }
+    let names: Vec<_> = fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| n == "pipe" || n == "to-pipe"),
+        "{names:?}"
+    );
+}
+
 #[test]
 fn permission_denied_for_an_unprivileged_user() {
     const TEST: &str = "permission_denied_for_an_unprivileged_user";

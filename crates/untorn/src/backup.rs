@@ -233,12 +233,14 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
     let dir = sys
         .open_dir(None, &dir_path)
         .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+    // O_NONBLOCK: a FIFO would block the open until a writer came; the fstat below refuses it.
     let src = sys
         .open_file(
             &dir,
             &name,
             OpenHow {
                 read: true,
+                nonblock: true,
                 ..OpenHow::default()
             },
             0,

@@ -112,6 +112,9 @@ impl Sys for Real {
         if how.no_follow {
             flags |= OFlags::NOFOLLOW;
         }
+        if how.nonblock {
+            flags |= OFlags::NONBLOCK;
+        }
         Ok(Fd::Os(retry(|| rfs::openat(d, name, flags, mode(m)))?))
     }
 

@@ -166,6 +166,9 @@ pub struct OpenHow {
     pub exclusive: bool,
     /// Fail with `ELOOP` if the last component is a symbolic link.
     pub no_follow: bool,
+    /// `O_NONBLOCK`: opening a FIFO does not wait for a writer (so that an `fstat` can refuse
+    /// it). No effect on a regular file's reads and writes.
+    pub nonblock: bool,
 }
 
 /// The system calls untorn makes. One implementation talks to the kernel ([`Real`]); tests put
