@@ -573,6 +573,89 @@ fn backup_of_a_fifo_is_a_bad_target_and_does_not_hang() {
     );
 }
 
+/// The permission bits `who` (owner 6, group 3, other 0: a shift) of mode `m`.
+fn bits(m: u32, who: u32) -> u32 {
+    (m >> who) & 7
+}
+
+/// Issue 13, item 13 (backups): `untorn backup` (the copy path) run by a user who may not give
+/// the copy the original's owner gave it the user's own group with the original's group bits:
+/// a `root:secret 0640` file's backup was `nobody:nogroup 0640`, readable by a group that could
+/// not read the original. A backup is never more readable than its original: it keeps the
+/// group where the user may (a member of it), and otherwise gets no group bits beyond what
+/// everyone had.
+#[test]
+fn a_backup_by_a_user_is_never_more_readable_than_the_original() {
+    use std::os::unix::fs::MetadataExt;
+    const TEST: &str = "a_backup_by_a_user_is_never_more_readable_than_the_original";
+    // A group made for the test: a gid no group file needs to know.
+    const SECRET: u32 = 64_123;
+    let Some(t) = tmpfs(TEST, "size=1m,mode=0755") else {
+        return;
+    };
+    let as_nobody = |groups: &str, args: &[&std::ffi::OsStr]| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534"])
+            .arg(format!("--groups={groups}"))
+            .arg(bin())
+            .args(args)
+            .output()
+    };
+    match as_nobody("65534", &["--version".as_ref()]) {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => return skip(TEST, &format!("setpriv: {}", stderr_of(&o).trim())),
+        Err(e) => return skip(TEST, &format!("cannot run setpriv: {e}")),
+    }
+    let dir = t.join("shared");
+    fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    // (owner, group, mode, the user's groups): root's file read through the group; the user's
+    // own file of a group the user is not in (the user reads it as its owner).
+    let cases = [
+        (0, SECRET, 0o640, format!("65534,{SECRET}")),
+        (65534, SECRET, 0o640, "65534".to_string()),
+        (65534, SECRET, 0o664, "65534".to_string()),
+        (0, SECRET, 0o644, "65534".to_string()),
+    ];
+    for (i, (uid, gid, mode, groups)) in cases.iter().enumerate() {
+        let f = dir.join(format!("f{i}.txt"));
+        fs::write(&f, b"secret data\n").unwrap();
+        std::os::unix::fs::chown(&f, Some(*uid), Some(*gid)).unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(*mode)).unwrap();
+        let out = as_nobody(groups, &["backup".as_ref(), f.as_os_str()]).unwrap();
+        assert!(out.status.success(), "case {i}: {}", stderr_of(&out));
+        let b = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        assert_eq!(fs::read(&b).unwrap(), b"secret data\n");
+        let (o, m) = (fs::metadata(&f).unwrap(), fs::metadata(&b).unwrap());
+        let (om, bm) = (o.mode() & 0o7777, m.mode() & 0o7777);
+        let what = format!(
+            "case {i}: original {}:{} {om:o}, backup {}:{} {bm:o}",
+            o.uid(),
+            o.gid(),
+            m.uid(),
+            m.gid()
+        );
+        // Others: no more than they had.
+        assert_eq!(bits(bm, 0) & !bits(om, 0), 0, "{what}");
+        // The backup's group: its own bits if it is the original's group, else no more than
+        // everyone had.
+        let allowed = if m.gid() == o.gid() {
+            bits(om, 3)
+        } else {
+            bits(om, 0)
+        };
+        assert_eq!(bits(bm, 3) & !allowed, 0, "{what}");
+        // The owner is the original's or the user who took it (who could read it).
+        assert!(m.uid() == o.uid() || m.uid() == 65534, "{what}");
+        assert_eq!(bm & 0o6000, 0, "{what}");
+        // The user keeps what a member may keep: the group of case 0.
+        if i == 0 {
+            assert_eq!(m.gid(), SECRET, "{what}");
+        }
+    }
+    assert_no_leftovers(&dir);
+}
+
 #[test]
 fn permission_denied_for_an_unprivileged_user() {
     const TEST: &str = "permission_denied_for_an_unprivileged_user";
