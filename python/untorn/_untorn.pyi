@@ -127,9 +127,9 @@ def append(
     jsonl: bool = False,
     durability: str = "full",
     timeout: Optional[float] = None,
-) -> int:
+) -> Tuple[int, Optional[_TornTuple]]:
     """Appends ``records`` (one line each) in one write, durably; returns the bytes
-    appended."""
+    appended, and the torn tail cut off first (if any)."""
 
 def read_log(
     path: _Path, *, jsonl: bool = False, timeout: Optional[float] = None

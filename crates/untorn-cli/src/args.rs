@@ -62,11 +62,13 @@ pub enum Command {
     #[command(after_long_help = long_help())]
     Read(ReadArgs),
     /// Append LINEs (or the lines of standard input) to the log FILE: all in one write, durable
-    /// when untorn exits 0. A torn last record is repaired first.
+    /// when untorn exits 0. A torn tail (zeros; with --jsonl a last line that is not JSON and
+    /// has no newline) is cut first, with a warning; a last line without newline that may stay
+    /// is ended first.
     #[command(after_long_help = long_help())]
     Append(AppendArgs),
-    /// Truncate the log FILE back to its last complete record (a crash can leave a torn record
-    /// or zeros at its end).
+    /// Cut a torn tail off the log FILE (a crash can leave a torn record or zeros at its end).
+    /// Complete lines are never removed.
     #[command(after_long_help = long_help())]
     Repair(LogArgs),
     /// Print the last complete records of the log FILE (a torn tail is left out).
@@ -240,7 +242,8 @@ pub struct AppendArgs {
     /// The records, one line each. Without them, each line of standard input is a record.
     pub lines: Vec<std::ffi::OsString>,
 
-    /// Each record must be one JSON value (JSON Lines); a trailing non-JSON line counts as torn.
+    /// Each record must be one JSON value (JSON Lines). A last line without newline that is not
+    /// JSON counts as torn; a complete line that is not JSON is refused (exit 12).
     #[arg(long)]
     pub jsonl: bool,
 
@@ -257,7 +260,8 @@ pub struct LogArgs {
     /// The log file.
     pub file: PathBuf,
 
-    /// The log is JSON Lines: a trailing line that is not JSON counts as torn.
+    /// The log is JSON Lines: a last line without newline that is not JSON counts as torn; a
+    /// complete line that is not JSON is refused (exit 12).
     #[arg(long)]
     pub jsonl: bool,
 }
@@ -341,6 +345,12 @@ pub struct EditArgs {
     /// What FILTER reads when FILE does not exist (default: exit 3).
     #[arg(long, value_name = "TEXT")]
     pub default: Option<String>,
+
+    /// Let an empty output (nothing, or only whitespace) replace FILE. Without it, an empty
+    /// output is refused (exit 12) for every format: a filter that prints nothing has almost
+    /// always failed.
+    #[arg(long)]
+    pub allow_empty: bool,
 
     /// What must be on disk when untorn exits (see `untorn write --help`).
     #[arg(long, value_enum, default_value_t = DurabilityArg::Full, value_name = "LEVEL")]

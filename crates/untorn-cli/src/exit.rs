@@ -43,6 +43,8 @@ pub const UNTRUSTED: u8 = 14;
 pub const CANNOT_EXECUTE: u8 = 126;
 /// `untorn lock`: COMMAND was not found (the shell's convention).
 pub const COMMAND_NOT_FOUND: u8 = 127;
+/// Hung up: SIGHUP (128 + 1, the shell's convention), after stopping what was under way.
+pub const HANGUP: u8 = 129;
 /// Interrupted by SIGINT (128 + 2, the shell's convention).
 pub const INTERRUPTED: u8 = 130;
 /// Terminated by SIGTERM (128 + 15), after finishing or abandoning what was under way.
@@ -76,6 +78,7 @@ pub const TABLE: &[(u8, &str)] = &[
     ),
     (CANNOT_EXECUTE, "lock: the command could not be executed"),
     (COMMAND_NOT_FOUND, "lock: the command was not found"),
+    (HANGUP, "hung up (SIGHUP)"),
     (INTERRUPTED, "interrupted (SIGINT)"),
     (TERMINATED, "terminated (SIGTERM)"),
 ];
@@ -114,6 +117,16 @@ pub fn for_kind(kind: ErrorKind) -> u8 {
         ErrorKind::Untrusted => UNTRUSTED,
         ErrorKind::Interrupted => INTERRUPTED,
         _ => FAILURE,
+    }
+}
+
+/// The exit code for signal `sig` (SIGHUP, SIGINT, SIGTERM): 128 + its number.
+pub fn for_signal(sig: usize) -> u8 {
+    match sig {
+        1 => HANGUP,
+        2 => INTERRUPTED,
+        15 => TERMINATED,
+        n => (128 + n.min(127)) as u8,
     }
 }
 

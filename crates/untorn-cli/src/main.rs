@@ -221,11 +221,41 @@ fn cmd_edit(a: EditArgs) -> Result<u8, Failure> {
     if let Some(d) = &a.default {
         opts.default_content(d.as_bytes());
     }
+    opts.allow_empty(a.allow_empty);
+    // SIGINT, SIGTERM and SIGHUP while the filter runs go on to it (its process group); untorn
+    // waits for it and exits 128 + the signal, the file unchanged. While waiting for the lock
+    // they act as usual (nothing was changed yet).
+    let fwd = untorn::ForwardSignals::new();
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        let _ = signal_hook::flag::register_conditional_default(sig, fwd.default_action.clone());
+        let _ = signal_hook::flag::register_usize(sig, fwd.received.clone(), sig as usize);
+    }
+    opts.forward_signals(fwd.clone());
     let (prog, args) = a.filter.split_first().expect("clap requires a filter");
     let mut cmd = std::process::Command::new(prog);
     cmd.args(args);
-    opts.run(&a.file, &mut cmd)?;
-    Ok(exit::OK)
+    match opts.run(&a.file, &mut cmd) {
+        Ok(_) => match fwd.received() {
+            // A signal during the write: the write completed; now exit as the signal asked.
+            Some(sig) => {
+                eprintln!(
+                    "untorn: signal {sig} came during the write; the edit of '{}' is complete",
+                    a.file.display()
+                );
+                Ok(exit::for_signal(sig))
+            }
+            None => Ok(exit::OK),
+        },
+        Err(e) if e.kind() == untorn::ErrorKind::Interrupted => Err(Failure::Other(
+            e.to_string(),
+            exit::for_signal(fwd.received().unwrap_or(2)),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn cmd_read(a: ReadArgs) -> Result<u8, Failure> {
@@ -286,9 +316,28 @@ fn cmd_append(a: AppendArgs) -> Result<u8, Failure> {
             .collect()
     };
     if !lines.is_empty() {
-        opts.append_all(&a.file, &lines)?;
+        let done = opts.append_all(&a.file, &lines)?;
+        if let Some(t) = done.repaired {
+            // Something was removed: never silently.
+            eprintln!(
+                "untorn: warning: '{}' ended in a torn tail ({} bytes after the last complete \
+                 record: {}); cut it before appending",
+                a.file.display(),
+                t.junk_len,
+                torn_reason(t.reason)
+            );
+        }
     }
     Ok(exit::OK)
+}
+
+/// What a torn tail was, in words.
+fn torn_reason(r: untorn::TornReason) -> &'static str {
+    match r {
+        untorn::TornReason::Incomplete => "a record cut short",
+        untorn::TornReason::Zeros => "zeros where data should be",
+        _ => "torn",
+    }
 }
 
 fn cmd_repair(a: LogArgs) -> Result<u8, Failure> {
@@ -298,19 +347,25 @@ fn cmd_repair(a: LogArgs) -> Result<u8, Failure> {
             "untorn: repaired '{}': removed {} bytes after the last complete record ({})",
             a.file.display(),
             t.junk_len,
-            match t.reason {
-                untorn::TornReason::Incomplete => "a record cut short",
-                untorn::TornReason::Zeros => "zeros where data should be",
-                untorn::TornReason::InvalidJson => "a line that is not JSON",
-                _ => "torn",
-            }
+            torn_reason(t.reason)
         ),
     }
     Ok(exit::OK)
 }
 
 fn cmd_tail(a: TailArgs) -> Result<u8, Failure> {
-    let records = untorn::tail(&a.log.file, a.lines, log_format(a.log.jsonl))?;
+    let mut log = untorn::read_log(&a.log.file, log_format(a.log.jsonl))?;
+    if let Some(t) = log.torn {
+        eprintln!(
+            "untorn: note: '{}' ends in a torn tail ({} bytes after the last complete record: \
+             {}), left out; `untorn repair` cuts it",
+            a.log.file.display(),
+            t.junk_len,
+            torn_reason(t.reason)
+        );
+    }
+    let keep = log.records.len().saturating_sub(a.lines);
+    let records = log.records.split_off(keep);
     let mut out = Vec::new();
     for r in records {
         out.extend_from_slice(&r);

@@ -160,10 +160,13 @@ impl OpenOptions {
     /// Keep the last `n` versions that writes displace, as backups beside the file
     /// (`NAME.<UTC time>.bak`, see [`crate::backup`](mod@crate::backup)); `0` (the default) keeps none.
     ///
-    /// A backup costs O(1) whatever the file's size: the displaced inode is renamed to the
-    /// backup name instead of being unlinked, and the write's own directory fsync makes it
-    /// durable. When the write returns, the backup of the version it displaced is durable
-    /// (with [`Durability::Full`]).
+    /// A backup costs O(1) whatever the file's size: the inode about to be displaced gets the
+    /// backup name as a second link just before the replace, and the write's own directory
+    /// fsync makes it durable. When the write returns, the backup of the version it displaced
+    /// is durable (with [`Durability::Full`]).
+    ///
+    /// Only a regular file's version is kept: a symlink replaced under [`Symlinks::Replace`]
+    /// gets no backup (no content is displaced: the file it points to is not changed).
     pub fn backups(&mut self, n: usize) -> &mut Self {
         self.backups = n;
         self
@@ -778,7 +781,14 @@ impl AtomicFile {
         let existed = self.target.existing.is_some_and(|s| {
             s.file_type() == FileType::Regular || self.opts.symlinks == Symlinks::Replace
         });
-        if existed && self.opts.backups > 0 && self.progress.backup.is_none() {
+        // Only a regular file's version is kept: a symlink replaced under `Symlinks::Replace`
+        // displaces no content (the file it points to is not changed), and a link named like a
+        // backup would be no backup (not listed, restored or pruned).
+        let regular = self
+            .target
+            .existing
+            .is_some_and(|s| s.file_type() == FileType::Regular);
+        if regular && self.opts.backups > 0 && self.progress.backup.is_none() {
             // Keep the version about to be displaced: a second name for its inode, made durable
             // by the same directory fsync as the write. Whatever subset of these directory
             // operations a crash keeps, the backup name holds the old version, never the new.

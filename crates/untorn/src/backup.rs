@@ -18,7 +18,9 @@
 //! in place): they are a reflink (`FICLONE`, O(1) on xfs and btrfs) or else a copy.
 //!
 //! A backup has the mode and owner of the version it keeps (the same inode, or set to match),
-//! so it is never more readable than that version.
+//! so it is never more readable than that version. Where a copy cannot get the original's
+//! owner or group (a user backing up a file of another), its mode is narrowed so that nobody
+//! gets access they lacked to the original ([`backup`]).
 
 use crate::atomic::{OpenOptions, Symlinks};
 use crate::ctx::Ctx;
@@ -299,7 +301,9 @@ pub fn backups(path: impl AsRef<Path>) -> Result<Vec<Backup>> {
 
 /// Takes a backup of the file at `path` now, keeping at most `keep` backups of it (the oldest
 /// go). The backup is a reflink where the file system can (O(1)), else a copy; it gets the
-/// file's mode and owner, and is durable when this returns.
+/// file's owner and group where the process may set them (else its own user, and the file's
+/// group if the process is a member of it, else its own group), and the file's mode narrowed so
+/// that it is never more readable than the file, by anyone; it is durable when this returns.
 pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
     let path = path.as_ref();
     let ctx = Ctx::real();
@@ -308,12 +312,14 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
     let dir = sys
         .open_dir(None, &dir_path)
         .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+    // O_NONBLOCK: a FIFO would block the open until a writer came; the fstat below refuses it.
     let src = sys
         .open_file(
             &dir,
             &name,
             OpenHow {
                 read: true,
+                nonblock: true,
                 ..OpenHow::default()
             },
             0,
@@ -335,9 +341,16 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
         .map_err(|e| Error::io(Op::CreateTemp, path, e))?;
     let result = (|| -> Result<Backup> {
         copy_into(sys, &src, &dst, st.size, path)?;
-        // Same owner and mode as the original: never more readable than it.
-        let _ = sys.set_owner(&dst, Some(st.uid), Some(st.gid));
-        sys.set_mode(&dst, st.permissions())
+        // Same owner and group as the original where the process may set them (a member of
+        // the group may keep at least the group); then a mode that gives nobody access they
+        // did not have to the original, whoever the copy belongs to.
+        if sys.set_owner(&dst, Some(st.uid), Some(st.gid)).is_err() {
+            let _ = sys.set_owner(&dst, None, Some(st.gid));
+        }
+        let copy = sys
+            .stat(&dst)
+            .map_err(|e| Error::io(Op::Stat, &tmp_path, e))?;
+        sys.set_mode(&dst, no_more_readable(&st, copy.uid, copy.gid))
             .map_err(|e| Error::io(Op::SetMode, &tmp_path, e))?;
         sys.sync(&dst, SyncKind::All)
             .map_err(|e| Error::io(Op::Sync, &tmp_path, e))?;
@@ -376,6 +389,34 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
             Err(e)
         }
     }
+}
+
+/// The mode for a copy of `orig` that belongs to `uid`:`gid`, so that nobody gets access they
+/// lacked to the original: each class of the copy gets at most what every user it may hold had
+/// on the original. The owner keeps the owner's bits (the copy's owner made it, so could read
+/// the original, and may chmod the copy anyway). A group that is not the original's gets no
+/// more than everyone had (its members may be anyone), and everyone gets no more than what the
+/// original's owner and group had, if those can now fall among everyone. Setuid and setgid
+/// go when the owner or group they refer to is not kept.
+pub(crate) fn no_more_readable(orig: &crate::sys::Stat, uid: u32, gid: u32) -> u32 {
+    let m = orig.permissions();
+    let (owner, group, other) = ((m >> 6) & 7, (m >> 3) & 7, m & 7);
+    let (uid_kept, gid_kept) = (uid == orig.uid, gid == orig.gid);
+    let if_not = |kept: bool, bits: u32| if kept { 7 } else { bits };
+    let other2 = other & if_not(uid_kept, owner) & if_not(gid_kept, group);
+    let group2 = if gid_kept {
+        group & if_not(uid_kept, owner)
+    } else {
+        other2
+    };
+    let mut special = m & 0o7000;
+    if !uid_kept {
+        special &= !0o4000;
+    }
+    if !gid_kept {
+        special &= !0o2000;
+    }
+    special | owner << 6 | group2 << 3 | other2
 }
 
 /// Copies `len` bytes of `src` into the empty `dst`: reflink, else `copy_file_range`, else

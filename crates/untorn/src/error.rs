@@ -59,7 +59,8 @@ pub enum ErrorKind {
     /// Acting would mean trusting state that another user left (a transaction journal, a
     /// flag, a temp, a backup): refused. See [`crate::trust`].
     Untrusted,
-    /// A wait was abandoned because the caller asked to stop (a signal, through a cancel flag).
+    /// The caller was interrupted (a signal, passed on to an edit's filter, or a cancel flag
+    /// that stopped a wait); nothing was changed.
     Interrupted,
     /// Anything else; the source error says what.
     Other,

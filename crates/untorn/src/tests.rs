@@ -814,3 +814,23 @@ fn the_real_stat_agrees_with_std() {
         m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
     );
 }
+
+/// Issue 13, item 6: a filter's empty output does not empty the file unless asked for.
+#[test]
+fn edit_refuses_an_empty_output_unless_allowed() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("queue.yaml");
+    std::fs::write(&p, "jobs: [build]\n").unwrap();
+    let e = EditOptions::new()
+        .run(&p, &mut std::process::Command::new("true"))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidContent);
+    assert!(e.to_string().contains("empty"), "{e}");
+    assert_eq!(std::fs::read(&p).unwrap(), b"jobs: [build]\n");
+    let done = EditOptions::new()
+        .allow_empty(true)
+        .run(&p, &mut std::process::Command::new("true"))
+        .unwrap();
+    assert_eq!(done, Edited::Written);
+    assert_eq!(std::fs::read(&p).unwrap(), b"");
+}

@@ -341,8 +341,9 @@ fn appends_keep_every_acknowledged_record() {
             o.append("/d/log.jsonl", rec(99))
                 .map_err(|e| e.to_string())?;
             let data = content(s, "/d/log.jsonl").unwrap();
-            let (valid, torn) = crate::log::valid_prefix(&data, LogFormat::JsonLines);
-            if torn.is_some() || valid != data.len() {
+            let (valid, torn) = crate::log::valid_prefix(&data, LogFormat::JsonLines)
+                .map_err(|bad| format!("after the crash and an append: {bad:?}"))?;
+            if torn.is_some() || valid != data.len() || !data.ends_with(b"\n") {
                 return Err("an append after the crash left a torn log".into());
             }
             Ok(())

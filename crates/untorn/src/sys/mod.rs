@@ -174,7 +174,8 @@ pub struct OpenHow {
     pub exclusive: bool,
     /// Fail with `ELOOP` if the last component is a symbolic link.
     pub no_follow: bool,
-    /// `O_NONBLOCK`: a FIFO planted under the name cannot make the open wait for a writer.
+    /// `O_NONBLOCK`: opening a FIFO does not wait for a writer (a FIFO planted under the name
+    /// cannot block the caller; an `fstat` then refuses it). No effect on a regular file.
     pub nonblock: bool,
 }
 
@@ -306,5 +307,18 @@ pub mod errnos {
 /// An `io::Error` from a raw errno.
 pub fn os_error(errno: i32) -> io::Error {
     io::Error::from_raw_os_error(errno)
+}
+
+/// `kill(-pgid, sig)`: sends signal `sig` to every process of the process group `pgid` (an
+/// edit's filter, started in a group of its own). Not a file-system call, so not a [`Sys`]
+/// method: no test replaces it.
+pub fn signal_process_group(pgid: u32, sig: i32) -> io::Result<()> {
+    use rustix::process::{kill_process_group, Pid, Signal};
+    let pid = i32::try_from(pgid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| os_error(errnos::EINVAL))?;
+    let sig = Signal::from_named_raw(sig).ok_or_else(|| os_error(errnos::EINVAL))?;
+    Ok(kill_process_group(pid, sig)?)
 }
 pub mod sim;
