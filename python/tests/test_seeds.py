@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -29,23 +30,49 @@ def test_write_json_then_read_back_with_default(tmp_path: Path) -> None:
 
 def test_append_to_progress_log(tmp_path: Path) -> None:
     """A progress log: one durable line per step; a torn tail (a crash mid-append) is left out
-    of reads and cut off by the next append."""
+    of reads and cut off by the next append, with a warning."""
     p = tmp_path / "progress.log"
     for i in range(3):
         untorn.append(p, f"step {i} done")
     untorn.append(p, b"step 3 done\n")
     assert untorn.read_lines(p) == [f"step {i} done" for i in range(4)]
-    with open(p, "ab") as f:  # what a crash in the middle of an append leaves
-        f.write(b"step 4 do")
+    with open(p, "ab") as f:  # what a power cut in the middle of an append can leave
+        f.write(b"\0" * 9)
     log = untorn.read_log(p)
     assert len(log.records) == 4
-    assert log.torn is not None and log.torn.reason == "incomplete" and log.torn.junk_len == 9
-    untorn.append(p, "step 4 done")
+    assert log.torn is not None and log.torn.reason == "zeros" and log.torn.junk_len == 9
+    with pytest.warns(untorn.TornTailWarning, match="progress.log"):
+        untorn.append(p, "step 4 done")
     assert untorn.tail(p, 2) == ["step 3 done", "step 4 done"]
     assert p.read_text().count("step 4") == 1
     assert untorn.append_lines(p, ["a", "b"]) == 4
     with pytest.raises(ValueError):
         untorn.append(p, "two\nlines")
+
+
+def test_append_keeps_a_last_line_without_newline(tmp_path: Path) -> None:
+    """Issue 13: write_text adds no newline; the next append keeps that line and ends it."""
+    p = tmp_path / "progress.log"
+    untorn.write_text(p, "step 1 done")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is cut, so no warning
+        untorn.append(p, "step 2 done")
+    assert p.read_text() == "step 1 done\nstep 2 done\n"
+
+
+def test_append_jsonl_refuses_a_text_file(tmp_path: Path) -> None:
+    """Issue 13: a text file appended to as JSON Lines is refused, naming the line; nothing is
+    cut or appended."""
+    p = tmp_path / "notes.txt"
+    text = "".join(f"note {i}\n" for i in range(1, 1001))
+    p.write_text(text)
+    with pytest.raises(untorn.InvalidContentError, match="line 1000"):
+        untorn.append_jsonl(p, {"a": 1})
+    with pytest.raises(untorn.InvalidContentError, match="line 1000"):
+        untorn.repair(p, jsonl=True)
+    with pytest.raises(untorn.InvalidContentError):
+        untorn.read_jsonl(p)
+    assert p.read_text() == text
 
 
 def test_jsonl_events_from_many_processes(tmp_path: Path) -> None:

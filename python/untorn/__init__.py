@@ -64,6 +64,7 @@ import copy
 import errno as _errno
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -96,7 +97,7 @@ from ._errors import (
     ReadOnlyError,
     UnsupportedError,
 )
-from ._untorn import Lock, lock, lock_path_for, temp_file_target
+from ._untorn import Lock, lock, lock_path_for, temp_file_target, trust_user
 
 __version__: str = _untorn.__version__
 
@@ -115,6 +116,8 @@ __all__ = [
     "read_json",
     "read_yaml",
     "read_toml",
+    # whose state untorn acts on (shared directories)
+    "trust_user",
     # locks and read-modify-write
     "lock",
     "Lock",
@@ -134,6 +137,7 @@ __all__ = [
     "repair",
     "Log",
     "Torn",
+    "TornTailWarning",
     # transactions
     "transaction",
     "Transaction",
@@ -812,6 +816,32 @@ def _record(line: Union[str, bytes]) -> bytes:
     return line.encode("utf-8") if isinstance(line, str) else _bytes(line)
 
 
+class TornTailWarning(UserWarning):
+    """An append cut a torn tail off the log (the rest of a record that a crash interrupted,
+    or zeros where its data should have been) before writing. Complete lines are never cut."""
+
+
+def _append(
+    path: StrPath,
+    records: List[bytes],
+    jsonl: bool,
+    durability: str,
+    timeout: Optional[float],
+) -> int:
+    n, torn = _untorn.append(
+        path, records, jsonl=jsonl, durability=durability, timeout=timeout
+    )
+    if torn is not None:
+        t = Torn(*torn)
+        warnings.warn(
+            f"untorn: {os.fspath(path)!r} ended in a torn tail ({t.junk_len} bytes after the "
+            f"last complete record: {t.reason}); cut it before appending",
+            TornTailWarning,
+            stacklevel=3,
+        )
+    return n
+
+
 def append(
     path: StrPath,
     line: Union[str, bytes],
@@ -823,10 +853,11 @@ def append(
     :class:`InvalidInputError`) to the log at ``path``, durably: when it returns, the line
     survives a power cut. O(line), not O(file).
 
-    Records of concurrent appenders never interleave, and a torn tail left by a crash is cut
-    off before the new record is written.
+    Records of concurrent appenders never interleave. A last line without a newline (as
+    :func:`write_text` leaves it) is kept and ended first. A torn tail left by a crash (zeros)
+    is cut off before the new record is written, with a :class:`TornTailWarning`.
     """
-    _untorn.append(path, [_record(line)], durability=durability, timeout=timeout)
+    _append(path, [_record(line)], False, durability, timeout)
 
 
 def append_lines(
@@ -838,9 +869,7 @@ def append_lines(
 ) -> int:
     """Appends several lines in one write (all or none), durably; returns the bytes
     appended."""
-    return _untorn.append(
-        path, [_record(x) for x in lines], durability=durability, timeout=timeout
-    )
+    return _append(path, [_record(x) for x in lines], False, durability, timeout)
 
 
 def append_jsonl(
@@ -851,13 +880,15 @@ def append_jsonl(
     durability: str = "full",
     timeout: Optional[float] = None,
 ) -> None:
-    """Appends ``obj`` as one compact JSON line to the JSON Lines log at ``path``, durably."""
+    """Appends ``obj`` as one compact JSON line to the JSON Lines log at ``path``, durably.
+
+    A last line that is not JSON and has no newline is the torn record of an interrupted
+    append: it is cut first, with a :class:`TornTailWarning`. A complete line that is not JSON
+    means the file is not JSON Lines: :class:`InvalidContentError`, and nothing changes."""
     line = json.dumps(
         obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=default
     )
-    _untorn.append(
-        path, [line.encode("utf-8")], jsonl=True, durability=durability, timeout=timeout
-    )
+    _append(path, [line.encode("utf-8")], True, durability, timeout)
 
 
 @dataclass(frozen=True)
@@ -869,7 +900,8 @@ class Torn:
     junk_len: int
     """The length of the torn tail, in bytes."""
     reason: str
-    """``"incomplete"`` (no final newline), ``"zeros"`` or ``"invalid_json"``."""
+    """``"incomplete"`` (a last line without newline that is not a record: JSON Lines only)
+    or ``"zeros"``."""
 
 
 @dataclass(frozen=True)
@@ -894,8 +926,9 @@ def read_log(path: StrPath, *, jsonl: bool = False, timeout: Optional[float] = N
 def read_lines(
     path: StrPath, default: Any = _MISSING, *, timeout: Optional[float] = None
 ) -> Any:
-    """The complete lines of the log at ``path``, as ``str`` without newlines (a torn last line
-    left out). If the file does not exist: ``default`` if given, else ``FileNotFoundError``."""
+    """The lines of the log at ``path``, as ``str`` without newlines (a last line without a
+    newline included; a torn tail of zeros left out). If the file does not exist: ``default``
+    if given, else ``FileNotFoundError``."""
     try:
         log = read_log(path, timeout=timeout)
     except NotFoundError:
@@ -908,8 +941,9 @@ def read_lines(
 def read_jsonl(
     path: StrPath, default: Any = _MISSING, *, timeout: Optional[float] = None
 ) -> Any:
-    """The records of the JSON Lines log at ``path``, parsed (a torn or invalid last line left
-    out). If the file does not exist: ``default`` if given, else ``FileNotFoundError``."""
+    """The records of the JSON Lines log at ``path``, parsed (a torn last record left out; a
+    complete line that is not JSON is an :class:`InvalidContentError`). If the file does not
+    exist: ``default`` if given, else ``FileNotFoundError``."""
     try:
         log = read_log(path, jsonl=True, timeout=timeout)
     except NotFoundError:

@@ -127,9 +127,9 @@ def append(
     jsonl: bool = False,
     durability: str = "full",
     timeout: Optional[float] = None,
-) -> int:
+) -> Tuple[int, Optional[_TornTuple]]:
     """Appends ``records`` (one line each) in one write, durably; returns the bytes
-    appended."""
+    appended, and the torn tail cut off first (if any)."""
 
 def read_log(
     path: _Path, *, jsonl: bool = False, timeout: Optional[float] = None
@@ -175,6 +175,10 @@ def check_format(format: str, data: bytes, path: _Path) -> None: ...
 def temp_file_target(name: _Path) -> Optional[Path]:
     """If ``name`` is an untorn temp file name (``.NAME.untorn-XXXXXXXX.tmp``), the name of
     the file it was for; else None."""
+
+def trust_user(user: str) -> int:
+    """Trusts the state ``user`` (a name or a uid) leaves (journals, flags, temps, backups) as
+    the caller's own, for the rest of this process; returns the uid."""
 
 class Transaction:
     """A multi-file transaction being staged (see ``untorn.transaction``)."""

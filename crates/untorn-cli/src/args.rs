@@ -31,6 +31,12 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
+    /// Also act on the state USER leaves (transaction journals, flags, temps, backups), as on
+    /// your own: e.g. root recovering a service's directory. By name or uid; repeatable. The
+    /// environment variable UNTORN_TRUST_USERS (comma-separated) does the same.
+    #[arg(long, global = true, value_name = "USER", value_parser = parse_user)]
+    pub trust_user: Vec<u32>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -56,11 +62,13 @@ pub enum Command {
     #[command(after_long_help = long_help())]
     Read(ReadArgs),
     /// Append LINEs (or the lines of standard input) to the log FILE: all in one write, durable
-    /// when untorn exits 0. A torn last record is repaired first.
+    /// when untorn exits 0. A torn tail (zeros; with --jsonl a last line that is not JSON and
+    /// has no newline) is cut first, with a warning; a last line without newline that may stay
+    /// is ended first.
     #[command(after_long_help = long_help())]
     Append(AppendArgs),
-    /// Truncate the log FILE back to its last complete record (a crash can leave a torn record
-    /// or zeros at its end).
+    /// Cut a torn tail off the log FILE (a crash can leave a torn record or zeros at its end).
+    /// Complete lines are never removed.
     #[command(after_long_help = long_help())]
     Repair(LogArgs),
     /// Print the last complete records of the log FILE (a torn tail is left out).
@@ -219,6 +227,15 @@ pub struct RecoverArgs {
     /// Print what would be done; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Wait at most this long for the locks of an interrupted transaction (another process,
+    /// of any user, may hold them); one that stays busy is reported and the rest recovered.
+    #[arg(long, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
+    pub timeout: std::time::Duration,
+    /// Give up the changes of a committed transaction that cannot be applied (a target made
+    /// immutable, a directory where a file was), keeping the rest: the way out when recovery
+    /// cannot finish one.
+    #[arg(long)]
+    pub abandon: bool,
 }
 
 #[derive(Args, Debug)]
@@ -229,7 +246,8 @@ pub struct AppendArgs {
     /// The records, one line each. Without them, each line of standard input is a record.
     pub lines: Vec<std::ffi::OsString>,
 
-    /// Each record must be one JSON value (JSON Lines); a trailing non-JSON line counts as torn.
+    /// Each record must be one JSON value (JSON Lines). A last line without newline that is not
+    /// JSON counts as torn; a complete line that is not JSON is refused (exit 12).
     #[arg(long)]
     pub jsonl: bool,
 
@@ -246,7 +264,8 @@ pub struct LogArgs {
     /// The log file.
     pub file: PathBuf,
 
-    /// The log is JSON Lines: a trailing line that is not JSON counts as torn.
+    /// The log is JSON Lines: a last line without newline that is not JSON counts as torn; a
+    /// complete line that is not JSON is refused (exit 12).
     #[arg(long)]
     pub jsonl: bool,
 }
@@ -330,6 +349,12 @@ pub struct EditArgs {
     /// What FILTER reads when FILE does not exist (default: exit 3).
     #[arg(long, value_name = "TEXT")]
     pub default: Option<String>,
+
+    /// Let an empty output (nothing, or only whitespace) replace FILE. Without it, an empty
+    /// output is refused (exit 12) for every format: a filter that prints nothing has almost
+    /// always failed.
+    #[arg(long)]
+    pub allow_empty: bool,
 
     /// What must be on disk when untorn exits (see `untorn write --help`).
     #[arg(long, value_enum, default_value_t = DurabilityArg::Full, value_name = "LEVEL")]
@@ -430,6 +455,11 @@ pub struct WriteArgs {
 
     #[command(flatten)]
     pub backup: BackupArg,
+
+    /// Wait at most this long for the locks of an interrupted transaction that covers FILE, to
+    /// finish it first (a write takes no lock otherwise). Default 10s.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Keeping the versions a write displaces.
@@ -461,8 +491,15 @@ impl WriteArgs {
         if let Some(n) = self.backup.keep {
             o.backups(n);
         }
+        if let Some(d) = self.timeout {
+            o.timeout(d);
+        }
         o
     }
+}
+
+fn parse_user(s: &str) -> Result<u32, String> {
+    untorn::trust::user_id(s).ok_or_else(|| format!("no user '{s}' (give a name or a uid)"))
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {

@@ -36,10 +36,15 @@ pub const TIMEOUT: u8 = 11;
 pub const INVALID: u8 = 12;
 /// The filter of `untorn edit` failed: non-zero exit, killed by a signal, or not startable.
 pub const FILTER_FAILED: u8 = 13;
+/// Acting would mean trusting state that another user left (a transaction journal or flag, a
+/// temp, a backup, a symlink in a sticky directory): refused.
+pub const UNTRUSTED: u8 = 14;
 /// `untorn lock`: COMMAND was found but could not be run (the shell's convention).
 pub const CANNOT_EXECUTE: u8 = 126;
 /// `untorn lock`: COMMAND was not found (the shell's convention).
 pub const COMMAND_NOT_FOUND: u8 = 127;
+/// Hung up: SIGHUP (128 + 1, the shell's convention), after stopping what was under way.
+pub const HANGUP: u8 = 129;
 /// Interrupted by SIGINT (128 + 2, the shell's convention).
 pub const INTERRUPTED: u8 = 130;
 /// Terminated by SIGTERM (128 + 15), after finishing or abandoning what was under way.
@@ -71,8 +76,13 @@ pub const TABLE: &[(u8, &str)] = &[
          (does not match the checksum untorn recorded when it wrote it)",
     ),
     (FILTER_FAILED, "edit: the filter exited non-zero, was killed, or could not start"),
+    (
+        UNTRUSTED,
+        "refused to act on state another user left (see --trust-user)",
+    ),
     (CANNOT_EXECUTE, "lock: the command could not be executed"),
     (COMMAND_NOT_FOUND, "lock: the command was not found"),
+    (HANGUP, "hung up (SIGHUP)"),
     (INTERRUPTED, "interrupted (SIGINT)"),
     (TERMINATED, "terminated (SIGTERM)"),
 ];
@@ -108,7 +118,19 @@ pub fn for_kind(kind: ErrorKind) -> u8 {
         ErrorKind::TimedOut => TIMEOUT,
         ErrorKind::InvalidContent => INVALID,
         ErrorKind::FilterFailed => FILTER_FAILED,
+        ErrorKind::Untrusted => UNTRUSTED,
+        ErrorKind::Interrupted => INTERRUPTED,
         _ => FAILURE,
+    }
+}
+
+/// The exit code for signal `sig` (SIGHUP, SIGINT, SIGTERM): 128 + its number.
+pub fn for_signal(sig: usize) -> u8 {
+    match sig {
+        1 => HANGUP,
+        2 => INTERRUPTED,
+        15 => TERMINATED,
+        n => (128 + n.min(127)) as u8,
     }
 }
 
@@ -164,6 +186,8 @@ mod tests {
             Busy,
             InvalidContent,
             FilterFailed,
+            Untrusted,
+            Interrupted,
             Other,
         ] {
             let c = for_kind(k);

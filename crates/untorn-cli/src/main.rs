@@ -39,6 +39,9 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cli.verbose);
+    for uid in &cli.trust_user {
+        untorn::trust::trust_owner(*uid);
+    }
     let result = match cli.command {
         Command::Write(a) => cmd_write(a),
         Command::Lock(a) => cmd_lock(a),
@@ -68,9 +71,24 @@ fn main() -> ExitCode {
     }
 }
 
-/// `-v` shows untorn's tracing events on stderr (one per operation); `-vv` shows more.
+/// Warnings of the library (state it left alone, and why) are always shown on stderr, one
+/// line each (`untorn: ...`); `-v` shows untorn's tracing events (one per operation), `-vv`
+/// more.
 fn init_tracing(verbose: u8) {
     if verbose == 0 {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::Layer;
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(io::stderr)
+                .without_time()
+                .with_level(false)
+                .with_target(false)
+                .with_ansi(false)
+                .event_format(WarningFormat)
+                .with_filter(tracing_subscriber::EnvFilter::new("untorn=warn")),
+        );
+        let _ = tracing::subscriber::set_global_default(subscriber);
         return;
     }
     let level = if verbose == 1 {
@@ -84,6 +102,26 @@ fn init_tracing(verbose: u8) {
         .with_target(false)
         .with_ansi(io::stderr().is_terminal())
         .init();
+}
+
+/// Prints a library warning as `untorn: MESSAGE` (its fields, if any, after it).
+struct WarningFormat;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for WarningFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        write!(writer, "untorn: ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 fn cmd_write(a: WriteArgs) -> Result<u8, Failure> {
@@ -183,11 +221,41 @@ fn cmd_edit(a: EditArgs) -> Result<u8, Failure> {
     if let Some(d) = &a.default {
         opts.default_content(d.as_bytes());
     }
+    opts.allow_empty(a.allow_empty);
+    // SIGINT, SIGTERM and SIGHUP while the filter runs go on to it (its process group); untorn
+    // waits for it and exits 128 + the signal, the file unchanged. While waiting for the lock
+    // they act as usual (nothing was changed yet).
+    let fwd = untorn::ForwardSignals::new();
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        let _ = signal_hook::flag::register_conditional_default(sig, fwd.default_action.clone());
+        let _ = signal_hook::flag::register_usize(sig, fwd.received.clone(), sig as usize);
+    }
+    opts.forward_signals(fwd.clone());
     let (prog, args) = a.filter.split_first().expect("clap requires a filter");
     let mut cmd = std::process::Command::new(prog);
     cmd.args(args);
-    opts.run(&a.file, &mut cmd)?;
-    Ok(exit::OK)
+    match opts.run(&a.file, &mut cmd) {
+        Ok(_) => match fwd.received() {
+            // A signal during the write: the write completed; now exit as the signal asked.
+            Some(sig) => {
+                eprintln!(
+                    "untorn: signal {sig} came during the write; the edit of '{}' is complete",
+                    a.file.display()
+                );
+                Ok(exit::for_signal(sig))
+            }
+            None => Ok(exit::OK),
+        },
+        Err(e) if e.kind() == untorn::ErrorKind::Interrupted => Err(Failure::Other(
+            e.to_string(),
+            exit::for_signal(fwd.received().unwrap_or(2)),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn cmd_read(a: ReadArgs) -> Result<u8, Failure> {
@@ -248,9 +316,28 @@ fn cmd_append(a: AppendArgs) -> Result<u8, Failure> {
             .collect()
     };
     if !lines.is_empty() {
-        opts.append_all(&a.file, &lines)?;
+        let done = opts.append_all(&a.file, &lines)?;
+        if let Some(t) = done.repaired {
+            // Something was removed: never silently.
+            eprintln!(
+                "untorn: warning: '{}' ended in a torn tail ({} bytes after the last complete \
+                 record: {}); cut it before appending",
+                a.file.display(),
+                t.junk_len,
+                torn_reason(t.reason)
+            );
+        }
     }
     Ok(exit::OK)
+}
+
+/// What a torn tail was, in words.
+fn torn_reason(r: untorn::TornReason) -> &'static str {
+    match r {
+        untorn::TornReason::Incomplete => "a record cut short",
+        untorn::TornReason::Zeros => "zeros where data should be",
+        _ => "torn",
+    }
 }
 
 fn cmd_repair(a: LogArgs) -> Result<u8, Failure> {
@@ -260,19 +347,25 @@ fn cmd_repair(a: LogArgs) -> Result<u8, Failure> {
             "untorn: repaired '{}': removed {} bytes after the last complete record ({})",
             a.file.display(),
             t.junk_len,
-            match t.reason {
-                untorn::TornReason::Incomplete => "a record cut short",
-                untorn::TornReason::Zeros => "zeros where data should be",
-                untorn::TornReason::InvalidJson => "a line that is not JSON",
-                _ => "torn",
-            }
+            torn_reason(t.reason)
         ),
     }
     Ok(exit::OK)
 }
 
 fn cmd_tail(a: TailArgs) -> Result<u8, Failure> {
-    let records = untorn::tail(&a.log.file, a.lines, log_format(a.log.jsonl))?;
+    let mut log = untorn::read_log(&a.log.file, log_format(a.log.jsonl))?;
+    if let Some(t) = log.torn {
+        eprintln!(
+            "untorn: note: '{}' ends in a torn tail ({} bytes after the last complete record: \
+             {}), left out; `untorn repair` cuts it",
+            a.log.file.display(),
+            t.junk_len,
+            torn_reason(t.reason)
+        );
+    }
+    let keep = log.records.len().saturating_sub(a.lines);
+    let records = log.records.split_off(keep);
     let mut out = Vec::new();
     for r in records {
         out.extend_from_slice(&r);
@@ -401,29 +494,42 @@ fn cmd_clean(a: CleanArgs) -> Result<u8, Failure> {
         };
         out.push_str(&format!("kept\t{}\t{why}\n", o.path.display()));
     }
+    for o in &c.untrusted {
+        out.push_str(&format!(
+            "left alone\t{}\tbelongs to {}\n",
+            o.path.display(),
+            untorn::trust::user_name(o.owner)
+        ));
+    }
     print_out(out.as_bytes())?;
     if !a.dry_run && !c.removed.is_empty() {
         untorn::clean(&a.dir, a.older_than, false)?;
     }
-    Ok(exit::OK)
+    Ok(if c.untrusted.is_empty() {
+        exit::OK
+    } else {
+        exit::UNTRUSTED
+    })
 }
 
 fn cmd_recover(a: RecoverArgs) -> Result<u8, Failure> {
-    let opts = untorn::RecoverOptions {
-        restore_invalid: if a.restore_invalid {
-            a.format.map(Into::into)
-        } else {
-            None
-        },
-        dry_run: a.dry_run,
-        older_than: a.older_than,
-    };
+    let mut opts = untorn::RecoverOptions::new();
+    opts.dry_run(a.dry_run)
+        .older_than(a.older_than)
+        .timeout(a.timeout)
+        .abandon(a.abandon);
+    if a.restore_invalid {
+        if let Some(f) = a.format {
+            opts.restore_invalid(f.into());
+        }
+    }
     let actions = untorn::recover(&a.dir, &opts)?;
     let would = if a.dry_run { "would " } else { "" };
     let mut out = String::new();
-    let mut unresolved = false;
+    let (mut unresolved, mut untrusted, mut failed) = (false, false, None);
     for act in &actions {
         use untorn::recover::Action;
+        let who = |uid: &u32| untorn::trust::user_name(*uid);
         let line = match act {
             Action::RemovedTemp(o) => format!(
                 "{would}remove orphaned temp {} ({} bytes)",
@@ -432,6 +538,14 @@ fn cmd_recover(a: RecoverArgs) -> Result<u8, Failure> {
             ),
             Action::KeptTempInUse(o) => {
                 format!("kept temp {} (open in a running process)", o.path.display())
+            }
+            Action::UntrustedTemp(o) => {
+                untrusted = true;
+                format!(
+                    "left alone {}: named like a temp, but it belongs to {}",
+                    o.path.display(),
+                    who(&o.owner)
+                )
             }
             Action::Restored { path, from, reason } => format!(
                 "{would}restore {} from {} ({reason})",
@@ -459,9 +573,38 @@ fn cmd_recover(a: RecoverArgs) -> Result<u8, Failure> {
                 backup.name.to_string_lossy(),
                 path.display()
             ),
+            Action::UntrustedJournal { path, owner } => {
+                untrusted = true;
+                format!(
+                    "left alone the transaction journal {}: it belongs to {} (recover as that \
+                     user, or --trust-user)",
+                    path.display(),
+                    who(owner)
+                )
+            }
+            Action::RefusedJournal { path, why } => {
+                untrusted = true;
+                format!(
+                    "left alone the transaction journal {}: {why}",
+                    path.display()
+                )
+            }
+            Action::TxnAbandoned { path, failed } => format!(
+                "finished the interrupted transaction {}, giving up: {}",
+                path.display(),
+                failed.join("; ")
+            ),
             Action::InvalidWithoutBackup { path, reason } => {
                 unresolved = true;
                 format!("cannot fix {}: no valid backup ({reason})", path.display())
+            }
+            Action::SkippedSymlink(p) => format!(
+                "skipped {}: a symbolic link (recovery never restores through a link)",
+                p.display()
+            ),
+            Action::Failed { kind, error, .. } => {
+                failed.get_or_insert(*kind);
+                format!("failed: {error}")
             }
             _ => format!("{act:?}"),
         };
@@ -472,28 +615,18 @@ fn cmd_recover(a: RecoverArgs) -> Result<u8, Failure> {
         out.push_str("nothing to do\n");
     }
     print_out(out.as_bytes())?;
-    Ok(if unresolved { exit::INVALID } else { exit::OK })
+    Ok(match failed {
+        Some(k) => exit::for_kind(k),
+        None if unresolved => exit::INVALID,
+        None if untrusted => exit::UNTRUSTED,
+        None => exit::OK,
+    })
 }
 
 fn cmd_txn(a: TxnArgs) -> Result<u8, Failure> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use untorn::txn::ManifestOp;
-    // SIGINT and SIGTERM must not cut a commit in half: note them, finish (or abandon, before
-    // the commit starts), then exit with the signal's code.
-    let int = Arc::new(AtomicBool::new(false));
-    let term = Arc::new(AtomicBool::new(false));
-    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, int.clone());
-    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone());
-    let interrupted = || {
-        if int.load(Ordering::SeqCst) {
-            Some(exit::INTERRUPTED)
-        } else if term.load(Ordering::SeqCst) {
-            Some(exit::TERMINATED)
-        } else {
-            None
-        }
-    };
     let usage = |msg: String| Failure::Other(format!("txn: {msg}"), exit::USAGE);
     let mut ops = untorn::txn::parse_ops(a.changes.iter().cloned()).map_err(usage)?;
     if let Some(m) = &a.manifest {
@@ -512,65 +645,115 @@ fn cmd_txn(a: TxnArgs) -> Result<u8, Failure> {
             "no changes given (put TARGET=SOURCE, rm PATH, mv FROM=TO)".into(),
         ));
     }
-    let mut tx = untorn::Transaction::new();
-    tx.lock_options(a.wait.lock_options());
+    // Every new content is read (and checked) before anything is staged, with the signals'
+    // default dispositions: SIGINT or SIGTERM while reading a slow FIFO or standard input ends
+    // untorn at once, and nothing was written yet.
+    let mut contents = Vec::with_capacity(ops.len());
     let mut stdin_used = false;
     for op in &ops {
-        if let Some(code) = interrupted() {
-            tx.discard();
-            eprintln!("untorn: interrupted before the commit; nothing was changed");
-            return Ok(code);
-        }
-        match op {
-            ManifestOp::Put { target, source } => {
-                let content = if source.as_os_str() == "-" {
-                    if stdin_used {
-                        return Err(usage(
-                            "standard input ('-') can be the source of one put only".into(),
-                        ));
-                    }
-                    stdin_used = true;
-                    let mut v = Vec::new();
-                    io::stdin().lock().read_to_end(&mut v).map_err(|e| {
+        if let ManifestOp::Put { target, source } = op {
+            let content = if source.as_os_str() == "-" {
+                if stdin_used {
+                    return Err(usage(
+                        "standard input ('-') can be the source of one put only".into(),
+                    ));
+                }
+                stdin_used = true;
+                let mut v = Vec::new();
+                io::stdin().lock().read_to_end(&mut v).map_err(|e| {
+                    Failure::Other(
+                        format!(
+                            "cannot read standard input for '{}': {}",
+                            target.display(),
+                            plain(&e)
+                        ),
+                        exit::FAILURE,
+                    )
+                })?;
+                v
+            } else {
+                std::fs::read(source).map_err(|e| {
+                    Failure::Other(
+                        format!(
+                            "cannot read '{}' (the new content of '{}'): {}",
+                            source.display(),
+                            target.display(),
+                            plain(&e)
+                        ),
+                        exit::for_io(&e),
+                    )
+                })?
+            };
+            if !a.no_check {
+                untorn::Format::from_path(target)
+                    .check(&content, source)
+                    .map_err(|e| {
                         Failure::Other(
-                            format!(
-                                "cannot read standard input for '{}': {}",
-                                target.display(),
-                                plain(&e)
-                            ),
-                            exit::FAILURE,
+                            format!("{e} (the new content of '{}')", target.display()),
+                            exit::for_kind(e.kind()),
                         )
                     })?;
-                    v
-                } else {
-                    std::fs::read(source).map_err(|e| {
-                        Failure::Other(
-                            format!(
-                                "cannot read '{}' (the new content of '{}'): {}",
-                                source.display(),
-                                target.display(),
-                                plain(&e)
-                            ),
-                            exit::for_io(&e),
-                        )
-                    })?
-                };
-                if !a.no_check {
-                    untorn::Format::from_path(target).check(&content, target)?;
-                }
-                tx.write(target, &content)?;
             }
+            contents.push(Some(content));
+        } else {
+            contents.push(None);
+        }
+    }
+    // From here on, SIGINT and SIGTERM must not cut a commit in half: note them. Before the
+    // commit point they abandon the transaction (a wait for its locks stops at once); during
+    // the commit it is finished first. Then exit with the signal's code.
+    let int = Arc::new(AtomicBool::new(false));
+    let term = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    for (sig, flag) in [
+        (signal_hook::consts::SIGINT, &int),
+        (signal_hook::consts::SIGTERM, &term),
+        (signal_hook::consts::SIGINT, &stop),
+        (signal_hook::consts::SIGTERM, &stop),
+    ] {
+        let _ = signal_hook::flag::register(sig, flag.clone());
+    }
+    let interrupted = || {
+        if int.load(Ordering::SeqCst) {
+            Some(exit::INTERRUPTED)
+        } else if term.load(Ordering::SeqCst) {
+            Some(exit::TERMINATED)
+        } else {
+            None
+        }
+    };
+    let abandon = |tx: untorn::Transaction, code: u8| {
+        if let Err(e) = tx.discard() {
+            eprintln!("untorn: {e}");
+        }
+        eprintln!("untorn: interrupted before the commit; nothing was changed");
+        Ok(code)
+    };
+    let mut tx = untorn::Transaction::new();
+    let mut lock = a.wait.lock_options();
+    lock.cancel_when(stop.clone());
+    tx.lock_options(lock);
+    for (op, content) in ops.iter().zip(contents) {
+        if let Some(code) = interrupted() {
+            return abandon(tx, code);
+        }
+        match op {
+            ManifestOp::Put { target, .. } => tx.write(target, content.expect("read above"))?,
             ManifestOp::Remove(p) => tx.remove(p)?,
             ManifestOp::Rename { from, to } => tx.rename(from, to)?,
             _ => return Err(usage(format!("unsupported change {op:?}"))),
         }
     }
     if let Some(code) = interrupted() {
-        tx.discard();
-        eprintln!("untorn: interrupted before the commit; nothing was changed");
-        return Ok(code);
+        return abandon(tx, code);
     }
-    let c = tx.commit()?;
+    let c = match tx.commit() {
+        Err(e) if e.kind() == untorn::ErrorKind::Interrupted => {
+            eprintln!("untorn: interrupted while waiting for the locks; nothing was changed");
+            return Ok(interrupted().unwrap_or(exit::INTERRUPTED));
+        }
+        r => r?,
+    };
     let mut out = String::new();
     for p in &c.written {
         out.push_str(&format!("wrote\t{}\n", p.display()));

@@ -309,3 +309,71 @@ fn files_untorn_did_not_write_or_changed_in_place_are_unverified() {
         untorn::Integrity::Whole
     );
 }
+
+/// Issue 13, item 14: `write --symlink replace --backup=2` on a symlink kept the displaced link
+/// itself as a "backup": symlinks named like backups that `backups` does not list, `restore`
+/// does not see and retention never prunes. Only a regular file's version is a backup: the
+/// file the link pointed to is not changed, so replacing the link keeps no backup.
+#[test]
+fn replacing_a_symlink_keeps_no_symlink_backups() {
+    let d = tempfile::tempdir().unwrap();
+    fs::write(d.path().join("target.json"), "{\"v\": 0}").unwrap();
+    for i in 1..=4 {
+        // Something (a deploy script) points the name at the shared file again each time.
+        let _ = fs::remove_file(d.path().join("link.json"));
+        std::os::unix::fs::symlink("target.json", d.path().join("link.json")).unwrap();
+        ok(
+            &[
+                "write",
+                "--symlink",
+                "replace",
+                "--backup=2",
+                "link.json",
+                &format!("{{\"v\": {i}}}"),
+            ],
+            d.path(),
+        );
+    }
+    // A regular file now; the file the links pointed to is untouched.
+    let meta = fs::symlink_metadata(d.path().join("link.json")).unwrap();
+    assert!(meta.file_type().is_file());
+    assert_eq!(
+        fs::read_to_string(d.path().join("target.json")).unwrap(),
+        "{\"v\": 0}"
+    );
+    let links: Vec<_> = backup_names(d.path())
+        .into_iter()
+        .filter(|n| {
+            fs::symlink_metadata(d.path().join(n))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        })
+        .collect();
+    assert!(links.is_empty(), "symlinks kept as backups: {links:?}");
+    // Every backup is one `backups` lists; none of a link.
+    let listed = ok(&["backups", "link.json"], d.path());
+    assert_eq!(
+        listed.lines().count(),
+        backup_names(d.path()).len(),
+        "{listed}"
+    );
+    // A regular file replaced: its version is kept as usual.
+    ok(
+        &[
+            "write",
+            "--symlink",
+            "replace",
+            "--backup=2",
+            "link.json",
+            "{\"v\": 9}",
+        ],
+        d.path(),
+    );
+    let names = backup_names(d.path());
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert_eq!(
+        fs::read_to_string(d.path().join(&names[0])).unwrap(),
+        "{\"v\": 4}"
+    );
+}

@@ -337,6 +337,170 @@ fn edit_replaces_only_with_valid_output() {
     assert_no_leftovers(d.path());
 }
 
+/// Issue 13, item 6: a filter that prints nothing emptied a YAML or TOML file with exit 0
+/// (empty output is valid YAML and TOML). An empty (or whitespace-only) output is refused for
+/// every format, exit 12, the file unchanged, unless `--allow-empty`.
+#[test]
+fn edit_refuses_an_empty_output_unless_allowed() {
+    let d = tempfile::tempdir().unwrap();
+    let files = [
+        ("queue.yaml", "jobs:\n- build\n"),
+        ("conf.toml", "name = \"x\"\n"),
+        ("notes.txt", "keep me\n"),
+        ("state.json", "{\"n\": 1}\n"),
+    ];
+    for (name, content) in files {
+        fs::write(d.path().join(name), content).unwrap();
+        for filter in [&["true"][..], &["printf", "\\n  \\n"][..]] {
+            let mut args = vec!["edit", name, "--"];
+            args.extend_from_slice(filter);
+            let out = run(&args, d.path());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(12), "{name} {filter:?}: {err}");
+            assert!(
+                err.contains(&format!("'{name}'")) && err.contains("empty"),
+                "{name} {filter:?}: {err}"
+            );
+            assert!(err.contains("--allow-empty"), "{name}: {err}");
+            assert_eq!(
+                fs::read_to_string(d.path().join(name)).unwrap(),
+                content,
+                "{name} {filter:?}"
+            );
+        }
+    }
+    // Asked for: the file is emptied (JSON still needs valid output, which empty is not).
+    for name in ["queue.yaml", "conf.toml", "notes.txt"] {
+        let out = run(&["edit", "--allow-empty", name, "--", "true"], d.path());
+        assert!(out.status.success(), "{name}: {out:?}");
+        assert_eq!(fs::read(d.path().join(name)).unwrap(), b"", "{name}");
+    }
+    let out = run(
+        &["edit", "--allow-empty", "state.json", "--", "true"],
+        d.path(),
+    );
+    assert_eq!(out.status.code(), Some(12));
+    // An already empty file that stays empty: nothing to refuse, nothing written.
+    let out = run(&["edit", "notes.txt", "--", "true"], d.path());
+    assert!(out.status.success(), "{out:?}");
+    assert_no_leftovers(d.path());
+}
+
+/// Whether process `pid` exists (and is not a zombie waiting for its parent).
+fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Waits up to 10 s for `path` to hold a pid.
+fn read_pid(path: &Path) -> i32 {
+    let t = Instant::now();
+    loop {
+        if let Some(pid) = fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no pid in {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Issue 13, item 10: after SIGTERM to `untorn edit`, its filter kept running. A signal to
+/// untorn (SIGINT, SIGTERM, SIGHUP) goes on to the filter's process group; untorn waits for it,
+/// leaves the file unchanged and exits 128 + the signal.
+#[test]
+fn a_signal_to_edit_stops_its_filter() {
+    use rustix::process::{kill_process, Pid, Signal};
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("s.txt");
+    fs::write(&p, "old\n").unwrap();
+    // The filter is `sleep 30` itself (exec'd by a shell that notes its pid), or a shell that
+    // starts `sleep 30` in the background (a process of the filter's group that is not untorn's
+    // child) and waits for it. Such a background job ignores SIGINT (POSIX, as after Ctrl-C in
+    // a terminal), so SIGINT is tried on the first kind only.
+    let exec = "echo $$ > filter.pid; exec sleep 30";
+    let background = "sleep 30 & echo $! > filter.pid; wait; echo new";
+    for (sig, code, script) in [
+        (Signal::TERM, 143, exec),
+        (Signal::TERM, 143, background),
+        (Signal::INT, 130, exec),
+        (Signal::HUP, 129, exec),
+        (Signal::HUP, 129, background),
+    ] {
+        let pidfile = d.path().join("filter.pid");
+        let _ = fs::remove_file(&pidfile);
+        let child = Command::new(untorn())
+            .args(["edit", "s.txt", "--", "sh", "-c"])
+            .arg(script)
+            .current_dir(d.path())
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let filter = read_pid(&pidfile);
+        assert!(alive(filter));
+        let started = Instant::now();
+        kill_process(Pid::from_raw(child.id() as i32).unwrap(), sig).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let waited = started.elapsed();
+        let gone = !alive(filter);
+        if !gone {
+            // Do not leave it running for 30 s.
+            let _ = kill_process(Pid::from_raw(filter).unwrap(), Signal::KILL);
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{sig:?} {script}: {:?} {err}",
+            out.status
+        );
+        assert!(
+            gone,
+            "{sig:?} {script}: the filter's sleep {filter} still runs"
+        );
+        assert!(
+            waited < Duration::from_secs(10),
+            "{sig:?} {script}: took {waited:?}"
+        );
+        assert!(
+            err.contains("'s.txt'") && err.contains("unchanged"),
+            "{sig:?}: {err}"
+        );
+        assert_eq!(fs::read_to_string(&p).unwrap(), "old\n", "{sig:?}");
+        assert_no_leftovers(d.path());
+    }
+    // While it waits for the lock, no filter runs and nothing was changed: a signal acts as
+    // usual, at once.
+    let guard = untorn::lock(&p).unwrap();
+    let mut child = Command::new(untorn())
+        .args(["edit", "s.txt", "--", "cat"])
+        .current_dir(d.path())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    kill_process(Pid::from_raw(child.id() as i32).unwrap(), Signal::TERM).unwrap();
+    let st = child.wait().unwrap();
+    drop(guard);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(st.signal(), Some(15), "{st:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(fs::read_to_string(&p).unwrap(), "old\n");
+}
+
 #[test]
 fn read_prints_defaults_and_survives_a_closed_pipe() {
     let d = tempfile::tempdir().unwrap();

@@ -284,6 +284,45 @@ fn enospc_keeps_the_old_content() {
     assert_no_leftovers(t.path());
 }
 
+/// Issue 13, item 7: an append that fails with ENOSPC on a log it had to create used to leave
+/// an empty log behind. A failed append changes nothing: no log, no temp.
+#[test]
+fn append_enospc_on_a_missing_log_leaves_no_file() {
+    let Some(t) = tmpfs(
+        "append_enospc_on_a_missing_log_leaves_no_file",
+        "size=64k,mode=0755",
+    ) else {
+        return;
+    };
+    let old = t.join("old.log");
+    fs::write(&old, b"kept\n").unwrap();
+    fill(t.path());
+    let log = t.join("progress.log");
+    let out = untorn()
+        .arg("append")
+        .arg(&log)
+        .arg("step 1 done")
+        .output()
+        .unwrap();
+    assert_failure(&out, 6, "cannot append to", &log, "no space left on device");
+    assert!(
+        !log.exists(),
+        "a failed append left {} behind ({} bytes)",
+        log.display(),
+        fs::metadata(&log).map_or(0, |m| m.len())
+    );
+    // An existing log: unchanged (a record larger than the page its last bytes are in).
+    let out = untorn()
+        .arg("append")
+        .arg(&old)
+        .arg("m".repeat(16 * 1024))
+        .output()
+        .unwrap();
+    assert_failure(&out, 6, "cannot append to", &old, "no space left on device");
+    assert_eq!(fs::read(&old).unwrap(), b"kept\n");
+    assert_no_leftovers(t.path());
+}
+
 #[test]
 fn no_free_inode_keeps_the_old_content() {
     // tmpfs with 3 inodes: the root directory, the target and the filler. No inode is left for
@@ -492,6 +531,129 @@ fn fifo_target_is_a_bad_target_and_does_not_hang() {
         assert!(fs::metadata(&p).unwrap().file_type().is_fifo());
     }
     assert_no_leftovers(t.path());
+}
+
+/// Issue 13, item 12: `untorn backup FIFO` blocked forever in `open` (every other command gives
+/// exit 8 at once).
+#[test]
+fn backup_of_a_fifo_is_a_bad_target_and_does_not_hang() {
+    let t = Tmpfs::or_plain("size=1m,mode=0755");
+    let p = t.join("pipe");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &p,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from(0o644),
+        0,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("pipe", t.join("to-pipe")).unwrap();
+    for target in [p.clone(), t.join("to-pipe")] {
+        let started = std::time::Instant::now();
+        let out = untorn()
+            .arg("backup")
+            .arg(&target)
+            .timeout(Duration::from_secs(10))
+            .output()
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(9),
+            "untorn backup hung on a FIFO"
+        );
+        assert_failure(&out, 8, "cannot back up", &target, "not a regular file");
+        assert!(fs::metadata(&p).unwrap().file_type().is_fifo());
+    }
+    let names: Vec<_> = fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| n == "pipe" || n == "to-pipe"),
+        "{names:?}"
+    );
+}
+
+/// The permission bits `who` (owner 6, group 3, other 0: a shift) of mode `m`.
+fn bits(m: u32, who: u32) -> u32 {
+    (m >> who) & 7
+}
+
+/// Issue 13, item 13 (backups): `untorn backup` (the copy path) run by a user who may not give
+/// the copy the original's owner gave it the user's own group with the original's group bits:
+/// a `root:secret 0640` file's backup was `nobody:nogroup 0640`, readable by a group that could
+/// not read the original. A backup is never more readable than its original: it keeps the
+/// group where the user may (a member of it), and otherwise gets no group bits beyond what
+/// everyone had.
+#[test]
+fn a_backup_by_a_user_is_never_more_readable_than_the_original() {
+    use std::os::unix::fs::MetadataExt;
+    const TEST: &str = "a_backup_by_a_user_is_never_more_readable_than_the_original";
+    // A group made for the test: a gid no group file needs to know.
+    const SECRET: u32 = 64_123;
+    let Some(t) = tmpfs(TEST, "size=1m,mode=0755") else {
+        return;
+    };
+    let as_nobody = |groups: &str, args: &[&std::ffi::OsStr]| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534"])
+            .arg(format!("--groups={groups}"))
+            .arg(bin())
+            .args(args)
+            .output()
+    };
+    match as_nobody("65534", &["--version".as_ref()]) {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => return skip(TEST, &format!("setpriv: {}", stderr_of(&o).trim())),
+        Err(e) => return skip(TEST, &format!("cannot run setpriv: {e}")),
+    }
+    let dir = t.join("shared");
+    fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    // (owner, group, mode, the user's groups): root's file read through the group; the user's
+    // own file of a group the user is not in (the user reads it as its owner).
+    let cases = [
+        (0, SECRET, 0o640, format!("65534,{SECRET}")),
+        (65534, SECRET, 0o640, "65534".to_string()),
+        (65534, SECRET, 0o664, "65534".to_string()),
+        (0, SECRET, 0o644, "65534".to_string()),
+    ];
+    for (i, (uid, gid, mode, groups)) in cases.iter().enumerate() {
+        let f = dir.join(format!("f{i}.txt"));
+        fs::write(&f, b"secret data\n").unwrap();
+        std::os::unix::fs::chown(&f, Some(*uid), Some(*gid)).unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(*mode)).unwrap();
+        let out = as_nobody(groups, &["backup".as_ref(), f.as_os_str()]).unwrap();
+        assert!(out.status.success(), "case {i}: {}", stderr_of(&out));
+        let b = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        assert_eq!(fs::read(&b).unwrap(), b"secret data\n");
+        let (o, m) = (fs::metadata(&f).unwrap(), fs::metadata(&b).unwrap());
+        let (om, bm) = (o.mode() & 0o7777, m.mode() & 0o7777);
+        let what = format!(
+            "case {i}: original {}:{} {om:o}, backup {}:{} {bm:o}",
+            o.uid(),
+            o.gid(),
+            m.uid(),
+            m.gid()
+        );
+        // Others: no more than they had.
+        assert_eq!(bits(bm, 0) & !bits(om, 0), 0, "{what}");
+        // The backup's group: its own bits if it is the original's group, else no more than
+        // everyone had.
+        let allowed = if m.gid() == o.gid() {
+            bits(om, 3)
+        } else {
+            bits(om, 0)
+        };
+        assert_eq!(bits(bm, 3) & !allowed, 0, "{what}");
+        // The owner is the original's or the user who took it (who could read it).
+        assert!(m.uid() == o.uid() || m.uid() == 65534, "{what}");
+        assert_eq!(bm & 0o6000, 0, "{what}");
+        // The user keeps what a member may keep: the group of case 0.
+        if i == 0 {
+            assert_eq!(m.gid(), SECRET, "{what}");
+        }
+    }
+    assert_no_leftovers(&dir);
 }
 
 #[test]

@@ -1071,7 +1071,7 @@ fn check_txn(evs: &[Ev], targets: &[(&str, &[u8])]) -> Result<Txn, String> {
         create.flags
     );
     ensure!(
-        file_name(&jtemp).starts_with("..untorn-txn.journal.untorn-") && jtemp.ends_with(".tmp"),
+        file_name(&jtemp).starts_with(".untorn-txn-journal.untorn-") && jtemp.ends_with(".tmp"),
         "the journal is not written into a temp, but into {jtemp}"
     );
     let jwrites: Vec<&Ev> = evs
@@ -1144,13 +1144,16 @@ fn check_txn(evs: &[Ev], targets: &[(&str, &[u8])]) -> Result<Txn, String> {
             .iter()
             .find_map(|en| match en {
                 untorn::txn::Entry::Put {
+                    dir,
                     temp: t,
                     target: tg,
                     size,
                     crc,
                     ..
-                } if norm(&t.to_string_lossy()) == *temp_path
-                    && norm(&tg.to_string_lossy()) == *target =>
+                } if norm(&decoded.dirs[*dir as usize].path.join(t).to_string_lossy())
+                    == *temp_path
+                    && norm(&decoded.dirs[*dir as usize].path.join(tg).to_string_lossy())
+                        == *target =>
                 {
                     Some((*size, *crc))
                 }
@@ -1181,7 +1184,14 @@ fn check_txn(evs: &[Ev], targets: &[(&str, &[u8])]) -> Result<Txn, String> {
     let listed: std::collections::BTreeSet<String> = decoded
         .locks
         .iter()
-        .map(|l| norm(&l.to_string_lossy()))
+        .map(|l| {
+            norm(
+                &decoded.dirs[l.dir as usize]
+                    .path
+                    .join(&l.name)
+                    .to_string_lossy(),
+            )
+        })
         .collect();
     ensure!(
         listed == lock_paths,
@@ -2267,6 +2277,7 @@ fn restore() {
 #[test]
 fn recover_txn() {
     use std::os::unix::fs::MetadataExt;
+    use untorn::txn::journal::{Dir, Name};
     use untorn::txn::{Entry, Journal};
     for two_dirs in [false, true] {
         let d = scratch();
@@ -2283,9 +2294,11 @@ fn recover_txn() {
             let temp = target.with_file_name(format!(".{base}.untorn-{:08x}.tmp", 0xc0de + k));
             std::fs::write(&temp, new).unwrap();
             let m = std::fs::metadata(&temp).unwrap();
+            let dir = (two_dirs && k == 1) as u32;
             entries.push(Entry::Put {
-                temp: temp.clone(),
-                target: target.clone(),
+                dir,
+                temp: temp.file_name().unwrap().into(),
+                target: target.file_name().unwrap().into(),
                 dev: m.dev(),
                 ino: m.ino(),
                 size: new.len() as u64,
@@ -2300,9 +2313,30 @@ fn recover_txn() {
             temps.push(temp);
             locks.push(lock);
         }
+        let dir_of = |p: &PathBuf| {
+            let m = std::fs::metadata(p).unwrap();
+            Dir {
+                dev: m.dev(),
+                ino: m.ino(),
+                path: p.clone(),
+            }
+        };
+        let mut dirs = vec![dir_of(&root)];
+        if two_dirs {
+            dirs.push(dir_of(&root.join("sub")));
+        }
         let journal = Journal {
+            id: [3; 16],
+            dirs,
             entries,
-            locks: locks.clone(),
+            locks: locks
+                .iter()
+                .enumerate()
+                .map(|(k, l)| Name {
+                    dir: (two_dirs && k == 1) as u32,
+                    name: l.file_name().unwrap().into(),
+                })
+                .collect(),
         }
         .encode();
         let jdirs: std::collections::BTreeSet<PathBuf> = locks

@@ -209,13 +209,15 @@ pub(crate) fn recover<'py>(
     dry_run: bool,
     older_than: f64,
 ) -> PyResult<Vec<Bound<'py, PyDict>>> {
-    let opts = RecoverOptions {
-        dry_run,
-        older_than: seconds(older_than, "older_than")?,
-        restore_invalid: restore_invalid
-            .map(crate::format::format_from)
-            .transpose()?,
-    };
+    let mut opts = RecoverOptions::new();
+    opts.dry_run(dry_run)
+        .older_than(seconds(older_than, "older_than")?);
+    if let Some(f) = restore_invalid
+        .map(crate::format::format_from)
+        .transpose()?
+    {
+        opts.restore_invalid(f);
+    }
     let actions = py.detach(|| untorn::recover(&dir, &opts)).map_err(to_py)?;
     actions
         .iter()

@@ -60,6 +60,7 @@ fn class_name(kind: ErrorKind) -> &'static str {
         ErrorKind::CrossDevice => "CrossDeviceError",
         ErrorKind::Unsupported => "UnsupportedError",
         ErrorKind::FilterFailed => "Error",
+        ErrorKind::Untrusted => "PermissionDeniedError",
         _ => "FileSystemError",
     }
 }

@@ -54,7 +54,20 @@ fn _untorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(format::parse, m)?)?;
     m.add_function(wrap_pyfunction!(format::check_format, m)?)?;
     m.add_function(wrap_pyfunction!(temp_file_target, m)?)?;
+    m.add_function(wrap_pyfunction!(trust_user, m)?)?;
     Ok(())
+}
+
+/// Trusts the state that `user` (a name or a uid) leaves (transaction journals, flags, temps,
+/// backups) as the caller's own, for the rest of this process: e.g. root recovering a
+/// service's directory. The environment variable UNTORN_TRUST_USERS does the same.
+#[pyfunction]
+fn trust_user(user: &str) -> PyResult<u32> {
+    let uid = untorn::trust::user_id(user).ok_or_else(|| {
+        pyo3::exceptions::PyValueError::new_err(format!("no user '{user}' (a name or a uid)"))
+    })?;
+    untorn::trust::trust_owner(uid);
+    Ok(uid)
 }
 
 /// If `name` is the name of an untorn temp file (`.NAME.untorn-XXXXXXXX.tmp`), the name of the

@@ -28,7 +28,8 @@ fn torn(t: Torn) -> TornTuple {
 }
 
 /// Appends `records` (each one line; a final newline is added where missing) to the log at
-/// `path` in one write, durably. Returns the number of bytes appended.
+/// `path` in one write, durably. Returns the number of bytes appended, and the torn tail cut
+/// off before appending (the Python layer warns about it).
 #[pyfunction]
 #[pyo3(signature = (path, records, *, jsonl = false, durability = "full", timeout = None))]
 pub(crate) fn append(
@@ -38,7 +39,7 @@ pub(crate) fn append(
     jsonl: bool,
     durability: &str,
     timeout: Option<f64>,
-) -> PyResult<u64> {
+) -> PyResult<(u64, Option<TornTuple>)> {
     let wait = wait_for(timeout, true)?;
     let mut recs: Vec<Vec<u8>> = Vec::new();
     for r in records.try_iter()? {
@@ -58,10 +59,10 @@ pub(crate) fn append(
     opts.durability(durability_from(durability)?)
         .format(format(jsonl))
         .timeout(Duration::ZERO);
-    retrying(py, &path, &LockOptions::new(), wait, || {
+    let done = retrying(py, &path, &LockOptions::new(), wait, || {
         opts.append_all(&path, &recs).map_err(Failure::from)
-    })
-    .map_err(Into::into)
+    })?;
+    Ok((done.bytes, done.repaired.map(torn)))
 }
 
 /// The complete records of a log, and its torn tail if it has one (left out of the records).

@@ -128,7 +128,7 @@ impl Transaction {
     fn discard(&self, py: Python<'_>) {
         py.detach(|| {
             if let Some(st) = self.guard().take() {
-                st.txn.discard();
+                let _ = st.txn.discard();
             }
         })
     }

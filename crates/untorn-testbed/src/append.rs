@@ -33,6 +33,9 @@ pub enum Tail {
     /// Anything else: bytes that are no record in flight (stale blocks of some earlier file,
     /// say).
     Garbage,
+    /// A record in flight, whole but for its newline: not torn. A last line without newline
+    /// that is JSON stays: the reader returns it, and the next append ends it.
+    Unterminated,
 }
 
 /// What [`UntornAppend`] counted over the cycles it checked.
@@ -59,6 +62,12 @@ pub struct AppendStats {
     pub no_log: u64,
     /// Temp files left behind, over all cycles (an append makes none).
     pub leftover_temps: u64,
+    /// Cycles whose log ended in a whole record without its newline (kept, see
+    /// [`Tail::Unterminated`]).
+    pub unterminated: u64,
+    /// Cycles whose garbage tail held a complete line that is not JSON, which untorn refuses to
+    /// cut (exit 12, the log unchanged): a complete line is never removed.
+    pub refused: u64,
 }
 
 impl AppendStats {
@@ -84,8 +93,9 @@ impl fmt::Display for AppendStats {
             f,
             "{} torn tails left out by the reader and repaired ({} with zeros where data should \
              be: {} all zeros, {} cut short then zeros, {} zeros among records in flight; {} cut \
-             short; {} garbage; longest {} bytes), {} unacknowledged records on disk, {} \
-             without a log yet, {} leftover temps",
+             short; {} garbage; longest {} bytes), {} unacknowledged records on disk ({} whole \
+             but for the newline, kept), {} garbage tails refused, {} without a log yet, {} \
+             leftover temps",
             self.torn(),
             self.zero_filled(),
             self.zeros,
@@ -95,6 +105,8 @@ impl fmt::Display for AppendStats {
             self.garbage,
             self.max_tail_bytes,
             self.unacked_on_disk,
+            self.unterminated,
+            self.refused,
             self.no_log,
             self.leftover_temps
         )
@@ -114,10 +126,14 @@ impl fmt::Display for AppendStats {
 ///
 /// - the raw log is, from its start, each writer's records `1..=k` in order, each exactly once,
 ///   with `k >= ` its last acknowledged record (the log may be missing only if no append was
-///   acknowledged), then possibly a **torn tail** (counted by kind: [`Tail`]);
+///   acknowledged), then possibly a **torn tail** (counted by kind: [`Tail`]), or the record in
+///   flight whole but for its newline ([`Tail::Unterminated`]: a record, kept);
 /// - `untorn tail -n 100000 --jsonl` prints exactly those whole records: the tail left out;
 /// - `untorn repair --jsonl` leaves exactly those records, and a fresh `untorn append --jsonl`
 ///   after it lands on a clean line boundary: every line of the log is a whole record;
+/// - except for a garbage tail holding a complete line that is not JSON, which untorn cannot
+///   prove torn: then `tail` and `repair` must both refuse (exit 12) and leave the log as it
+///   was (counted, and noted);
 /// - the lock file is empty; temps are counted; anything else in the directory is a violation.
 #[derive(Debug)]
 pub struct UntornAppend {
@@ -403,7 +419,27 @@ impl Workload for UntornAppend {
             good += nl + 1;
         }
         let junk = &raw[good..];
-        let tail = self.classify(junk, &next);
+        // The record in flight, whole but for its newline (its page reached the disk, the
+        // next did not): it stays, as a record.
+        let unterminated =
+            (0..writers).find(|&w| !junk.is_empty() && junk == &self.record(w as u64, next[w])[..]);
+        if let Some(w) = unterminated {
+            next[w] += 1;
+        }
+        let tail = match unterminated {
+            Some(_) => Tail::Unterminated,
+            None => self.classify(junk, &next),
+        };
+        // What the reader returns, and a repair leaves: the whole records.
+        let kept = if unterminated.is_some() {
+            &raw[..]
+        } else {
+            &raw[..good]
+        };
+        let mut kept_lines = kept.to_vec();
+        if unterminated.is_some() {
+            kept_lines.push(b'\n');
+        }
         let state = || {
             let ks: Vec<u64> = next.iter().map(|n| n - 1).collect();
             format!(
@@ -438,9 +474,27 @@ impl Workload for UntornAppend {
             return Err(format!("bytes in the middle of the log: {}", state()));
         }
 
+        // A garbage tail that holds a complete line which is not JSON: untorn cannot prove it
+        // torn, so every command refuses it (exit 12) and changes nothing.
+        if tail == Tail::Garbage && junk.contains(&b'\n') {
+            let t = untorn_in(&self.untorn, dir, &["tail", "-n", "100000", "--jsonl", LOG])?;
+            let r = untorn_in(&self.untorn, dir, &["repair", "--jsonl", LOG])?;
+            if t.status.code() == Some(12) && r.status.code() == Some(12) {
+                if read_opt(dir, LOG)?.unwrap_or_default() != raw {
+                    return Err(format!("a refused repair changed the log; {}", state()));
+                }
+                stats.refused = 1;
+                self.add(&stats);
+                return Ok(Checked {
+                    leftover_temps: temps,
+                    notes: vec![format!("garbage tail refused (exit 12): {}", state())],
+                });
+            }
+        }
+
         // The reader leaves the torn tail out, and nothing else.
         let tailed = untorn_ok(&self.untorn, dir, &["tail", "-n", "100000", "--jsonl", LOG])?;
-        if tailed != raw[..good] {
+        if tailed != kept_lines {
             let extra = tailed.get(good..).unwrap_or_default();
             let what = if extra.is_empty() {
                 String::new()
@@ -452,9 +506,10 @@ impl Workload for UntornAppend {
                 )
             };
             return Err(format!(
-                "`untorn tail` printed {} bytes, not the {good} bytes of whole records{what}; \
+                "`untorn tail` printed {} bytes, not the {} bytes of whole records{what}; \
                  {}{}",
                 tailed.len(),
+                kept_lines.len(),
                 state(),
                 keep_evidence(&raw)
             ));
@@ -470,16 +525,17 @@ impl Workload for UntornAppend {
             ));
         }
         let after = read_opt(dir, LOG)?.unwrap_or_default();
-        if after != raw[..good] {
+        if after != kept {
             return Err(format!(
-                "after `untorn repair` the log is {} bytes, not the {good} bytes of whole \
+                "after `untorn repair` the log is {} bytes, not the {} bytes of whole \
                  records; {}",
                 after.len(),
+                kept.len(),
                 state()
             ));
         }
         untorn_ok(&self.untorn, dir, &["append", "--jsonl", LOG, FRESH])?;
-        let mut expected = raw[..good].to_vec();
+        let mut expected = kept_lines.clone();
         expected.extend_from_slice(FRESH.as_bytes());
         expected.push(b'\n');
         let fresh = read_opt(dir, LOG)?.unwrap_or_default();
@@ -501,8 +557,13 @@ impl Workload for UntornAppend {
                 stats.garbage = 1;
                 notes.push(format!("garbage tail left out: {}", state()));
             }
+            Tail::Unterminated => stats.unterminated = 1,
         }
-        stats.max_tail_bytes = junk.len() as u64;
+        stats.max_tail_bytes = if unterminated.is_some() {
+            0
+        } else {
+            junk.len() as u64
+        };
         self.add(&stats);
         Ok(Checked {
             leftover_temps: temps,
@@ -524,6 +585,8 @@ impl UntornAppend {
         s.unacked_on_disk += c.unacked_on_disk;
         s.no_log += c.no_log;
         s.leftover_temps += c.leftover_temps;
+        s.unterminated += c.unterminated;
+        s.refused += c.refused;
     }
 }
 

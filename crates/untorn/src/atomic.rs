@@ -2,11 +2,12 @@
 
 use crate::ctx::{is_unsupported, Ctx, Feature};
 use crate::error::{Error, ErrorKind, Op, Result};
+pub use crate::paths::temp_file_target;
+use crate::paths::{join, resolve, temp_name, Target};
 use crate::sys::{errnos::*, Fd, FileType, FsKind, RenameMode, Stat, SyncKind, Sys};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -78,6 +79,7 @@ pub struct OpenOptions {
     no_clobber: bool,
     temp: TempFile,
     backups: usize,
+    wait: crate::lock::Wait,
     pub(crate) ctx: Arc<Ctx>,
 }
 
@@ -91,6 +93,7 @@ impl fmt::Debug for OpenOptions {
             .field("no_clobber", &self.no_clobber)
             .field("temp", &self.temp)
             .field("backups", &self.backups)
+            .field("wait", &self.wait)
             .finish()
     }
 }
@@ -113,6 +116,7 @@ impl OpenOptions {
             no_clobber: false,
             temp: TempFile::Auto,
             backups: 0,
+            wait: crate::lock::Wait::Timeout(crate::txn::recover::DEFAULT_WAIT),
             ctx: Ctx::real(),
         }
     }
@@ -156,12 +160,23 @@ impl OpenOptions {
     /// Keep the last `n` versions that writes displace, as backups beside the file
     /// (`NAME.<UTC time>.bak`, see [`crate::backup`](mod@crate::backup)); `0` (the default) keeps none.
     ///
-    /// A backup costs O(1) whatever the file's size: the displaced inode is renamed to the
-    /// backup name instead of being unlinked, and the write's own directory fsync makes it
-    /// durable. When the write returns, the backup of the version it displaced is durable
-    /// (with [`Durability::Full`]).
+    /// A backup costs O(1) whatever the file's size: the inode about to be displaced gets the
+    /// backup name as a second link just before the replace, and the write's own directory
+    /// fsync makes it durable. When the write returns, the backup of the version it displaced
+    /// is durable (with [`Durability::Full`]).
+    ///
+    /// Only a regular file's version is kept: a symlink replaced under [`Symlinks::Replace`]
+    /// gets no backup (no content is displaced: the file it points to is not changed).
     pub fn backups(&mut self, n: usize) -> &mut Self {
         self.backups = n;
+        self
+    }
+
+    /// How long a write may wait for the locks of a transaction that crashed with this file in
+    /// it, to finish it first (default 10 s; a write takes no lock otherwise). Anyone who can
+    /// open a lock file can hold its lock, so this wait is always bounded.
+    pub fn timeout(&mut self, d: std::time::Duration) -> &mut Self {
+        self.wait = crate::lock::Wait::Timeout(d);
         self
     }
 
@@ -277,221 +292,6 @@ pub fn write(path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> Result<()> {
 
 /// Size of the write buffer of an [`AtomicFile`].
 const BUF_CAP: usize = 64 * 1024;
-
-/// Prefix and suffix of named temp files: `.NAME.untorn-XXXXXXXX.tmp`.
-const TEMP_MARK: &str = ".untorn-";
-const TEMP_SUFFIX: &str = ".tmp";
-/// Linux's NAME_MAX: a temp name must fit, so a long target name is shortened in it.
-const NAME_MAX: usize = 255;
-
-/// If `name` is the name of an untorn temp file (`.NAME.untorn-XXXXXXXX.tmp`), the name of the
-/// file it was meant to replace (possibly shortened, for very long names).
-///
-/// ```
-/// use std::ffi::OsStr;
-/// assert_eq!(
-///     untorn::temp_file_target(OsStr::new(".a.json.untorn-0123abcd.tmp")),
-///     Some(OsStr::new("a.json").to_owned())
-/// );
-/// assert_eq!(untorn::temp_file_target(OsStr::new("a.json")), None);
-/// ```
-pub fn temp_file_target(name: &OsStr) -> Option<OsString> {
-    let b = name.as_bytes();
-    let rest = b.strip_prefix(b".")?.strip_suffix(TEMP_SUFFIX.as_bytes())?;
-    if rest.len() < TEMP_MARK.len() + 8 {
-        return None;
-    }
-    let (target, tail) = rest.split_at(rest.len() - TEMP_MARK.len() - 8);
-    let hex = tail.strip_prefix(TEMP_MARK.as_bytes())?;
-    if target.is_empty() || !hex.iter().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    Some(OsString::from_vec(target.to_vec()))
-}
-
-pub(crate) fn temp_name(target: &OsStr) -> OsString {
-    let b = target.as_bytes();
-    let room = NAME_MAX - 1 - TEMP_MARK.len() - 8 - TEMP_SUFFIX.len();
-    let b = &b[..b.len().min(room)];
-    let mut v = Vec::with_capacity(NAME_MAX);
-    v.push(b'.');
-    v.extend_from_slice(b);
-    v.extend_from_slice(TEMP_MARK.as_bytes());
-    v.extend_from_slice(format!("{:08x}", fastrand::u32(..)).as_bytes());
-    v.extend_from_slice(TEMP_SUFFIX.as_bytes());
-    OsString::from_vec(v)
-}
-
-/// Splits a path into its directory (`.` for a bare name) and its file name; rejects paths
-/// that cannot name a file (empty, `/`, `..`, a trailing slash).
-pub(crate) fn split(path: &Path) -> Result<(PathBuf, OsString)> {
-    let bytes = path.as_os_str().as_bytes();
-    let bad = |why: &str| {
-        Err(Error::new(
-            Op::Resolve,
-            path,
-            ErrorKind::InvalidInput,
-            why.into(),
-        ))
-    };
-    if bytes.is_empty() {
-        return bad("the path is empty");
-    }
-    if bytes.ends_with(b"/") {
-        return bad("the path ends in '/', which names a directory");
-    }
-    let name = match path.file_name() {
-        Some(n) if !bytes.ends_with(b"/.") && !bytes.ends_with(b"/..") && bytes != b"." => n,
-        _ => return bad("the path does not name a file"),
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    Ok((dir, name.to_owned()))
-}
-
-/// Where a path resolved to: the directory that holds the file to replace, its name, and what
-/// is there now.
-pub(crate) struct Target {
-    pub(crate) dir: Arc<Fd>,
-    /// The directory as the user would name it (for messages).
-    pub(crate) dir_path: PathBuf,
-    pub(crate) name: OsString,
-    pub(crate) existing: Option<Stat>,
-}
-
-impl Target {
-    fn path(&self) -> PathBuf {
-        join(&self.dir_path, &self.name)
-    }
-}
-
-pub(crate) fn join(dir: &Path, name: &OsStr) -> PathBuf {
-    if dir == Path::new(".") {
-        PathBuf::from(name)
-    } else {
-        dir.join(name)
-    }
-}
-
-/// Resolves `path` according to the symlink policy: at most 40 links, like the kernel.
-///
-/// Before anything else it finishes (or undoes) a crashed transaction that covers `path`, so
-/// that a write never lands under a transaction that is later rolled forward.
-pub(crate) fn resolve(ctx: &Arc<Ctx>, path: &Path, policy: Symlinks) -> Result<Target> {
-    resolve_in(ctx, path, policy, None)
-}
-
-/// Directories a caller keeps open across many [`resolve_in`] calls, by path as named.
-pub(crate) type DirCache = std::collections::HashMap<PathBuf, Arc<Fd>>;
-
-/// [`resolve`], opening the directory through `cache` if given. With a cache (a transaction,
-/// which recovers crashed transactions when it takes its locks) the lock file is not looked at.
-pub(crate) fn resolve_in(
-    ctx: &Arc<Ctx>,
-    path: &Path,
-    policy: Symlinks,
-    cache: Option<&mut DirCache>,
-) -> Result<Target> {
-    let sys = &*ctx.sys;
-    let (mut dir_path, mut name) = split(path)?;
-    let open = |p: &Path| {
-        sys.open_dir(None, p)
-            .map(Arc::new)
-            .map_err(|e| Error::io(Op::OpenDir, p, e))
-    };
-    let mut dir = match cache {
-        Some(c) => match c.get(&dir_path) {
-            Some(d) => d.clone(),
-            None => {
-                let d = open(&dir_path)?;
-                c.insert(dir_path.clone(), d.clone());
-                d
-            }
-        },
-        None => {
-            let d = open(&dir_path)?;
-            crate::txn::recover_before_write(ctx, &d, &dir_path, &name)?;
-            d
-        }
-    };
-    for _ in 0..40 {
-        let here = join(&dir_path, &name);
-        let st = match sys.stat_at(&dir, &name, false) {
-            Ok(st) => st,
-            Err(e) if e.raw_os_error() == Some(ENOENT) => {
-                return Ok(Target {
-                    dir,
-                    dir_path,
-                    name,
-                    existing: None,
-                })
-            }
-            Err(e) => return Err(Error::io(Op::Stat, here, e)),
-        };
-        match (st.file_type(), policy) {
-            (FileType::Regular, _) | (FileType::Symlink, Symlinks::Replace) => {
-                return Ok(Target {
-                    dir,
-                    dir_path,
-                    name,
-                    existing: Some(st),
-                })
-            }
-            (FileType::Directory, _) => {
-                return Err(Error::new(
-                    Op::Resolve,
-                    here,
-                    ErrorKind::IsADirectory,
-                    "is a directory".into(),
-                ))
-            }
-            (FileType::Other, _) => return Err(Error::new(
-                Op::Resolve,
-                here,
-                ErrorKind::NotAFile,
-                "not a regular file (a FIFO, socket or device); untorn replaces only regular files"
-                    .into(),
-            )),
-            (FileType::Symlink, Symlinks::Refuse) => {
-                return Err(Error::new(
-                    Op::Resolve,
-                    here,
-                    ErrorKind::Symlink,
-                    "is a symbolic link, and the symlink policy is 'refuse'".into(),
-                ))
-            }
-            (FileType::Symlink, Symlinks::Follow) => {
-                let link = sys
-                    .read_link(&dir, &name)
-                    .map_err(|e| Error::io(Op::ReadLink, &here, e))?;
-                let (ldir, lname) = split(&link).map_err(|e| {
-                    e.with_note(format!("the symlink '{}' points there", here.display()))
-                })?;
-                let link_has_dir = link.parent().is_some_and(|p| !p.as_os_str().is_empty());
-                if link.is_absolute() {
-                    dir = open(&ldir)?;
-                    dir_path = ldir;
-                } else if link_has_dir {
-                    let shown = dir_path.join(&ldir);
-                    dir = Arc::new(
-                        sys.open_dir(Some(&dir), &ldir)
-                            .map_err(|e| Error::io(Op::OpenDir, &shown, e))?,
-                    );
-                    dir_path = shown;
-                }
-                name = lname;
-            }
-        }
-    }
-    Err(Error::new(
-        Op::Resolve,
-        path,
-        ErrorKind::Symlink,
-        "too many levels of symbolic links".into(),
-    ))
-}
 
 /// The temporary file of an [`AtomicFile`].
 struct Temp {
@@ -617,7 +417,22 @@ impl AtomicFile {
     fn open(opts: &OpenOptions, path: &Path, started: Instant) -> Result<AtomicFile> {
         let ctx = opts.ctx.clone();
         let sys = &*ctx.sys;
-        let target = resolve(&ctx, path, opts.symlinks)?;
+        let mut target = resolve(&ctx, path, opts.symlinks)?;
+        // A transaction that crashed with this file in it is finished (or undone) first, so
+        // that this write never lands under one that is later rolled forward over it.
+        let settings = crate::txn::recover::Settings {
+            wait: opts.wait,
+            ..Default::default()
+        };
+        if crate::txn::recover::settle_before_change(
+            &ctx,
+            &target.dir,
+            &target.dir_path,
+            &target.name,
+            &settings,
+        )? {
+            target = resolve(&ctx, path, opts.symlinks)?;
+        }
         let dst = sys
             .stat(&target.dir)
             .map_err(|e| Error::io(Op::Stat, &target.dir_path, e))?;
@@ -927,26 +742,15 @@ impl AtomicFile {
             let crc = self.hasher.clone().finalize();
             crate::sum::record(&self.ctx, &self.temp.fd, crc, &st, &self.temp_display());
         }
-        if let (true, Some(old)) = (self.opts.keep_owner, self.target.existing) {
-            if old.file_type() == FileType::Regular && (old.uid != st.uid || old.gid != st.gid) {
-                // Owner first: chown clears setuid/setgid bits, which the chmod below restores.
-                let r = sys.set_owner(&self.temp.fd, Some(old.uid), Some(old.gid));
-                match r {
-                    Ok(()) => {}
-                    Err(e) if matches!(e.raw_os_error(), Some(EPERM | EACCES)) => {
-                        // Not privileged: keep at least the group if we may (a member of it).
-                        let _ = sys.set_owner(&self.temp.fd, None, Some(old.gid));
-                        tracing::debug!(target: "untorn", path = %self.target.path().display(), "owner not kept: not permitted");
-                    }
-                    Err(e) => return Err(Error::io(Op::SetOwner, self.temp_display(), e)),
-                }
-            }
-        }
-        if st.permissions() != self.final_mode || self.final_mode & 0o6000 != 0 {
-            sys.set_mode(&self.temp.fd, self.final_mode)
-                .map_err(|e| Error::io(Op::SetMode, self.temp_display(), e))?;
-        }
-        Ok(())
+        crate::temp::set_final_metadata_from(
+            sys,
+            &self.temp.fd,
+            &self.temp_display(),
+            &st,
+            self.target.existing,
+            self.opts.keep_owner,
+            self.final_mode,
+        )
     }
 
     /// Gives an `O_TMPFILE` temp a name: the target itself for no-clobber, else a temp name.
@@ -1043,7 +847,14 @@ impl AtomicFile {
         let existed = self.target.existing.is_some_and(|s| {
             s.file_type() == FileType::Regular || self.opts.symlinks == Symlinks::Replace
         });
-        if existed && self.opts.backups > 0 && self.progress.backup.is_none() {
+        // Only a regular file's version is kept: a symlink replaced under `Symlinks::Replace`
+        // displaces no content (the file it points to is not changed), and a link named like a
+        // backup would be no backup (not listed, restored or pruned).
+        let regular = self
+            .target
+            .existing
+            .is_some_and(|s| s.file_type() == FileType::Regular);
+        if regular && self.opts.backups > 0 && self.progress.backup.is_none() {
             // Keep the version about to be displaced: a second name for its inode, made durable
             // by the same directory fsync as the write. Whatever subset of these directory
             // operations a crash keeps, the backup name holds the old version, never the new.
@@ -1209,9 +1020,4 @@ impl Drop for AtomicFile {
             self.trace("discarded", r.as_ref().err());
         }
     }
-}
-
-#[cfg(test)]
-pub(crate) fn temp_name_for_tests(target: &str) -> OsString {
-    temp_name(OsStr::new(target))
 }

@@ -18,7 +18,9 @@
 //! in place): they are a reflink (`FICLONE`, O(1) on xfs and btrfs) or else a copy.
 //!
 //! A backup has the mode and owner of the version it keeps (the same inode, or set to match),
-//! so it is never more readable than that version.
+//! so it is never more readable than that version. Where a copy cannot get the original's
+//! owner or group (a user backing up a file of another), its mode is narrowed so that nobody
+//! gets access they lacked to the original ([`backup`]).
 //!
 //! # Integrity
 //!
@@ -33,16 +35,18 @@
 //! on a file system without user extended attributes, is [unverified](Integrity::Unverified):
 //! judged by the caller's validator alone.
 
-use crate::atomic::{join, split, OpenOptions};
+use crate::atomic::{OpenOptions, Symlinks};
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::format::Format;
+use crate::paths::{join, split};
 use crate::sum::Integrity;
 use crate::sys::{errnos::*, Fd, FileType, OpenHow, RenameMode, SyncKind, Sys};
 use crate::update::read_all;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const SUFFIX: &str = ".bak";
@@ -135,6 +139,7 @@ pub fn parse_backup_name(name: &OsStr) -> Option<(OsString, SystemTime)> {
 
 /// One backup of a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Backup {
     /// Its path.
     pub path: PathBuf,
@@ -144,6 +149,8 @@ pub struct Backup {
     pub time: SystemTime,
     /// Its size in bytes.
     pub size: u64,
+    /// Its (device, inode) when listed: reading it checks it is still that file.
+    id: (u64, u64),
 }
 
 impl Backup {
@@ -156,10 +163,16 @@ impl Backup {
         Ok(self.read_checked()?.1)
     }
 
-    /// Its content and its [`Integrity`], in one read.
+    /// Its content and its [`Integrity`], in one read (of the file listed: not through a
+    /// symlink, and not if another file took its name since).
     pub fn read_checked(&self) -> Result<(Vec<u8>, Integrity)> {
-        crate::sum::read_checked(&self.path)?
-            .ok_or_else(|| Error::io(Op::Read, &self.path, crate::sys::os_error(ENOENT)))
+        let ctx = Ctx::real();
+        let (dir_path, _) = split(&self.path)?;
+        let dir = ctx
+            .sys
+            .open_dir(None, &dir_path)
+            .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+        read_backup_judged(&*ctx.sys, &dir, self)
     }
 }
 
@@ -176,36 +189,39 @@ fn damaged(path: &Path, b: &Backup, why: &str) -> Error {
     )
 }
 
-/// The backups of `name` in the open directory `dir`, oldest first.
-///
-/// A backup name that is another name of the live file itself is not a backup: a crash between
-/// the link that keeps the old version and the replace leaves one. It is left out (and
-/// [`prune`] removes it).
-pub(crate) fn list_in(
-    sys: &dyn Sys,
-    dir: &Fd,
-    dir_path: &Path,
-    name: &OsStr,
-) -> Result<Vec<Backup>> {
-    Ok(scan(sys, dir, dir_path, name)?.0)
+/// How far in the future a backup's time may be before it counts as misdated: a clock that
+/// once ran ahead, or a name planted to look newest.
+const FUTURE_SLACK: Duration = Duration::from_secs(60);
+
+/// What a directory holds for the backups of one file.
+struct Scan {
+    /// The backups the caller trusts, oldest first; names dated in the future count as the
+    /// oldest of all (so retention removes them first, and none is ever "the newest").
+    trusted: Vec<Backup>,
+    /// Backup names that are the live file itself (a crash between the link that keeps the
+    /// old version and the replace leaves one).
+    stale: Vec<OsString>,
+    /// Backup names another user owns: left alone, never listed, pruned or restored.
+    untrusted: Vec<(PathBuf, u32)>,
 }
 
-/// The backups of `name` (oldest first), and the stale names that are the live file itself.
-fn scan(
-    sys: &dyn Sys,
-    dir: &Fd,
-    dir_path: &Path,
-    name: &OsStr,
-) -> Result<(Vec<Backup>, Vec<OsString>)> {
+/// The backups of `name` in the open directory `dir`.
+///
+/// A backup is trusted if its owner is the caller, root, a user the caller trusts, or the owner
+/// of the file itself (a backup is the displaced inode, so it keeps its owner): anything else
+/// was planted ([`crate::trust`]). Only regular files count.
+fn scan(sys: &dyn Sys, dir: &Fd, dir_path: &Path, name: &OsStr) -> Result<Scan> {
     let names = sys
         .list_dir(dir)
         .map_err(|e| Error::io(Op::ListDir, dir_path, e))?;
-    let live = sys
-        .stat_at(dir, name, false)
-        .ok()
-        .map(|st| (st.dev, st.ino));
-    let mut out = Vec::new();
-    let mut stale = Vec::new();
+    let live = sys.stat_at(dir, name, false).ok();
+    let euid = sys.euid();
+    let future = SystemTime::now() + FUTURE_SLACK;
+    let mut out = Scan {
+        trusted: Vec::new(),
+        stale: Vec::new(),
+        untrusted: Vec::new(),
+    };
     for n in names {
         let Some((target, time)) = parse_backup_name(&n) else {
             continue;
@@ -213,38 +229,115 @@ fn scan(
         if target != name {
             continue;
         }
-        let size = match sys.stat_at(dir, &n, false) {
-            Ok(st) if live == Some((st.dev, st.ino)) => {
-                stale.push(n);
-                continue;
-            }
-            Ok(st) if st.file_type() == FileType::Regular => st.size,
+        let st = match sys.stat_at(dir, &n, false) {
+            Ok(st) if st.file_type() == FileType::Regular => st,
             _ => continue,
         };
-        out.push(Backup {
+        if !crate::trust::trusts(euid, st.uid) && live.is_none_or(|l| l.uid != st.uid) {
+            out.untrusted.push((join(dir_path, &n), st.uid));
+            continue;
+        }
+        if live.is_some_and(|l| (l.dev, l.ino) == (st.dev, st.ino)) {
+            out.stale.push(n);
+            continue;
+        }
+        out.trusted.push(Backup {
             path: join(dir_path, &n),
             name: n,
             time,
-            size,
+            size: st.size,
+            id: (st.dev, st.ino),
         });
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok((out, stale))
+    out.trusted
+        .sort_by(|a, b| (a.time <= future, &a.name).cmp(&(b.time <= future, &b.name)));
+    for (p, uid) in &out.untrusted {
+        tracing::warn!(target: "untorn", "ignoring '{}': named like a backup of '{}', but it belongs to {}", p.display(), join(dir_path, name).display(), crate::trust::user_name(*uid));
+    }
+    Ok(out)
+}
+
+/// The backups of `name` in the open directory `dir`, oldest first (see [`scan`]).
+pub(crate) fn list_in(
+    sys: &dyn Sys,
+    dir: &Fd,
+    dir_path: &Path,
+    name: &OsStr,
+) -> Result<Vec<Backup>> {
+    Ok(scan(sys, dir, dir_path, name)?.trusted)
 }
 
 /// Removes the oldest backups of `name` beyond `keep`, and stale backup names of the live file.
-/// Not fsynced: if a crash undoes a removal, there is one backup too many, never one too few.
+/// Only backups the caller trusts are counted or removed. Not fsynced: if a crash undoes a
+/// removal, there is one backup too many, never one too few.
 pub(crate) fn prune(sys: &dyn Sys, dir: &Fd, dir_path: &Path, name: &OsStr, keep: usize) {
-    let Ok((all, stale)) = scan(sys, dir, dir_path, name) else {
+    let Ok(found) = scan(sys, dir, dir_path, name) else {
         return;
     };
-    let extra = all.len().saturating_sub(keep);
-    let doomed = all[..extra].iter().map(|b| &b.name).chain(stale.iter());
+    let extra = found.trusted.len().saturating_sub(keep);
+    let doomed = found.trusted[..extra]
+        .iter()
+        .map(|b| &b.name)
+        .chain(found.stale.iter());
     for n in doomed {
         if let Err(e) = sys.unlink(dir, n) {
             tracing::warn!(target: "untorn", backup = %join(dir_path, n).display(), error = %e, "could not remove an old backup");
         }
     }
+}
+
+/// Reads backup `b` (an entry of `dir`): without following a symlink, and only if it is still
+/// the file that was listed.
+/// Its content comes with the backup's [`Integrity`] (its checksum checked on the same read).
+pub(crate) fn read_backup_judged(
+    sys: &dyn Sys,
+    dir: &Fd,
+    b: &Backup,
+) -> Result<(Vec<u8>, Integrity)> {
+    let how = OpenHow {
+        read: true,
+        no_follow: true,
+        nonblock: true,
+        ..OpenHow::default()
+    };
+    let fd = sys
+        .open_file(dir, &b.name, how, 0)
+        .map_err(|e| Error::io(Op::Open, &b.path, e))?;
+    // With the modification time: the checksum check needs it.
+    let st = sys
+        .stat_times(&fd)
+        .map_err(|e| Error::io(Op::Stat, &b.path, e))?;
+    if (st.dev, st.ino) != b.id {
+        return Err(Error::new(
+            Op::Restore,
+            &b.path,
+            ErrorKind::Other,
+            "the backup was replaced since it was listed".into(),
+        ));
+    }
+    let content = read_all(sys, &fd, &b.path)?;
+    let integrity = crate::sum::judge(sys, &fd, &st, &content);
+    Ok((content, integrity))
+}
+
+/// The trusted backups of the file at `path`, newest first, each with its content (read one at
+/// a time as the caller goes: reading stops where the caller stops).
+pub(crate) fn trusted_backups(
+    ctx: &Arc<Ctx>,
+    path: &Path,
+) -> Result<impl Iterator<Item = (Backup, Vec<u8>, Integrity)>> {
+    let (dir_path, name) = split(path)?;
+    let dir = ctx
+        .sys
+        .open_dir(None, &dir_path)
+        .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+    let mut list = list_in(&*ctx.sys, &dir, &dir_path, &name)?;
+    list.reverse();
+    let ctx = ctx.clone();
+    Ok(list.into_iter().filter_map(move |b| {
+        let (c, integrity) = read_backup_judged(&*ctx.sys, &dir, &b).ok()?;
+        Some((b, c, integrity))
+    }))
 }
 
 /// A fresh backup name for `name` (now, or later if that name is taken).
@@ -268,7 +361,9 @@ pub fn backups(path: impl AsRef<Path>) -> Result<Vec<Backup>> {
 
 /// Takes a backup of the file at `path` now, keeping at most `keep` backups of it (the oldest
 /// go). The backup is a reflink where the file system can (O(1)), else a copy; it gets the
-/// file's mode and owner, and is durable when this returns.
+/// file's owner and group where the process may set them (else its own user, and the file's
+/// group if the process is a member of it, else its own group), and the file's mode narrowed so
+/// that it is never more readable than the file, by anyone; it is durable when this returns.
 pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
     let path = path.as_ref();
     let ctx = Ctx::real();
@@ -277,12 +372,14 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
     let dir = sys
         .open_dir(None, &dir_path)
         .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+    // O_NONBLOCK: a FIFO would block the open until a writer came; the fstat below refuses it.
     let src = sys
         .open_file(
             &dir,
             &name,
             OpenHow {
                 read: true,
+                nonblock: true,
                 ..OpenHow::default()
             },
             0,
@@ -297,7 +394,7 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
             "not a regular file".into(),
         ));
     }
-    let tmp = crate::atomic::temp_name(&name);
+    let tmp = crate::paths::temp_name(&name);
     let tmp_path = join(&dir_path, &tmp);
     let dst = sys
         .create_temp(&dir, &tmp, 0o600)
@@ -305,9 +402,16 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
     let result = (|| -> Result<Backup> {
         copy_into(sys, &src, &dst, st.size, path)?;
         sum_copy(&ctx, &src, &dst, (&dir, &tmp), &tmp_path);
-        // Same owner and mode as the original: never more readable than it.
-        let _ = sys.set_owner(&dst, Some(st.uid), Some(st.gid));
-        sys.set_mode(&dst, st.permissions())
+        // Same owner and group as the original where the process may set them (a member of
+        // the group may keep at least the group); then a mode that gives nobody access they
+        // did not have to the original, whoever the copy belongs to.
+        if sys.set_owner(&dst, Some(st.uid), Some(st.gid)).is_err() {
+            let _ = sys.set_owner(&dst, None, Some(st.gid));
+        }
+        let copy = sys
+            .stat(&dst)
+            .map_err(|e| Error::io(Op::Stat, &tmp_path, e))?;
+        sys.set_mode(&dst, no_more_readable(&st, copy.uid, copy.gid))
             .map_err(|e| Error::io(Op::SetMode, &tmp_path, e))?;
         sys.sync(&dst, SyncKind::All)
             .map_err(|e| Error::io(Op::Sync, &tmp_path, e))?;
@@ -324,11 +428,15 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
         };
         sys.sync_dir(&dir)
             .map_err(|e| Error::io(Op::SyncDir, &dir_path, e))?;
+        let copy = sys
+            .stat(&dst)
+            .map_err(|e| Error::io(Op::Stat, &tmp_path, e))?;
         Ok(Backup {
             path: join(&dir_path, &bname),
             time: parse_backup_name(&bname).expect("fresh name parses").1,
             name: bname,
             size: st.size,
+            id: (copy.dev, copy.ino),
         })
     })();
     match result {
@@ -371,6 +479,34 @@ fn sum_copy(ctx: &Ctx, src: &Fd, dst: &Fd, (dir, name): (&Fd, &OsStr), dst_path:
         }
     };
     crate::sum::record(ctx, dst, crc, &now, dst_path);
+}
+
+/// The mode for a copy of `orig` that belongs to `uid`:`gid`, so that nobody gets access they
+/// lacked to the original: each class of the copy gets at most what every user it may hold had
+/// on the original. The owner keeps the owner's bits (the copy's owner made it, so could read
+/// the original, and may chmod the copy anyway). A group that is not the original's gets no
+/// more than everyone had (its members may be anyone), and everyone gets no more than what the
+/// original's owner and group had, if those can now fall among everyone. Setuid and setgid
+/// go when the owner or group they refer to is not kept.
+pub(crate) fn no_more_readable(orig: &crate::sys::Stat, uid: u32, gid: u32) -> u32 {
+    let m = orig.permissions();
+    let (owner, group, other) = ((m >> 6) & 7, (m >> 3) & 7, m & 7);
+    let (uid_kept, gid_kept) = (uid == orig.uid, gid == orig.gid);
+    let if_not = |kept: bool, bits: u32| if kept { 7 } else { bits };
+    let other2 = other & if_not(uid_kept, owner) & if_not(gid_kept, group);
+    let group2 = if gid_kept {
+        group & if_not(uid_kept, owner)
+    } else {
+        other2
+    };
+    let mut special = m & 0o7000;
+    if !uid_kept {
+        special &= !0o4000;
+    }
+    if !gid_kept {
+        special &= !0o2000;
+    }
+    special | owner << 6 | group2 << 3 | other2
 }
 
 /// Copies `len` bytes of `src` into the empty `dst`: reflink, else `copy_file_range`, else
@@ -462,33 +598,34 @@ fn pick<'a>(list: &'a [Backup], which: &Which, path: &Path) -> Result<&'a Backup
 
 /// Restores `path` from `from` (the lock held by the caller).
 pub(crate) fn restore_from(path: &Path, from: &Backup) -> Result<Restored> {
-    let ctx = Ctx::real();
+    restore_from_with(&Ctx::real(), path, from, Symlinks::Follow)
+}
+
+/// [`restore_from`] through `ctx`, with the symlink policy `symlinks` for `path` (a recovery
+/// never writes through a link: [`Symlinks::Refuse`]).
+pub(crate) fn restore_from_with(
+    ctx: &Arc<Ctx>,
+    path: &Path,
+    from: &Backup,
+    symlinks: Symlinks,
+) -> Result<Restored> {
     let sys = &*ctx.sys;
-    let (dir_path, _) = split(path)?;
+    let (dir_path, name) = split(path)?;
     let dir = sys
         .open_dir(None, &dir_path)
         .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
-    let fd = sys
-        .open_file(
-            &dir,
-            &from.name,
-            OpenHow {
-                read: true,
-                ..OpenHow::default()
-            },
-            0,
-        )
-        .map_err(|e| Error::io(Op::Open, &from.path, e))?;
-    let (content, integrity) = crate::sum::read_judged(sys, &fd, &from.path)?;
+    let (content, integrity) = read_backup_judged(sys, &dir, from)?;
     if let Integrity::Damaged(why) = &integrity {
         return Err(damaged(path, from, why));
     }
-    let before = backups(path)?;
+    let before = list_in(sys, &dir, &dir_path, &name)?;
     // Keep every backup (the restored one included): only add the displaced version.
-    OpenOptions::new()
-        .backups(before.len() + 1)
+    let mut w = OpenOptions::new();
+    w.with_ctx(ctx.clone());
+    w.backups(before.len() + 1)
+        .symlinks(symlinks)
         .write(path, &content)?;
-    let after = backups(path)?;
+    let after = list_in(sys, &dir, &dir_path, &name)?;
     let displaced = after.into_iter().find(|b| !before.contains(b));
     tracing::debug!(target: "untorn", op = "restore", path = %path.display(), from = %from.path.display());
     Ok(Restored {
@@ -617,10 +754,7 @@ pub fn read_valid(
         Err(e) => e,
     };
     let mut damaged = Vec::new();
-    for b in backups(path)? {
-        let Ok((content, integrity)) = b.read_checked() else {
-            continue;
-        };
+    for (b, content, integrity) in trusted_backups(&Ctx::real(), path)? {
         if let Integrity::Damaged(why) = &integrity {
             tracing::warn!(target: "untorn", path = %path.display(), backup = %b.path.display(), reason = %why, "skipping a damaged backup");
             damaged.push(b);

@@ -56,6 +56,12 @@ pub enum ErrorKind {
     /// An external filter (`untorn edit`) failed: it exited non-zero, was killed, or could not
     /// be started.
     FilterFailed,
+    /// Acting would mean trusting state that another user left (a transaction journal, a
+    /// flag, a temp, a backup): refused. See [`crate::trust`].
+    Untrusted,
+    /// The caller was interrupted (a signal, passed on to an edit's filter, or a cancel flag
+    /// that stopped a wait); nothing was changed.
+    Interrupted,
     /// Anything else; the source error says what.
     Other,
 }
@@ -123,6 +129,8 @@ impl ErrorKind {
             ErrorKind::Busy => io::ErrorKind::ResourceBusy,
             ErrorKind::InvalidContent => io::ErrorKind::InvalidData,
             ErrorKind::FilterFailed => io::ErrorKind::Other,
+            ErrorKind::Untrusted => io::ErrorKind::PermissionDenied,
+            ErrorKind::Interrupted => io::ErrorKind::Interrupted,
         }
     }
 }
@@ -274,8 +282,13 @@ impl Error {
     }
 
     /// Adds an explanation after the OS error.
+    /// Adds a note: the message's explanation, or, after one that is there, in parentheses.
     pub(crate) fn with_note(mut self, note: impl Into<String>) -> Error {
-        self.note = Some(note.into());
+        let note = note.into();
+        self.note = Some(match self.note.take() {
+            Some(old) => format!("{old} ({note})"),
+            None => note,
+        });
         self
     }
 

@@ -72,10 +72,14 @@ mod edit;
 mod error;
 mod format;
 pub mod lock;
+mod lockfile;
 pub mod log;
+mod paths;
 pub mod recover;
 mod sum;
 pub mod sys;
+mod temp;
+pub mod trust;
 pub mod txn;
 mod update;
 
@@ -83,7 +87,7 @@ pub use atomic::{
     temp_file_target, write, AtomicFile, CommitError, Durability, OpenOptions, Symlinks, TempFile,
 };
 pub use backup::{backup, backups, read_valid, restore, Backup, Validator, Which};
-pub use edit::{EditOptions, Edited};
+pub use edit::{EditOptions, Edited, ForwardSignals};
 pub use error::{Error, ErrorKind, Op, Result};
 pub use format::Format;
 pub use lock::{lock, lock_path_for, lock_shared, Lock, LockOptions, Wait};
@@ -91,7 +95,9 @@ pub use lock::{lock, lock_path_for, lock_shared, Lock, LockOptions, Wait};
 pub use log::append_jsonl;
 #[cfg(feature = "yaml")]
 pub use log::append_to_yaml_list;
-pub use log::{append, read_log, repair, tail, AppendOptions, Log, LogFormat, Torn, TornReason};
+pub use log::{
+    append, read_log, repair, tail, AppendOptions, Appended, Log, LogFormat, Torn, TornReason,
+};
 pub use recover::{check, clean, recover, RecoverOptions};
 pub use sum::{integrity, Integrity};
 pub use txn::{Committed, Staged, Transaction};

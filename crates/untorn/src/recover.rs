@@ -6,21 +6,32 @@
 //! not get to remove it. They are never needed to read a file (the target is always whole), but
 //! one may be the only copy of some content, so cleanup reports before it deletes, and removes
 //! only temps that no live writer can own: older than a threshold, and not open in any process.
+//!
+//! Both act only on what the caller trusts ([`crate::trust`]): a temp another user owns is
+//! reported and left alone, a journal another user owns is reported and left alone, a file
+//! that is a symbolic link is never restored through, and every removal goes through the
+//! directory's descriptor after checking that the name is still the inode that was judged.
 
-use crate::atomic::{join, split, temp_file_target};
-use crate::backup::{backups, restore_from, Backup, Validator};
+use crate::backup::{restore_from_with, trusted_backups, Backup, Validator};
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::format::Format;
+use crate::lock::Wait;
+use crate::paths::{join, temp_file_target};
 use crate::sum::Integrity;
-use crate::sys::{FileType, OpenHow};
+use crate::sys::{errnos::*, FileType, OpenHow};
+use crate::trust::trusts;
+use crate::txn::recover::{journaled_temps, recover_dir_with, Settings};
+use crate::txn::Recovered;
 use crate::update::read_all;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// An untorn temp file left behind.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Orphan {
     /// Its path.
     pub path: PathBuf,
@@ -32,21 +43,31 @@ pub struct Orphan {
     pub size: u64,
     /// Whether some process has it open (a live writer): never removed.
     pub in_use: bool,
+    /// Its owner (uid): a temp of a user the caller does not trust is never removed.
+    pub owner: u32,
+    /// Its (device, inode), to check before removing that the name still is this file.
+    id: (u64, u64),
 }
 
 /// What [`clean`] found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Cleaned {
     /// Orphans removed (or, on a dry run, that would be).
     pub removed: Vec<Orphan>,
     /// Temps kept: too young, or open in a process.
     pub kept: Vec<Orphan>,
+    /// Temp-like names owned by users the caller does not trust: left alone.
+    pub untrusted: Vec<Orphan>,
 }
 
-/// Finds untorn temp files in `dir` (not recursively).
+/// Finds untorn temp files in `dir` (not recursively): regular files with a temp's name,
+/// whoever owns them (see [`Orphan::owner`]).
 pub fn find_orphans(dir: impl AsRef<Path>) -> Result<Vec<Orphan>> {
-    let dir_path = dir.as_ref();
-    let ctx = Ctx::real();
+    find_orphans_with(&Ctx::real(), dir.as_ref())
+}
+
+fn find_orphans_with(ctx: &Arc<Ctx>, dir_path: &Path) -> Result<Vec<Orphan>> {
     let sys = &*ctx.sys;
     let dir = sys
         .open_dir(None, dir_path)
@@ -57,7 +78,7 @@ pub fn find_orphans(dir: impl AsRef<Path>) -> Result<Vec<Orphan>> {
     let now = SystemTime::now();
     // The temps of an interrupted transaction are not orphans: its journal (a copy is beside
     // each of them) may still roll them forward. `recover` settles those first.
-    let journaled = crate::txn::journaled_temps(sys, &dir, dir_path, &names);
+    let journaled = journaled_temps(sys, &dir, &names);
     let mut temps = Vec::new();
     for n in names {
         let Some(target) = temp_file_target(&n) else {
@@ -70,48 +91,68 @@ pub fn find_orphans(dir: impl AsRef<Path>) -> Result<Vec<Orphan>> {
             continue;
         }
         let mtime = UNIX_EPOCH + Duration::from_nanos(st.mtime_ns.max(0) as u64);
-        temps.push((
-            Orphan {
-                path: join(dir_path, &n),
-                target,
-                age: now.duration_since(mtime).unwrap_or_default(),
-                size: st.size,
-                in_use: false,
-            },
-            (st.dev, st.ino),
-        ));
+        temps.push(Orphan {
+            path: join(dir_path, &n),
+            target,
+            age: now.duration_since(mtime).unwrap_or_default(),
+            size: st.size,
+            in_use: false,
+            owner: st.uid,
+            id: (st.dev, st.ino),
+        });
     }
     if !temps.is_empty() {
         // Only when there is something to judge: scanning /proc is not free.
         let open = sys.open_inodes().unwrap_or_default();
-        for (o, id) in &mut temps {
-            o.in_use = open.contains(id);
+        for o in &mut temps {
+            o.in_use = open.contains(&o.id);
         }
     }
-    Ok(temps.into_iter().map(|(o, _)| o).collect())
+    Ok(temps)
 }
 
-/// Removes the orphaned temp files of `dir` that are at least `older_than` old and open in no
-/// process. With `dry_run`, only reports. Removals are not fsynced: if a crash undoes one, the
-/// next clean removes it again.
+/// Removes the orphaned temp files of `dir` that are at least `older_than` old, open in no
+/// process, and owned by a user the caller trusts. With `dry_run`, only reports. Removals are
+/// not fsynced: if a crash undoes one, the next clean removes it again. A temp that its own
+/// writer removes meanwhile is simply gone, not an error.
 pub fn clean(dir: impl AsRef<Path>, older_than: Duration, dry_run: bool) -> Result<Cleaned> {
-    let dir = dir.as_ref();
+    clean_with(&Ctx::real(), dir.as_ref(), older_than, dry_run)
+}
+
+fn clean_with(ctx: &Arc<Ctx>, dir: &Path, older_than: Duration, dry_run: bool) -> Result<Cleaned> {
+    let sys = &*ctx.sys;
+    let euid = sys.euid();
     let mut out = Cleaned::default();
-    for o in find_orphans(dir)? {
+    let orphans = find_orphans_with(ctx, dir)?;
+    if orphans.is_empty() {
+        return Ok(out);
+    }
+    let dfd = sys
+        .open_dir(None, dir)
+        .map_err(|e| Error::io(Op::OpenDir, dir, e))?;
+    for o in orphans {
+        if !trusts(euid, o.owner) {
+            tracing::debug!(target: "untorn", path = %o.path.display(), owner = o.owner, "a temp-like name of another user: left alone");
+            out.untrusted.push(o);
+            continue;
+        }
         if o.in_use || o.age < older_than {
             out.kept.push(o);
             continue;
         }
         if !dry_run {
-            let (d, name) = split(&o.path)?;
-            let ctx = Ctx::real();
-            let dfd = ctx
-                .sys
-                .open_dir(None, &d)
-                .map_err(|e| Error::io(Op::OpenDir, &d, e))?;
-            ctx.sys
-                .unlink(&dfd, &name)
-                .map_err(|e| Error::io(Op::Clean, &o.path, e))?;
+            let name = o.path.file_name().expect("a temp has a name").to_owned();
+            // Still the file judged (a name can be replaced in between)?
+            match sys.stat_at(&dfd, &name, false) {
+                Ok(st) if (st.dev, st.ino) == o.id => {}
+                _ => continue,
+            }
+            match sys.unlink(&dfd, &name) {
+                Ok(()) => {}
+                // Its writer (or another clean) removed it meanwhile.
+                Err(e) if e.raw_os_error() == Some(ENOENT) => continue,
+                Err(e) => return Err(Error::io(Op::Clean, &o.path, e)),
+            }
             tracing::debug!(target: "untorn", op = "clean", path = %o.path.display(), bytes = o.size);
         }
         out.removed.push(o);
@@ -127,6 +168,8 @@ pub enum Action {
     RemovedTemp(Orphan),
     /// Kept a temp file that a live process has open.
     KeptTempInUse(Orphan),
+    /// Left alone a temp-like file that a user the caller does not trust owns.
+    UntrustedTemp(Orphan),
     /// Restored a file that failed validation from its newest valid backup.
     Restored {
         /// The file.
@@ -154,6 +197,28 @@ pub enum Action {
         /// What does not match.
         reason: String,
     },
+    /// Left alone a transaction journal that a user the caller does not trust owns.
+    UntrustedJournal {
+        /// The journal.
+        path: PathBuf,
+        /// Its owner (uid).
+        owner: u32,
+    },
+    /// Left alone a transaction journal that recovery does not act on, and why.
+    RefusedJournal {
+        /// The journal.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// Gave up the changes of a committed transaction that could not be applied
+    /// ([`RecoverOptions::abandon`]).
+    TxnAbandoned {
+        /// The journal.
+        path: PathBuf,
+        /// Each change given up, and why.
+        failed: Vec<String>,
+    },
     /// Found a file that fails validation and has no valid backup: left as it is.
     InvalidWithoutBackup {
         /// The file.
@@ -161,36 +226,138 @@ pub enum Action {
         /// Why it was judged invalid.
         reason: String,
     },
+    /// Skipped a file that is a symbolic link: recovery never restores through a link.
+    SkippedSymlink(PathBuf),
+    /// Could not recover something (the rest was recovered all the same).
+    Failed {
+        /// What it was.
+        path: PathBuf,
+        /// The error's kind (for the exit code).
+        kind: ErrorKind,
+        /// The error's message.
+        error: String,
+    },
+}
+
+impl From<Recovered> for Action {
+    fn from(r: Recovered) -> Action {
+        match r {
+            Recovered::RolledForward(p) => Action::TxnRolledForward(p),
+            Recovered::RolledBack(p) => Action::TxnRolledBack(p),
+            Recovered::FlagCleared(p) => Action::TxnFlagCleared(p),
+            Recovered::Untrusted { path, owner } => Action::UntrustedJournal { path, owner },
+            Recovered::Refused { path, why } => Action::RefusedJournal { path, why },
+            Recovered::Abandoned { path, failed } => Action::TxnAbandoned { path, failed },
+        }
+    }
 }
 
 /// Options for [`recover`].
-#[derive(Clone, Debug, Default)]
+///
+/// ```
+/// use std::time::Duration;
+/// use untorn::{Format, RecoverOptions};
+/// let mut opts = RecoverOptions::new();
+/// opts.restore_invalid(Format::Json).timeout(Duration::from_secs(5));
+/// ```
+#[derive(Clone, Debug)]
 pub struct RecoverOptions {
-    /// Restore files of this format (by extension) that fail validation from their newest valid
+    restore_invalid: Option<Format>,
+    dry_run: bool,
+    older_than: Duration,
+    wait: Wait,
+    abandon: bool,
+    ctx: Arc<Ctx>,
+}
+
+impl Default for RecoverOptions {
+    fn default() -> Self {
+        RecoverOptions::new()
+    }
+}
+
+impl RecoverOptions {
+    /// The defaults: no restoring, temps of any age, a bounded wait (10 s) for a
+    /// transaction's locks, nothing abandoned.
+    pub fn new() -> RecoverOptions {
+        RecoverOptions {
+            restore_invalid: None,
+            dry_run: false,
+            older_than: Duration::ZERO,
+            wait: Wait::Timeout(crate::txn::recover::DEFAULT_WAIT),
+            abandon: false,
+            ctx: Ctx::real(),
+        }
+    }
+
+    /// Restores files of this format (by extension) that fail validation from their newest valid
     /// backup.
-    pub restore_invalid: Option<Format>,
-    /// Only report.
-    pub dry_run: bool,
-    /// Keep temps younger than this (default 0: after a crash, no writer is running).
-    pub older_than: Duration,
+    pub fn restore_invalid(&mut self, f: Format) -> &mut Self {
+        self.restore_invalid = Some(f);
+        self
+    }
+
+    /// Only reports what it would do; changes nothing (not even a lock file is created).
+    pub fn dry_run(&mut self, yes: bool) -> &mut Self {
+        self.dry_run = yes;
+        self
+    }
+
+    /// Keeps temps younger than this (default 0: after a crash, no writer is running).
+    pub fn older_than(&mut self, d: Duration) -> &mut Self {
+        self.older_than = d;
+        self
+    }
+
+    /// Waits at most `d` for the locks of an interrupted transaction (default 10 s): another
+    /// process, of any user, may hold them. A transaction whose locks stay busy is reported
+    /// ([`Action::Failed`], of kind [`ErrorKind::TimedOut`]) and the rest recovered.
+    pub fn timeout(&mut self, d: Duration) -> &mut Self {
+        self.wait = Wait::Timeout(d);
+        self
+    }
+
+    /// Gives up the changes of a committed transaction that cannot be applied (a target made
+    /// immutable, a directory where a file was), applying the rest and removing its journal:
+    /// the way out of a transaction that recovery cannot finish. Off by default.
+    pub fn abandon(&mut self, yes: bool) -> &mut Self {
+        self.abandon = yes;
+        self
+    }
+
+    #[doc(hidden)]
+    pub fn sys(&mut self, sys: Arc<dyn crate::sys::Sys>) -> &mut Self {
+        self.ctx = Ctx::new(sys);
+        self
+    }
 }
 
 /// Leaves `dir` consistent after a crash: finishes or undoes interrupted transactions, removes
 /// orphaned temp files that no process has open, and (with
 /// [`RecoverOptions::restore_invalid`]) restores invalid files from their newest valid backup.
-/// Returns what it did, in order.
+/// Returns what it did, in order. What it cannot do for one file ([`Action::Failed`]) does not
+/// stop it doing the rest.
+///
+/// Run as root in a directory others can write, it changes nothing outside the journals' own
+/// directories, and acts only on state whose owner it trusts ([`crate::trust`]).
 pub fn recover(dir: impl AsRef<Path>, opts: &RecoverOptions) -> Result<Vec<Action>> {
     let dir = dir.as_ref();
+    let ctx = &opts.ctx;
     let mut actions = Vec::new();
+    let settings = Settings {
+        wait: opts.wait,
+        abandon: opts.abandon,
+        ..Settings::default()
+    };
     // Transactions first: rolling one back removes its temps, rolling forward consumes them.
-    for r in crate::txn::recover_dir(dir, opts.dry_run)? {
-        actions.push(match r {
-            crate::txn::Recovered::RolledForward(p) => Action::TxnRolledForward(p),
-            crate::txn::Recovered::RolledBack(p) => Action::TxnRolledBack(p),
-            crate::txn::Recovered::FlagCleared(p) => Action::TxnFlagCleared(p),
-        });
-    }
-    let cleaned = clean(dir, opts.older_than, opts.dry_run)?;
+    let (done, errors) = recover_dir_with(ctx, dir, opts.dry_run, &settings)?;
+    actions.extend(done.into_iter().map(Action::from));
+    actions.extend(errors.into_iter().map(|e| Action::Failed {
+        path: e.path().to_path_buf(),
+        kind: e.kind(),
+        error: e.to_string(),
+    }));
+    let cleaned = clean_with(ctx, dir, opts.older_than, opts.dry_run)?;
     actions.extend(cleaned.removed.into_iter().map(Action::RemovedTemp));
     actions.extend(
         cleaned
@@ -199,85 +366,130 @@ pub fn recover(dir: impl AsRef<Path>, opts: &RecoverOptions) -> Result<Vec<Actio
             .filter(|o| o.in_use)
             .map(Action::KeptTempInUse),
     );
+    actions.extend(cleaned.untrusted.into_iter().map(Action::UntrustedTemp));
     if let Some(format) = opts.restore_invalid {
-        let ctx = Ctx::real();
-        let sys = &*ctx.sys;
-        let dfd = sys
-            .open_dir(None, dir)
-            .map_err(|e| Error::io(Op::OpenDir, dir, e))?;
-        let mut names = sys
-            .list_dir(&dfd)
-            .map_err(|e| Error::io(Op::ListDir, dir, e))?;
-        names.sort();
-        let validator = Validator::Format(format);
-        for n in names {
-            let path = join(dir, &n);
-            if Format::from_path(&path) != format
-                || temp_file_target(&n).is_some()
-                || crate::backup::parse_backup_name(&n).is_some()
-            {
-                continue;
-            }
-            let Ok(st) = sys.stat_at(&dfd, &n, true) else {
-                continue;
-            };
-            if st.file_type() != FileType::Regular {
-                continue;
-            }
-            let _lock = crate::lock::lock(&path)?;
-            let how = OpenHow {
-                read: true,
-                ..OpenHow::default()
-            };
-            let fd = sys
-                .open_file(&dfd, &n, how, 0)
-                .map_err(|e| Error::io(Op::Open, &path, e))?;
-            let content = read_all(sys, &fd, &path)?;
-            let Err(why) = validator.check(&content, &path) else {
-                continue;
-            };
-            let reason = why.to_string();
-            let (found, skipped) = newest_valid(&path, &validator)?;
-            actions.extend(skipped.into_iter().map(|(backup, reason)| {
-                Action::SkippedDamagedBackup {
-                    path: path.clone(),
-                    backup,
-                    reason,
-                }
-            }));
-            match found {
-                Some(b) => {
-                    if !opts.dry_run {
-                        restore_from(&path, &b)?;
-                    }
-                    actions.push(Action::Restored {
-                        path,
-                        from: b,
-                        reason,
-                    });
-                }
-                None => actions.push(Action::InvalidWithoutBackup { path, reason }),
-            }
-        }
+        restore_invalid(ctx, dir, format, opts.dry_run, &mut actions)?;
     }
     Ok(actions)
 }
 
-/// The newest backup of `path` that passes `validator` and is not damaged, and the damaged
-/// ones passed over (with why).
-type Found = (Option<Backup>, Vec<(Backup, String)>);
-
-fn newest_valid(path: &Path, validator: &Validator) -> Result<Found> {
-    let mut skipped = Vec::new();
-    for b in backups(path)? {
-        let Ok((c, integrity)) = b.read_checked() else {
+/// Restores the files of `format` in `dir` that fail validation from their newest valid
+/// backup. Only regular files: a symbolic link is reported and never written through.
+fn restore_invalid(
+    ctx: &Arc<Ctx>,
+    dir: &Path,
+    format: Format,
+    dry_run: bool,
+    actions: &mut Vec<Action>,
+) -> Result<()> {
+    let sys = &*ctx.sys;
+    let dfd = sys
+        .open_dir(None, dir)
+        .map_err(|e| Error::io(Op::OpenDir, dir, e))?;
+    let mut names = sys
+        .list_dir(&dfd)
+        .map_err(|e| Error::io(Op::ListDir, dir, e))?;
+    names.sort();
+    let validator = Validator::Format(format);
+    for n in names {
+        let path = join(dir, &n);
+        if Format::from_path(&path) != format
+            || temp_file_target(&n).is_some()
+            || crate::backup::parse_backup_name(&n).is_some()
+        {
+            continue;
+        }
+        let Ok(st) = sys.stat_at(&dfd, &n, false) else {
             continue;
         };
+        match st.file_type() {
+            FileType::Regular => {}
+            FileType::Symlink => {
+                actions.push(Action::SkippedSymlink(path));
+                continue;
+            }
+            _ => continue,
+        }
+        let r = (|| -> Result<Vec<Action>> {
+            let mut lock = crate::LockOptions::new();
+            lock.with_ctx(ctx.clone());
+            let _lock = if dry_run {
+                None
+            } else {
+                Some(lock.lock_in(&dfd, dir, &crate::txn::commit::lock_name(&n))?)
+            };
+            let how = OpenHow {
+                read: true,
+                no_follow: true,
+                nonblock: true,
+                ..OpenHow::default()
+            };
+            let fd = match sys.open_file(&dfd, &n, how, 0) {
+                Ok(fd) => fd,
+                // Replaced by a link (or removed) since it was listed: not ours to restore.
+                Err(e) if matches!(e.raw_os_error(), Some(ELOOP | ENOENT)) => return Ok(vec![]),
+                Err(e) => return Err(Error::io(Op::Open, &path, e)),
+            };
+            let now = sys.stat(&fd).map_err(|e| Error::io(Op::Stat, &path, e))?;
+            if now.file_type() != FileType::Regular {
+                return Ok(vec![]);
+            }
+            let content = read_all(sys, &fd, &path)?;
+            let Err(why) = validator.check(&content, &path) else {
+                return Ok(vec![]);
+            };
+            let reason = why.to_string();
+            let (found, skipped) = newest_valid(ctx, &path, &validator)?;
+            let mut done: Vec<Action> = skipped
+                .into_iter()
+                .map(|(backup, reason)| Action::SkippedDamagedBackup {
+                    path: path.clone(),
+                    backup,
+                    reason,
+                })
+                .collect();
+            done.push(match found {
+                Some(b) => {
+                    if !dry_run {
+                        restore_from_with(ctx, &path, &b, crate::Symlinks::Refuse)?;
+                    }
+                    Action::Restored {
+                        path: path.clone(),
+                        from: b,
+                        reason,
+                    }
+                }
+                None => Action::InvalidWithoutBackup {
+                    path: path.clone(),
+                    reason,
+                },
+            });
+            Ok(done)
+        })();
+        match r {
+            Ok(done) => actions.extend(done),
+            Err(e) => actions.push(Action::Failed {
+                path: path.clone(),
+                kind: e.kind(),
+                error: e.to_string(),
+            }),
+        }
+    }
+    Ok(())
+}
+
+/// The newest backup of `path` (among those the caller trusts) that passes `validator` and is
+/// not damaged, and the damaged ones passed over (with why).
+type Found = (Option<Backup>, Vec<(Backup, String)>);
+
+fn newest_valid(ctx: &Arc<Ctx>, path: &Path, validator: &Validator) -> Result<Found> {
+    let mut skipped = Vec::new();
+    for (b, content, integrity) in trusted_backups(ctx, path)? {
         if let Integrity::Damaged(why) = integrity {
             skipped.push((b, why));
             continue;
         }
-        if validator.check(&c, &b.path).is_ok() {
+        if validator.check(&content, &b.path).is_ok() {
             return Ok((Some(b), skipped));
         }
     }

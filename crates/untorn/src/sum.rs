@@ -363,6 +363,7 @@ mod tests {
             nlink: 1,
             size,
             mtime_ns,
+            attrs: 0,
         };
         assert!(s.describes(&st(10, 1_765_000_000_123_456_789)));
         assert!(s.describes(&st(10, 1_765_000_000_000_000_000)));

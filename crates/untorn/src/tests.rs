@@ -364,7 +364,7 @@ fn a_long_name_still_gets_a_temp_name_that_fits() {
 
 #[test]
 fn temp_names_are_recognisable() {
-    let name = crate::atomic::temp_name_for_tests("state.json");
+    let name = crate::paths::temp_name_for_tests("state.json");
     let s = name.to_string_lossy();
     assert!(
         s.starts_with(".state.json.untorn-") && s.ends_with(".tmp"),
@@ -813,4 +813,24 @@ fn the_real_stat_agrees_with_std() {
         t.mtime_ns,
         m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
     );
+}
+
+/// Issue 13, item 6: a filter's empty output does not empty the file unless asked for.
+#[test]
+fn edit_refuses_an_empty_output_unless_allowed() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("queue.yaml");
+    std::fs::write(&p, "jobs: [build]\n").unwrap();
+    let e = EditOptions::new()
+        .run(&p, &mut std::process::Command::new("true"))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidContent);
+    assert!(e.to_string().contains("empty"), "{e}");
+    assert_eq!(std::fs::read(&p).unwrap(), b"jobs: [build]\n");
+    let done = EditOptions::new()
+        .allow_empty(true)
+        .run(&p, &mut std::process::Command::new("true"))
+        .unwrap();
+    assert_eq!(done, Edited::Written);
+    assert_eq!(std::fs::read(&p).unwrap(), b"");
 }

@@ -314,23 +314,13 @@ fn recover_removes_orphans_and_restores_invalid_files() {
     fs::write(&bad, "{\"v\": 3, trunc").unwrap();
     fs::write(&hopeless, "nope").unwrap();
     let o = orphan(d.path(), "good.json", Duration::from_secs(1));
-    let opts = RecoverOptions {
-        restore_invalid: Some(Format::Json),
-        dry_run: true,
-        ..RecoverOptions::default()
-    };
+    let mut opts = RecoverOptions::new();
+    opts.restore_invalid(Format::Json).dry_run(true);
     let plan = recover(d.path(), &opts).unwrap();
     assert!(plan.contains(&Action::RemovedTemp(find(&plan, &o))));
     assert!(o.exists());
     assert_eq!(fs::read_to_string(&bad).unwrap(), "{\"v\": 3, trunc");
-    let done = recover(
-        d.path(),
-        &RecoverOptions {
-            dry_run: false,
-            ..opts
-        },
-    )
-    .unwrap();
+    let done = recover(d.path(), opts.dry_run(false)).unwrap();
     assert!(!o.exists());
     assert_eq!(fs::read_to_string(&bad).unwrap(), "{\"v\": 1}");
     assert!(done
@@ -571,4 +561,36 @@ fn the_checksum_is_recorded_before_the_temp_is_fsynced_and_never_fails_a_write()
     o.write(&p, "three").unwrap();
     assert_eq!(fs::read_to_string(&p).unwrap(), "three");
     assert_no_leftovers(d.path());
+}
+
+/// Issue 13, item 13: the mode of a copy that cannot keep the original's owner or group gives
+/// nobody access they lacked.
+#[test]
+fn a_copy_of_another_owner_or_group_is_never_more_readable() {
+    use crate::backup::no_more_readable;
+    let st = |uid: u32, gid: u32, mode: u32| crate::sys::Stat {
+        dev: 1,
+        ino: 1,
+        mode: 0o100000 | mode,
+        uid,
+        gid,
+        nlink: 1,
+        size: 0,
+        mtime_ns: 0,
+        attrs: 0,
+    };
+    // Both kept: the mode as it is, special bits too.
+    assert_eq!(no_more_readable(&st(0, 50, 0o4750), 0, 50), 0o4750);
+    // root:secret 0640 copied by a user who cannot keep the group: the group bits go.
+    assert_eq!(no_more_readable(&st(0, 50, 0o640), 1000, 1000), 0o600);
+    // ... who can (a member of it): as it was.
+    assert_eq!(no_more_readable(&st(0, 50, 0o640), 1000, 50), 0o640);
+    // World-readable stays world-readable; the new group gets what everyone had.
+    assert_eq!(no_more_readable(&st(0, 50, 0o664), 1000, 1000), 0o644);
+    // Odd modes: the old owner (now among the others or the group) had less than the others.
+    assert_eq!(no_more_readable(&st(0, 50, 0o044), 1000, 1000), 0o000);
+    assert_eq!(no_more_readable(&st(0, 50, 0o064), 1000, 50), 0o000);
+    // Setuid and setgid go with the owner and group they meant.
+    assert_eq!(no_more_readable(&st(0, 50, 0o6755), 1000, 50), 0o2755);
+    assert_eq!(no_more_readable(&st(0, 50, 0o6755), 0, 1000), 0o4755);
 }

@@ -448,8 +448,9 @@ fn appends_keep_every_acknowledged_record() {
             o.append("/d/log.jsonl", rec(99))
                 .map_err(|e| e.to_string())?;
             let data = content(s, "/d/log.jsonl").unwrap();
-            let (valid, torn) = crate::log::valid_prefix(&data, LogFormat::JsonLines);
-            if torn.is_some() || valid != data.len() {
+            let (valid, torn) = crate::log::valid_prefix(&data, LogFormat::JsonLines)
+                .map_err(|bad| format!("after the crash and an append: {bad:?}"))?;
+            if torn.is_some() || valid != data.len() || !data.ends_with(b"\n") {
                 return Err("an append after the crash left a torn log".into());
             }
             Ok(())
@@ -481,8 +482,16 @@ fn transactions_are_all_or_nothing_after_recovery() {
         },
         |s, acked| {
             let ctx = Ctx::new(sys(s));
-            crate::txn::recover_dir_with(&ctx, Path::new("/d"), false)
-                .map_err(|e| e.to_string())?;
+            let (_, errors) = crate::txn::recover::recover_dir_with(
+                &ctx,
+                Path::new("/d"),
+                false,
+                &Default::default(),
+            )
+            .map_err(|e| e.to_string())?;
+            if let Some(e) = errors.first() {
+                return Err(format!("recovery failed: {e}"));
+            }
             let vs: Vec<usize> = files
                 .iter()
                 .map(|f| expect_version(s, f, acked))

@@ -42,7 +42,7 @@ fn exclusive_excludes_and_shared_shares() {
     assert_eq!(nb().lock(&p).unwrap_err().kind(), ErrorKind::WouldBlock);
     s1.unlock().unwrap();
     drop(s2);
-    nb().lock(&p).unwrap();
+    drop(nb().lock(&p).unwrap());
     // The lock file stays: deleting it would break mutual exclusion.
     assert!(d.path().join("state.json.lock").exists());
 }
@@ -158,11 +158,12 @@ fn shared_file_systems_and_missing_flock_are_errors_not_silence() {
     assert_eq!(e.kind(), ErrorKind::Unsupported);
     assert!(e.to_string().contains("shared between machines"), "{e}");
     // Explicitly accepted: the lock works (locally).
-    LockOptions::new()
+    let l = LockOptions::new()
         .sys(Arc::new(probe) as Arc<dyn Sys>)
         .allow_shared_fs(true)
         .lock(&p)
         .unwrap();
+    drop(l);
 
     let probe = Probe::real();
     probe.fail_nth(Some(Call::Lock), 1, ENOLCK);
@@ -209,7 +210,7 @@ fn flock_1_and_untorn_exclude_each_other() {
     assert_eq!(nb().lock(&p).unwrap_err().kind(), ErrorKind::WouldBlock);
     child.kill().unwrap();
     child.wait().unwrap();
-    nb().lock(&p).unwrap();
+    drop(nb().lock(&p).unwrap());
 }
 
 #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Default)]

@@ -6,10 +6,11 @@
 //! and releases the lock. Two processes updating the same file therefore never lose each
 //! other's change, and a crash at any point leaves the old or the new content.
 
-use crate::atomic::{split, OpenOptions};
+use crate::atomic::OpenOptions;
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::lock::{Lock, LockOptions};
+use crate::paths::split;
 use crate::sys::{errnos::*, Fd, FileType, OpenHow, Sys};
 use std::path::Path;
 use std::sync::Arc;

@@ -210,7 +210,9 @@ impl Target {
 
     fn run(&mut self, line: &[u8]) -> Res<()> {
         match self.kind {
-            Kind::Append => untorn::append(&self.path, line)?,
+            Kind::Append => {
+                untorn::append(&self.path, line)?;
+            }
             Kind::Floor => {
                 let mut f = std::fs::OpenOptions::new().append(true).open(&self.path)?;
                 f.write_all(line)?;

@@ -55,7 +55,21 @@ fn statx_of(x: &rfs::Statx) -> Stat {
         nlink: x.stx_nlink as u64,
         size: x.stx_size,
         mtime_ns: 0,
+        attrs: attrs_of(x),
     }
+}
+
+/// The inode flags untorn checks before it changes anything (statx reports them for free).
+fn attrs_of(x: &rfs::Statx) -> u32 {
+    let known = x.stx_attributes & x.stx_attributes_mask;
+    let mut a = 0;
+    if known.contains(rfs::StatxAttributes::IMMUTABLE) {
+        a |= Stat::IMMUTABLE;
+    }
+    if known.contains(rfs::StatxAttributes::APPEND) {
+        a |= Stat::APPEND_ONLY;
+    }
+    a
 }
 
 // The field types of `struct stat` differ between architectures.
@@ -70,6 +84,7 @@ fn stat_of(s: &rfs::Stat) -> Stat {
         nlink: s.st_nlink as u64,
         size: s.st_size as u64,
         mtime_ns: s.st_mtime as i128 * 1_000_000_000 + s.st_mtime_nsec as i128,
+        attrs: 0,
     }
 }
 
@@ -117,6 +132,9 @@ impl Sys for Real {
         }
         if how.no_follow {
             flags |= OFlags::NOFOLLOW;
+        }
+        if how.nonblock {
+            flags |= OFlags::NONBLOCK;
         }
         Ok(Fd::Os(retry(|| rfs::openat(d, name, flags, mode(m)))?))
     }
@@ -410,5 +428,16 @@ impl Sys for Real {
     fn duplicate(&self, fd: &Fd) -> io::Result<Fd> {
         let f = fd.os()?;
         Ok(Fd::Os(f.try_clone_to_owned()?))
+    }
+
+    fn euid(&self) -> u32 {
+        rustix::process::geteuid().as_raw()
+    }
+
+    fn fd_path(&self, fd: &Fd) -> io::Result<PathBuf> {
+        use std::os::fd::AsRawFd;
+        let f = fd.os()?;
+        let p = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd()))?;
+        Ok(p)
     }
 }

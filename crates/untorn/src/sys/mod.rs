@@ -76,6 +76,9 @@ pub struct Stat {
     pub size: u64,
     /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i128,
+    /// Inode flags that make changes fail (`chattr +i`, `+a`), as far as the file system
+    /// reports them (statx `stx_attributes`): [`Stat::IMMUTABLE`], [`Stat::APPEND_ONLY`].
+    pub attrs: u32,
 }
 
 /// The kind of file a [`Stat`] describes.
@@ -88,6 +91,11 @@ pub enum FileType {
 }
 
 impl Stat {
+    /// `attrs`: the file is immutable (`chattr +i`): no rename, unlink, or change.
+    pub const IMMUTABLE: u32 = 1;
+    /// `attrs`: append-only (`chattr +a`): a directory so marked refuses unlinks and renames.
+    pub const APPEND_ONLY: u32 = 2;
+
     pub fn file_type(&self) -> FileType {
         match self.mode & 0o170000 {
             0o100000 => FileType::Regular,
@@ -166,6 +174,9 @@ pub struct OpenHow {
     pub exclusive: bool,
     /// Fail with `ELOOP` if the last component is a symbolic link.
     pub no_follow: bool,
+    /// `O_NONBLOCK`: opening a FIFO does not wait for a writer (a FIFO planted under the name
+    /// cannot block the caller; an `fstat` then refuses it). No effect on a regular file.
+    pub nonblock: bool,
 }
 
 /// The system calls untorn makes. One implementation talks to the kernel ([`Real`]); tests put
@@ -270,6 +281,11 @@ pub trait Sys: Send + Sync + fmt::Debug {
     /// `fgetxattr(fd, name)`: the attribute's value; `ENODATA` if the file has none of that
     /// name, `EOPNOTSUPP` where the file system keeps none.
     fn get_xattr(&self, fd: &Fd, name: &str) -> io::Result<Vec<u8>>;
+    /// `geteuid()`: whose state untorn trusts (see the `trust` module).
+    fn euid(&self) -> u32;
+    /// The absolute path the kernel has for an open directory (`readlink /proc/self/fd/N`):
+    /// symlinks resolved, as `realpath` prints it. Used only to order locks the way a script can.
+    fn fd_path(&self, fd: &Fd) -> io::Result<PathBuf>;
 }
 
 /// The errno of an `io::Error`, if it has one.
@@ -310,5 +326,18 @@ pub mod errnos {
 /// An `io::Error` from a raw errno.
 pub fn os_error(errno: i32) -> io::Error {
     io::Error::from_raw_os_error(errno)
+}
+
+/// `kill(-pgid, sig)`: sends signal `sig` to every process of the process group `pgid` (an
+/// edit's filter, started in a group of its own). Not a file-system call, so not a [`Sys`]
+/// method: no test replaces it.
+pub fn signal_process_group(pgid: u32, sig: i32) -> io::Result<()> {
+    use rustix::process::{kill_process_group, Pid, Signal};
+    let pid = i32::try_from(pgid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| os_error(errnos::EINVAL))?;
+    let sig = Signal::from_named_raw(sig).ok_or_else(|| os_error(errnos::EINVAL))?;
+    Ok(kill_process_group(pid, sig)?)
 }
 pub mod sim;

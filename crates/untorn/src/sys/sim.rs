@@ -77,6 +77,10 @@ const PAGE: usize = 4096;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tree {
     nodes: BTreeMap<u64, Node>,
+    /// Owners other than root (uid 0), by inode: for the trust checks.
+    owners: BTreeMap<u64, u32>,
+    /// Directory modes other than 0755, by inode (a sticky, world-writable one: 0o1777).
+    dir_modes: BTreeMap<u64, u32>,
 }
 
 impl Default for Tree {
@@ -88,7 +92,11 @@ impl Default for Tree {
                 entries: BTreeMap::new(),
             },
         );
-        Tree { nodes }
+        Tree {
+            nodes,
+            owners: BTreeMap::new(),
+            dir_modes: BTreeMap::new(),
+        }
     }
 }
 
@@ -138,6 +146,29 @@ impl Tree {
             Some(Node::File { data, .. }) => Some(data.clone()),
             _ => None,
         }
+    }
+
+    /// The owner of the inode at `path` (0 if unknown).
+    pub fn owner(&self, path: &Path) -> u32 {
+        self.resolve(path)
+            .and_then(|i| self.owners.get(&i).copied())
+            .unwrap_or(0)
+    }
+
+    /// A path of inode `ino` (the first found, walking from the root), if it has one.
+    fn path_of(&self, ino: u64) -> Option<PathBuf> {
+        let mut todo = vec![(ROOT, PathBuf::from("/"))];
+        while let Some((d, p)) = todo.pop() {
+            if d == ino {
+                return Some(p);
+            }
+            for (n, &i) in self.entries(d).into_iter().flatten() {
+                if matches!(self.nodes.get(&i), Some(Node::Dir { .. })) {
+                    todo.push((i, p.join(n)));
+                }
+            }
+        }
+        None
     }
 
     /// The names in the directory at `path`.
@@ -234,6 +265,8 @@ enum Pending {
         dir: u64,
         name: OsString,
         ino: u64,
+        /// The owner, should this link be what creates the inode in a crash state.
+        uid: u32,
     },
     Unlink {
         dir: u64,
@@ -289,9 +322,17 @@ impl Pending {
                 }
             }
             Pending::Truncate { ino, len } => t.file_mut(*ino).resize(*len as usize, 0),
-            Pending::Link { dir, name, ino } => {
+            Pending::Link {
+                dir,
+                name,
+                ino,
+                uid,
+            } => {
                 if !t.nodes.contains_key(ino) {
                     t.nodes.insert(*ino, Node::file(Vec::new(), 0o600, 0));
+                    if *uid != 0 {
+                        t.owners.insert(*ino, *uid);
+                    }
                 }
                 if let Some(e) = t.entries_mut(*dir) {
                     e.entry(name.clone()).or_insert(*ino);
@@ -356,6 +397,8 @@ struct State {
     calls: usize,
     /// The clock of modification times.
     clock: i128,
+    /// Whose process this is (files it creates get this owner).
+    euid: u32,
 }
 
 /// The simulated file system. Clones share one state.
@@ -387,6 +430,7 @@ impl Sim {
                 acked: 0,
                 calls: 0,
                 clock: 1,
+                euid: 0,
             })),
         }
     }
@@ -432,6 +476,32 @@ impl Sim {
             t.nodes.insert(ino, Node::file(data.to_vec(), 0o644, 1));
             t.entries_mut(p).expect("dir").insert(name.to_owned(), ino);
         }
+    }
+
+    /// Makes `uid` the owner of the file or directory at `path` (at once durable): for setting
+    /// up a test.
+    pub fn chown(&self, path: &Path, uid: u32) {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        for t in [&mut st.volatile, &mut st.durable] {
+            let i = t.resolve(path).expect("exists");
+            t.owners.insert(i, uid);
+        }
+    }
+
+    /// Sets the mode of the directory at `path` (e.g. `0o1777`, sticky and world-writable).
+    pub fn chmod_dir(&self, path: &Path, mode: u32) {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        for t in [&mut st.volatile, &mut st.durable] {
+            let i = t.resolve(path).expect("exists");
+            t.dir_modes.insert(i, mode & 0o7777);
+        }
+    }
+
+    /// Acts as user `uid` from now on (the owner of what it creates; what `euid` answers).
+    pub fn set_euid(&self, uid: u32) {
+        self.lock().euid = uid;
     }
 
     /// What every process sees now.
@@ -554,21 +624,23 @@ impl Sim {
                 dev: 1,
                 ino,
                 mode: 0o100000 | mode,
-                uid: 0,
+                uid: t.owners.get(&ino).copied().unwrap_or(0),
                 gid: 0,
                 nlink: links,
                 size: data.len() as u64,
                 mtime_ns: *mtime,
+                attrs: 0,
             }),
             Some(Node::Dir { .. }) => Ok(Stat {
                 dev: 1,
                 ino,
-                mode: 0o040755,
-                uid: 0,
+                mode: 0o040000 | t.dir_modes.get(&ino).copied().unwrap_or(0o755),
+                uid: t.owners.get(&ino).copied().unwrap_or(0),
                 gid: 0,
                 nlink: 2,
                 size: 4096,
                 mtime_ns: 0,
+                attrs: 0,
             }),
             None => Err(err(ENOENT)),
         }
@@ -746,6 +818,10 @@ impl Sys for Sim {
         st.volatile
             .nodes
             .insert(ino, Node::file(Vec::new(), mode & 0o7777, now));
+        if st.euid != 0 {
+            let uid = st.euid;
+            st.volatile.owners.insert(ino, uid);
+        }
         let fd = Self::new_handle(&mut st, ino, false);
         Self::after_call(&mut st);
         Ok(fd)
@@ -767,10 +843,15 @@ impl Sys for Sim {
                 st.volatile
                     .nodes
                     .insert(ino, Node::file(Vec::new(), mode & 0o7777 & !0o022, now));
+                let uid = st.euid;
+                if uid != 0 {
+                    st.volatile.owners.insert(ino, uid);
+                }
                 let p = Pending::Link {
                     dir: d,
                     name: name.to_owned(),
                     ino,
+                    uid,
                 };
                 p.apply(&mut st.volatile, false);
                 st.pending.push(p);
@@ -861,9 +942,13 @@ impl Sys for Sim {
         for p in mine {
             p.apply(&mut st.durable, false);
         }
-        // The inode itself (size, mode, attributes, mtime) is durable now, named or not.
+        // The inode itself (size, mode, attributes, mtime, owner) is durable now, named or not.
         let st = &mut *st;
         st.durable.take_inode_meta(&st.volatile, h.ino);
+        match st.volatile.owners.get(&h.ino).copied() {
+            Some(u) => st.durable.owners.insert(h.ino, u),
+            None => st.durable.owners.remove(&h.ino),
+        };
         Self::after_call(st);
         Ok(())
     }
@@ -933,10 +1018,12 @@ impl Sys for Sim {
             if child(st, td, to).is_some() {
                 return Err(err(EEXIST));
             }
+            let uid = st.volatile.owners.get(&ino).copied().unwrap_or(0);
             Ok(Pending::Link {
                 dir: td,
                 name: to.to_owned(),
                 ino,
+                uid,
             })
         })
     }
@@ -948,10 +1035,12 @@ impl Sys for Sim {
             if child(st, td, to).is_some() {
                 return Err(err(EEXIST));
             }
+            let uid = st.volatile.owners.get(&h.ino).copied().unwrap_or(0);
             Ok(Pending::Link {
                 dir: td,
                 name: to.to_owned(),
                 ino: h.ino,
+                uid,
             })
         })
     }
@@ -1000,7 +1089,15 @@ impl Sys for Sim {
         Ok(())
     }
 
-    fn set_owner(&self, _fd: &Fd, _uid: Option<u32>, _gid: Option<u32>) -> io::Result<()> {
+    fn set_owner(&self, fd: &Fd, uid: Option<u32>, _gid: Option<u32>) -> io::Result<()> {
+        let mut st = self.lock();
+        let h = Self::handle(&st, fd)?;
+        if let Some(u) = uid {
+            if st.euid != 0 && u != st.euid {
+                return Err(err(super::errnos::EPERM));
+            }
+            st.volatile.owners.insert(h.ino, u);
+        }
         Ok(())
     }
 
@@ -1087,5 +1184,15 @@ impl Sys for Sim {
             }
             _ => Err(err(EISDIR)),
         }
+    }
+
+    fn euid(&self) -> u32 {
+        self.lock().euid
+    }
+
+    fn fd_path(&self, fd: &Fd) -> io::Result<PathBuf> {
+        let st = self.lock();
+        let d = Self::dir_of(&st, fd)?;
+        st.volatile.path_of(d).ok_or_else(|| err(ENOENT))
     }
 }

@@ -45,6 +45,7 @@ pub enum Call {
     SetXattr,
     GetXattr,
     SetMtime,
+    FdPath,
 }
 
 /// One recorded call: its kind and a short description naming the files involved, e.g.
@@ -437,5 +438,12 @@ impl Sys for Probe {
     fn get_xattr(&self, fd: &Fd, name: &str) -> io::Result<Vec<u8>> {
         self.enter(Call::GetXattr, || format!("{} {name}", self.label(fd)))?;
         self.inner.get_xattr(fd, name)
+    }
+    fn euid(&self) -> u32 {
+        self.inner.euid()
+    }
+    fn fd_path(&self, fd: &Fd) -> io::Result<PathBuf> {
+        self.enter(Call::FdPath, || self.label(fd))?;
+        self.inner.fd_path(fd)
     }
 }

@@ -1,0 +1,425 @@
+//! Lock files, low level: a lock file opened safely through its directory's descriptor and
+//! locked with `flock(2)`, waiting as asked. No policy here (which file, transactions): that is
+//! [`crate::lock`] and [`crate::txn`], which both build on this.
+//!
+//! Safe to use in a directory others can write:
+//! - the name is opened with `O_NOFOLLOW | O_NONBLOCK` in a directory the caller opened: a
+//!   symlink planted in its place is refused, and a FIFO cannot make the open wait;
+//! - what was opened is checked with `fstat` (a regular file), never looked up again by name;
+//! - every wait can be bounded ([`Wait::Timeout`]) or cancelled (a flag a signal handler sets),
+//!   since anyone who can open a lock file can hold its lock.
+
+use crate::ctx::Ctx;
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::lock::Wait;
+use crate::paths::join;
+use crate::sys::{errnos::*, Fd, FileType, LockKind, OpenHow, Stat};
+use std::ffi::OsStr;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// How a lock is taken.
+#[derive(Clone, Default)]
+pub(crate) struct How {
+    pub(crate) shared: bool,
+    pub(crate) wait: Wait,
+    pub(crate) allow_shared_fs: bool,
+    /// Stop waiting (with [`ErrorKind::Interrupted`]) once this is set.
+    pub(crate) cancel: Option<Arc<AtomicBool>>,
+}
+
+impl fmt::Debug for How {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("How")
+            .field("shared", &self.shared)
+            .field("wait", &self.wait)
+            .field("allow_shared_fs", &self.allow_shared_fs)
+            .field("cancel", &self.cancel.is_some())
+            .finish()
+    }
+}
+
+impl How {
+    fn kind(&self) -> LockKind {
+        if self.shared {
+            LockKind::Shared
+        } else {
+            LockKind::Exclusive
+        }
+    }
+
+    /// When waiting must stop, counted from `started`.
+    pub(crate) fn deadline(&self, started: Instant) -> Option<Instant> {
+        match self.wait {
+            Wait::Timeout(d) => Some(started + d),
+            Wait::No => Some(started),
+            Wait::Forever => None,
+        }
+    }
+}
+
+/// An open lock file, not locked yet.
+pub(crate) struct Opened {
+    pub(crate) fd: Fd,
+    /// Its metadata when opened (device and inode order the locks of a transaction).
+    pub(crate) st: Stat,
+    pub(crate) path: PathBuf,
+}
+
+/// Opens (creating it `0644` less the umask if missing) the lock file `name` of `dir`.
+pub(crate) fn open(
+    ctx: &Ctx,
+    dir: &Fd,
+    dir_path: &Path,
+    name: &OsStr,
+    allow_shared_fs: bool,
+) -> Result<Opened> {
+    let sys = &*ctx.sys;
+    let path = join(dir_path, name);
+    // A symlink is refused by O_NOFOLLOW below, a FIFO cannot block an O_NONBLOCK open, and the
+    // fstat after it judges what was opened: no window between a check and the use.
+    let mut how = OpenHow {
+        read: true,
+        write: true,
+        create: true,
+        no_follow: true,
+        nonblock: true,
+        ..OpenHow::default()
+    };
+    // 0644 less the umask: readable (so others can take shared locks), never world-writable.
+    // Changed only by transactions (its size flags their journal while they commit); a lock file
+    // we may only read is still good for locking.
+    let fd = match sys.open_file(dir, name, how, 0o644) {
+        Err(e) if matches!(e.raw_os_error(), Some(EACCES | EPERM | EROFS)) => {
+            how.write = false;
+            how.create = false;
+            sys.open_file(dir, name, how, 0o644).map_err(|_| e)
+        }
+        r => r,
+    }
+    .map_err(|e| {
+        let err = Error::io(Op::Open, &path, e);
+        match err.kind() {
+            ErrorKind::Symlink => err.with_note(
+                "the lock file is a symbolic link; untorn does not follow links for lock files",
+            ),
+            ErrorKind::IsADirectory => err.with_kind(ErrorKind::NotAFile),
+            _ => err,
+        }
+    })?;
+    let st = sys.stat(&fd).map_err(|e| Error::io(Op::Stat, &path, e))?;
+    if st.file_type() != FileType::Regular {
+        return Err(Error::new(
+            Op::Lock,
+            &path,
+            ErrorKind::NotAFile,
+            "the lock file is not a regular file".into(),
+        ));
+    }
+    let kind = ctx.fs_kind(st.dev, &fd);
+    if kind.is_shared_between_machines() && !allow_shared_fs {
+        return Err(Error::new(
+            Op::Lock,
+            &path,
+            ErrorKind::Unsupported,
+            format!(
+                "it is on a file system shared between machines ({kind:?}), where flock may \
+                 exclude only this machine's processes; allow it explicitly if that is enough"
+            ),
+        ));
+    }
+    Ok(Opened { fd, st, path })
+}
+
+/// A held lock. Dropping it releases the lock (and so does the death of the process).
+pub(crate) struct Held {
+    ctx: Arc<Ctx>,
+    fd: Option<Fd>,
+    /// The lock file's metadata when the lock was taken (its size is a transaction's flag).
+    pub(crate) st: Stat,
+    pub(crate) path: PathBuf,
+    kind: LockKind,
+    acquired: Instant,
+}
+
+impl fmt::Debug for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("path", &self.path)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+impl Held {
+    pub(crate) fn fd(&self) -> &Fd {
+        self.fd.as_ref().expect("held until dropped")
+    }
+
+    pub(crate) fn is_shared(&self) -> bool {
+        self.kind == LockKind::Shared
+    }
+
+    pub(crate) fn release(&mut self) -> Result<()> {
+        let Some(fd) = self.fd.take() else {
+            return Ok(());
+        };
+        let r = self
+            .ctx
+            .sys
+            .lock(&fd, LockKind::Unlock, false)
+            .map_err(|e| Error::io(Op::Lock, &self.path, e));
+        tracing::debug!(
+            target: "untorn",
+            op = "unlock",
+            path = %self.path.display(),
+            held_us = self.acquired.elapsed().as_micros() as u64,
+        );
+        r
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.release();
+    }
+}
+
+/// Opens and locks the lock file `name` of `dir`.
+pub(crate) fn acquire(
+    ctx: &Arc<Ctx>,
+    dir: &Fd,
+    dir_path: &Path,
+    name: &OsStr,
+    how: &How,
+    started: Instant,
+) -> Result<Held> {
+    let o = open(ctx, dir, dir_path, name, how.allow_shared_fs)?;
+    lock_opened(ctx, o, how, started)
+}
+
+/// Locks a lock file opened by [`open`], waiting at most until `how`'s deadline from `started`.
+pub(crate) fn lock_opened(ctx: &Arc<Ctx>, o: Opened, how: &How, started: Instant) -> Result<Held> {
+    let sys = &*ctx.sys;
+    let kind = how.kind();
+    let path = o.path;
+    let lock_err = |e: std::io::Error| {
+        let err = Error::io(Op::Lock, &path, e);
+        if err.kind() == ErrorKind::Unsupported {
+            err.with_note("the file system does not support flock")
+        } else {
+            err
+        }
+    };
+    // Try without blocking first: the common, uncontended case costs one system call.
+    let got = match sys.lock(&o.fd, kind, false) {
+        Ok(()) => true,
+        Err(e) if e.raw_os_error() == Some(EAGAIN) => false,
+        Err(e) => return Err(lock_err(e)),
+    };
+    if !got {
+        if how.wait == Wait::No {
+            return Err(Error::new(
+                Op::Lock,
+                &path,
+                ErrorKind::WouldBlock,
+                "another process holds the lock".into(),
+            ));
+        }
+        match wait(
+            ctx,
+            &o.fd,
+            kind,
+            how.deadline(started),
+            how.cancel.as_deref(),
+        ) {
+            Ok(Waited::Acquired) => {}
+            Ok(Waited::TimedOut) => {
+                return Err(Error::new(
+                    Op::Lock,
+                    &path,
+                    ErrorKind::TimedOut,
+                    format!(
+                        "timed out after {}: another process holds the lock",
+                        human(started.elapsed())
+                    ),
+                ))
+            }
+            Ok(Waited::Cancelled) => {
+                return Err(Error::new(
+                    Op::Lock,
+                    &path,
+                    ErrorKind::Interrupted,
+                    "interrupted while waiting for the lock".into(),
+                ))
+            }
+            Err(e) => return Err(lock_err(e)),
+        }
+    }
+    // The size now, under the lock: a transaction's flag is set and cleared under it.
+    let st = sys.stat(&o.fd).map_err(|e| Error::io(Op::Stat, &path, e))?;
+    Ok(Held {
+        ctx: ctx.clone(),
+        fd: Some(o.fd),
+        st,
+        path,
+        kind,
+        acquired: Instant::now(),
+    })
+}
+
+/// A duration as people write it: `200ms`, `1.5s`.
+pub(crate) fn human(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+enum Waited {
+    Acquired,
+    TimedOut,
+    Cancelled,
+}
+
+#[derive(Debug)]
+enum WaitState {
+    Waiting,
+    Acquired,
+    Failed(std::io::Error),
+    Abandoned,
+}
+
+/// How often a cancellable wait looks at its flag.
+const CANCEL_POLL: Duration = Duration::from_millis(20);
+
+/// Blocks in the kernel (fair and prompt, unlike polling). Without a deadline or a cancel flag
+/// it blocks on this thread; otherwise on a helper thread, giving up at the deadline or when the
+/// flag is set.
+///
+/// A helper that is still blocked when the caller gives up stays blocked until the lock is next
+/// released, then releases it at once and ends: the caller never holds a lock it gave up on.
+fn wait(
+    ctx: &Arc<Ctx>,
+    fd: &Fd,
+    kind: LockKind,
+    deadline: Option<Instant>,
+    cancel: Option<&AtomicBool>,
+) -> std::io::Result<Waited> {
+    if deadline.is_none() && cancel.is_none() {
+        loop {
+            match ctx.sys.lock(fd, kind, true) {
+                Ok(()) => return Ok(Waited::Acquired),
+                Err(e) if e.raw_os_error() == Some(EINTR) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let dup = ctx.sys.duplicate(fd)?;
+    let shared = Arc::new((Mutex::new(WaitState::Waiting), Condvar::new()));
+    let (ctx2, shared2) = (ctx.clone(), shared.clone());
+    std::thread::Builder::new()
+        .name("untorn-lock-wait".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let r = loop {
+                match ctx2.sys.lock(&dup, kind, true) {
+                    Err(e) if e.raw_os_error() == Some(EINTR) => continue,
+                    r => break r,
+                }
+            };
+            let (m, cv) = &*shared2;
+            let mut st = m.lock().unwrap_or_else(|e| e.into_inner());
+            match (r, &*st) {
+                (Ok(()), WaitState::Abandoned) => {
+                    let _ = ctx2.sys.lock(&dup, LockKind::Unlock, false);
+                }
+                (Ok(()), _) => *st = WaitState::Acquired,
+                (Err(_), WaitState::Abandoned) => {}
+                (Err(e), _) => *st = WaitState::Failed(e),
+            }
+            cv.notify_all();
+        })?;
+    let (m, cv) = &*shared;
+    let mut st = m.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        match std::mem::replace(&mut *st, WaitState::Waiting) {
+            WaitState::Acquired => return Ok(Waited::Acquired),
+            WaitState::Failed(e) => return Err(e),
+            _ => {}
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            *st = WaitState::Abandoned;
+            return Ok(Waited::TimedOut);
+        }
+        if cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
+            *st = WaitState::Abandoned;
+            return Ok(Waited::Cancelled);
+        }
+        let mut slice = deadline.map_or(CANCEL_POLL, |d| d - now);
+        if cancel.is_some() {
+            slice = slice.min(CANCEL_POLL);
+        }
+        st = cv
+            .wait_timeout(st, slice)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
+/// One lock file to take: its directory (open), the directory as named (for messages), the
+/// lock file's name in it, and its key in the global order.
+pub(crate) struct Want<'a> {
+    pub(crate) dir: &'a Fd,
+    pub(crate) dir_path: &'a Path,
+    pub(crate) name: std::ffi::OsString,
+    /// The lock file's full path with symlinks resolved: the global lock order compares these
+    /// byte by byte, as `LC_ALL=C sort` would a script's `realpath` output.
+    pub(crate) key: PathBuf,
+}
+
+/// Takes the locks of `wants` all at once, in the one global order (by [`Want::key`]), each lock
+/// file once even if several names lead to it (by device and inode: a lock would otherwise wait
+/// for itself). Missing lock files are created. Waits at most until `how`'s deadline from
+/// `started` in all. Returns the locks held, and for each want the index of its lock.
+pub(crate) fn lock_all(
+    ctx: &Arc<Ctx>,
+    wants: &[Want<'_>],
+    how: &How,
+    started: Instant,
+) -> Result<(Vec<Held>, Vec<usize>)> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut opened: Vec<(usize, Opened)> = Vec::with_capacity(wants.len());
+    for (i, w) in wants.iter().enumerate() {
+        opened.push((
+            i,
+            open(ctx, w.dir, w.dir_path, &w.name, how.allow_shared_fs)?,
+        ));
+    }
+    opened.sort_by(|a, b| {
+        wants[a.0]
+            .key
+            .as_os_str()
+            .as_bytes()
+            .cmp(wants[b.0].key.as_os_str().as_bytes())
+    });
+    let mut held: Vec<Held> = Vec::with_capacity(opened.len());
+    let mut index = vec![usize::MAX; wants.len()];
+    let mut seen: std::collections::HashMap<(u64, u64), usize> = Default::default();
+    for (i, o) in opened {
+        let id = (o.st.dev, o.st.ino);
+        if let Some(&k) = seen.get(&id) {
+            index[i] = k;
+            continue;
+        }
+        held.push(lock_opened(ctx, o, how, started)?);
+        seen.insert(id, held.len() - 1);
+        index[i] = held.len() - 1;
+    }
+    Ok((held, index))
+}
