@@ -37,8 +37,8 @@
 //!
 //! ```text
 //! openat(AT_FDCWD, "dir", O_RDONLY|O_DIRECTORY|O_CLOEXEC)       = dirfd
-//! statx(dirfd, "a.json.lock")                                   (an interrupted transaction?)
 //! statx(dirfd, "a.json", AT_SYMLINK_NOFOLLOW)                   (mode, owner, symlink?)
+//! statx(dirfd, "a.json.lock")                                   (an interrupted transaction?)
 //! statx(dirfd, "")                                              (which mount)
 //! openat(dirfd, ".", O_WRONLY|O_TMPFILE|O_CLOEXEC, 0600)        = fd   (else a named temp)
 //! write(fd, ...)                                                ...
