@@ -20,7 +20,8 @@ use crate::lock::Wait;
 use crate::paths::{join, temp_file_target};
 use crate::sys::{errnos::*, FileType, OpenHow};
 use crate::trust::trusts;
-use crate::txn::recover::{journaled_temps, recover_dir_with, Settings};
+use crate::txn::recover::{journaled_temps, recover_dir_with};
+use crate::txn::settle::Settings;
 use crate::txn::Recovered;
 use crate::update::read_all;
 use std::ffi::OsString;
@@ -273,7 +274,7 @@ impl RecoverOptions {
             restore_invalid: None,
             dry_run: false,
             older_than: Duration::ZERO,
-            wait: Wait::Timeout(crate::txn::recover::DEFAULT_WAIT),
+            wait: Wait::Timeout(crate::txn::settle::DEFAULT_WAIT),
             abandon: false,
             ctx: Ctx::real(),
         }
@@ -405,7 +406,7 @@ fn restore_invalid(
             let _lock = if dry_run {
                 None
             } else {
-                Some(lock.lock_in(&dfd, dir, &crate::txn::commit::lock_name(&n))?)
+                Some(lock.lock_in(&dfd, dir, &crate::txn::lock_name(&n))?)
             };
             let how = OpenHow {
                 read: true,
