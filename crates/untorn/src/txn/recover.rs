@@ -275,7 +275,9 @@ pub(super) fn recover_txn(
         // 5. Judge, then act.
         if locked_all
             && copies.iter().all(|&c| c)
-            && reached_commit_point(sys, &parts, &j, tag, &bytes, euid, |k| lock_of(k))?
+            && reached_commit_point(sys, &parts, &j, tag, &bytes, euid, |k| {
+                read_flag(sys, lock_of(k))
+            })?
         {
             // The temps may never have been flushed (the committer died before its sync):
             // make them durable before any of them is renamed into place.
@@ -399,19 +401,19 @@ fn read_flag(sys: &dyn Sys, l: &Held) -> Option<u16> {
 /// copy of it is in every one of its directories (owned by a trusted user), every lock file it
 /// names carries its flag, and every temp is whole (its size and CRC as recorded) or already in
 /// place. Called under all its locks; `lock_of(k)` is the lock of `j.locks[k]`.
-fn reached_commit_point<'a>(
+fn reached_commit_point(
     sys: &dyn Sys,
     parts: &Parts,
     j: &Journal,
     tag: u16,
     bytes: &[u8],
     euid: u32,
-    lock_of: impl Fn(usize) -> &'a Held,
+    flag_of_lock: impl Fn(usize) -> Option<u16>,
 ) -> Result<bool> {
     let name = journal_name(tag);
-    for (k, _) in j.locks.iter().enumerate() {
-        if read_flag(sys, lock_of(k)) != Some(tag) {
-            tracing::debug!(target: "untorn", lock = %lock_of(k).path.display(), "not flagged: the commit point was not reached");
+    for k in 0..j.locks.len() {
+        if flag_of_lock(k) != Some(tag) {
+            tracing::debug!(target: "untorn", lock = ?j.locks[k].name, "not flagged: the commit point was not reached");
             return Ok(false);
         }
     }
@@ -736,37 +738,15 @@ fn judge(ctx: &Arc<Ctx>, home: &Home, jname: &OsStr) -> Result<Recovered> {
         });
     };
     let parts = open_parts(sys, &j, home, home_i)?;
-    // The flags, read by name (nothing is locked or created on a dry run).
-    for l in &j.locks {
-        match look(sys, parts.fd(l.dir), &l.name, |_| true) {
-            Ok(Found::File(_, c)) if flag_of(&c) == Some(tag) => {}
-            _ => return Ok(Recovered::RolledBack(jpath)),
-        }
-    }
-    let no_locks: Vec<Held> = Vec::new();
-    let reached = reached_commit_point_unlocked(sys, &parts, &j, tag, &bytes, euid, &no_locks)?;
+    // The flags, read by name: nothing is locked or created on a dry run.
+    let by_name = |k: usize| match look(sys, parts.fd(j.locks[k].dir), &j.locks[k].name, |_| true) {
+        Ok(Found::File(_, c)) => flag_of(&c),
+        _ => None,
+    };
+    let reached = reached_commit_point(sys, &parts, &j, tag, &bytes, euid, by_name)?;
     Ok(if reached {
         Recovered::RolledForward(jpath)
     } else {
         Recovered::RolledBack(jpath)
-    })
-}
-
-/// [`reached_commit_point`] without the flags (checked by the caller).
-fn reached_commit_point_unlocked(
-    sys: &dyn Sys,
-    parts: &Parts,
-    j: &Journal,
-    tag: u16,
-    bytes: &[u8],
-    euid: u32,
-    _none: &[Held],
-) -> Result<bool> {
-    let j2 = Journal {
-        locks: Vec::new(),
-        ..j.clone()
-    };
-    reached_commit_point(sys, parts, &j2, tag, bytes, euid, |_| {
-        unreachable!("no locks")
     })
 }
