@@ -62,6 +62,8 @@
 //! [`read_log`], [`repair`]), multi-file transactions ([`Transaction`]) and recovery
 //! ([`recover()`]) build on the same protocol; each module documents what a crash leaves.
 
+#![warn(missing_docs)]
+
 mod atomic;
 pub mod backup;
 mod ctx;

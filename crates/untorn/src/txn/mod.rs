@@ -69,6 +69,7 @@
 //! or removed.
 
 mod commit;
+#[doc(hidden)]
 pub mod journal;
 mod manifest;
 pub(crate) mod recover;
