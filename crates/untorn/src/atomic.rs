@@ -318,6 +318,7 @@ struct Progress {
 /// assert_eq!(std::fs::read_to_string(&path)?, "line 0\nline 1\nline 2\n");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[must_use = "nothing is written until the file is committed; dropping it discards the write"]
 pub struct AtomicFile {
     ctx: Arc<Ctx>,
     opts: OpenOptions,

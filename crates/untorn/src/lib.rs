@@ -96,7 +96,9 @@ pub use log::append_to_yaml_list;
 pub use log::{
     append, read_log, repair, tail, AppendOptions, Appended, Log, LogFormat, Torn, TornReason,
 };
-pub use recover::{check, clean, recover, RecoverOptions};
+#[allow(deprecated)]
+pub use recover::clean;
+pub use recover::{check, recover, CleanOptions, RecoverOptions};
 pub use txn::{Committed, Staged, Transaction};
 pub use update::{read, update, UpdateOptions};
 #[cfg(feature = "json")]
