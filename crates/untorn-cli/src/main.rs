@@ -261,7 +261,7 @@ fn cmd_edit(a: EditArgs) -> Result<u8, Failure> {
 fn cmd_read(a: ReadArgs) -> Result<u8, Failure> {
     let mut opts = untorn::UpdateOptions::new();
     opts.lock_options(a.wait.lock_options());
-    let content = match (opts.read(&a.file)?, a.default) {
+    let content = match (opts.read_if_exists(&a.file)?, a.default) {
         (Some(c), _) => c,
         (None, Some(d)) => d.into_bytes(),
         (None, None) => {
@@ -470,7 +470,10 @@ fn human_age(d: std::time::Duration) -> String {
 
 fn cmd_clean(a: CleanArgs) -> Result<u8, Failure> {
     // Report first, then delete: the plan is printed (and flushed) before anything goes.
-    let c = untorn::clean(&a.dir, a.older_than, true)?;
+    let c = untorn::CleanOptions::new()
+        .older_than(a.older_than)
+        .dry_run(true)
+        .clean(&a.dir)?;
     let verb = if a.dry_run {
         "would remove"
     } else {
@@ -503,7 +506,9 @@ fn cmd_clean(a: CleanArgs) -> Result<u8, Failure> {
     }
     print_out(out.as_bytes())?;
     if !a.dry_run && !c.removed.is_empty() {
-        untorn::clean(&a.dir, a.older_than, false)?;
+        untorn::CleanOptions::new()
+            .older_than(a.older_than)
+            .clean(&a.dir)?;
     }
     Ok(if c.untrusted.is_empty() {
         exit::OK

@@ -308,7 +308,12 @@ pub(crate) fn clean(
 ) -> PyResult<(Vec<OrphanTuple>, Vec<OrphanTuple>)> {
     let d = seconds(older_than, "older_than")?;
     let c = py
-        .detach(|| untorn::clean(&dir, d, dry_run))
+        .detach(|| {
+            untorn::CleanOptions::new()
+                .older_than(d)
+                .dry_run(dry_run)
+                .clean(&dir)
+        })
         .map_err(to_py)?;
     Ok((
         c.removed.iter().map(orphan).collect(),

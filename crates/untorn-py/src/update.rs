@@ -67,7 +67,7 @@ pub(crate) fn read<'py>(
     let mut opts = UpdateOptions::new();
     opts.lock_options(now(true));
     let data = retrying(py, &path, &now(true), wait, || {
-        opts.read(&path).map_err(Failure::from)
+        opts.read_if_exists(&path).map_err(Failure::from)
     })?;
     match data {
         Some(d) => Ok(Some(bytes(py, &d))),

@@ -116,7 +116,7 @@ impl OpenOptions {
             no_clobber: false,
             temp: TempFile::Auto,
             backups: 0,
-            wait: crate::lock::Wait::Timeout(crate::txn::recover::DEFAULT_WAIT),
+            wait: crate::lock::Wait::Timeout(crate::txn::settle::DEFAULT_WAIT),
             ctx: Ctx::real(),
         }
     }
@@ -339,6 +339,7 @@ struct Progress {
 /// assert_eq!(std::fs::read_to_string(&path)?, "line 0\nline 1\nline 2\n");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[must_use = "nothing is written until the file is committed; dropping it discards the write"]
 pub struct AtomicFile {
     ctx: Arc<Ctx>,
     opts: OpenOptions,
@@ -420,11 +421,11 @@ impl AtomicFile {
         let mut target = resolve(&ctx, path, opts.symlinks)?;
         // A transaction that crashed with this file in it is finished (or undone) first, so
         // that this write never lands under one that is later rolled forward over it.
-        let settings = crate::txn::recover::Settings {
+        let settings = crate::txn::settle::Settings {
             wait: opts.wait,
             ..Default::default()
         };
-        if crate::txn::recover::settle_before_change(
+        if crate::txn::settle::settle_before_change(
             &ctx,
             &target.dir,
             &target.dir_path,

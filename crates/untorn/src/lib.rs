@@ -37,8 +37,8 @@
 //!
 //! ```text
 //! openat(AT_FDCWD, "dir", O_RDONLY|O_DIRECTORY|O_CLOEXEC)       = dirfd
-//! statx(dirfd, "a.json.lock")                                   (an interrupted transaction?)
 //! statx(dirfd, "a.json", AT_SYMLINK_NOFOLLOW)                   (mode, owner, symlink?)
+//! statx(dirfd, "a.json.lock")                                   (an interrupted transaction?)
 //! statx(dirfd, "")                                              (which mount)
 //! openat(dirfd, ".", O_WRONLY|O_TMPFILE|O_CLOEXEC, 0600)        = fd   (else a named temp)
 //! write(fd, ...)                                                ...
@@ -64,6 +64,8 @@
 //! a whole version from a damaged one ([`Integrity`], [`integrity()`]), logs ([`append`],
 //! [`read_log`], [`repair`]), multi-file transactions ([`Transaction`]) and recovery
 //! ([`recover()`]) build on the same protocol; each module documents what a crash leaves.
+
+#![warn(missing_docs)]
 
 mod atomic;
 pub mod backup;
@@ -98,7 +100,9 @@ pub use log::append_to_yaml_list;
 pub use log::{
     append, read_log, repair, tail, AppendOptions, Appended, Log, LogFormat, Torn, TornReason,
 };
-pub use recover::{check, clean, recover, RecoverOptions};
+#[allow(deprecated)]
+pub use recover::clean;
+pub use recover::{check, recover, CleanOptions, RecoverOptions};
 pub use sum::{integrity, Integrity};
 pub use txn::{Committed, Staged, Transaction};
 pub use update::{read, update, UpdateOptions};

@@ -29,7 +29,7 @@ use crate::error::{Error, ErrorKind, Op, Result};
 use crate::lockfile::{self, Held, How};
 use crate::paths::{locate, split};
 use crate::sys::{Fd, Sys};
-use crate::txn::recover::{settle_flag, Settings, Settled};
+use crate::txn::settle::{settle_flag, Settings, Settled};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -673,10 +673,7 @@ pub(crate) fn read_log_with(
     path: &Path,
     format: LogFormat,
 ) -> Result<Log> {
-    let data = match opts.read(path)? {
-        Some(d) => d,
-        None => return Err(Error::io(Op::Read, path, crate::sys::os_error(ENOENT))),
-    };
+    let data = opts.read(path)?;
     let (valid, reason) = valid_prefix(&data, format).map_err(|bad| {
         let line = data[..bad.offset].iter().filter(|&&b| b == b'\n').count() + 1;
         refusal(Op::Read, path, format, line, &bad, &data[bad.offset..])

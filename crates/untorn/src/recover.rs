@@ -21,7 +21,8 @@ use crate::paths::{join, temp_file_target};
 use crate::sum::Integrity;
 use crate::sys::{errnos::*, FileType, OpenHow};
 use crate::trust::trusts;
-use crate::txn::recover::{journaled_temps, recover_dir_with, Settings};
+use crate::txn::recover::{journaled_temps, recover_dir_with};
+use crate::txn::settle::Settings;
 use crate::txn::Recovered;
 use crate::update::read_all;
 use std::ffi::OsString;
@@ -111,12 +112,78 @@ fn find_orphans_with(ctx: &Arc<Ctx>, dir_path: &Path) -> Result<Vec<Orphan>> {
     Ok(temps)
 }
 
-/// Removes the orphaned temp files of `dir` that are at least `older_than` old, open in no
-/// process, and owned by a user the caller trusts. With `dry_run`, only reports. Removals are
-/// not fsynced: if a crash undoes one, the next clean removes it again. A temp that its own
-/// writer removes meanwhile is simply gone, not an error.
+/// Options for [`CleanOptions::clean`]: which orphaned temps to remove.
+///
+/// ```
+/// use std::time::Duration;
+/// # let dir = tempfile::tempdir()?;
+/// let report = untorn::CleanOptions::new()
+///     .older_than(Duration::from_secs(3600))
+///     .dry_run(true)
+///     .clean(dir.path())?;
+/// assert!(report.removed.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct CleanOptions {
+    older_than: Duration,
+    dry_run: bool,
+    ctx: Arc<Ctx>,
+}
+
+impl Default for CleanOptions {
+    fn default() -> Self {
+        CleanOptions::new()
+    }
+}
+
+impl CleanOptions {
+    /// Temps at least an hour old, removed (not a dry run).
+    pub fn new() -> CleanOptions {
+        CleanOptions {
+            older_than: Duration::from_secs(3600),
+            dry_run: false,
+            ctx: Ctx::real(),
+        }
+    }
+
+    /// Removes only temps at least this old (default 1 hour): a younger one may belong to a
+    /// writer that is still running on another machine or in a container whose processes this
+    /// one cannot see.
+    pub fn older_than(&mut self, d: Duration) -> &mut Self {
+        self.older_than = d;
+        self
+    }
+
+    /// Only reports.
+    pub fn dry_run(&mut self, yes: bool) -> &mut Self {
+        self.dry_run = yes;
+        self
+    }
+
+    #[doc(hidden)]
+    pub fn sys(&mut self, sys: Arc<dyn crate::sys::Sys>) -> &mut Self {
+        self.ctx = Ctx::new(sys);
+        self
+    }
+
+    /// Removes the orphaned temp files of `dir` that are old enough, open in no process, and
+    /// owned by a user the caller trusts; reports each. Removals are not fsynced: if a crash
+    /// undoes one, the next clean removes it again. A temp that its own writer removes
+    /// meanwhile is simply gone, not an error.
+    pub fn clean(&self, dir: impl AsRef<Path>) -> Result<Cleaned> {
+        clean_with(&self.ctx, dir.as_ref(), self.older_than, self.dry_run)
+    }
+}
+
+/// Removes the orphaned temp files of `dir` that are at least `older_than` old (see
+/// [`CleanOptions::clean`]). With `dry_run`, only reports.
+#[deprecated(note = "use CleanOptions::new().older_than(d).dry_run(b).clean(dir)")]
 pub fn clean(dir: impl AsRef<Path>, older_than: Duration, dry_run: bool) -> Result<Cleaned> {
-    clean_with(&Ctx::real(), dir.as_ref(), older_than, dry_run)
+    CleanOptions::new()
+        .older_than(older_than)
+        .dry_run(dry_run)
+        .clean(dir)
 }
 
 fn clean_with(ctx: &Arc<Ctx>, dir: &Path, older_than: Duration, dry_run: bool) -> Result<Cleaned> {
@@ -284,7 +351,7 @@ impl RecoverOptions {
             restore_invalid: None,
             dry_run: false,
             older_than: Duration::ZERO,
-            wait: Wait::Timeout(crate::txn::recover::DEFAULT_WAIT),
+            wait: Wait::Timeout(crate::txn::settle::DEFAULT_WAIT),
             abandon: false,
             ctx: Ctx::real(),
         }
@@ -416,7 +483,7 @@ fn restore_invalid(
             let _lock = if dry_run {
                 None
             } else {
-                Some(lock.lock_in(&dfd, dir, &crate::txn::commit::lock_name(&n))?)
+                Some(lock.lock_in(&dfd, dir, &crate::txn::lock_name(&n))?)
             };
             let how = OpenHow {
                 read: true,

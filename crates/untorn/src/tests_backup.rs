@@ -288,13 +288,13 @@ fn clean_removes_only_old_unused_orphans_and_reports_first() {
     let young = orphan(d.path(), "a.json", Duration::from_secs(10));
     let busy = orphan(d.path(), "b.json", Duration::from_secs(7200));
     let _held = fs::File::open(&busy).unwrap(); // a live writer's temp
-    let dry = clean(d.path(), Duration::from_secs(3600), true).unwrap();
+    let dry = CleanOptions::new().dry_run(true).clean(d.path()).unwrap();
     assert_eq!(dry.removed.len(), 1);
     assert_eq!(dry.removed[0].path, old);
     assert!(old.exists(), "a dry run deletes nothing");
     assert_eq!(dry.kept.len(), 2);
     assert!(dry.kept.iter().any(|o| o.path == busy && o.in_use));
-    let done = clean(d.path(), Duration::from_secs(3600), false).unwrap();
+    let done = CleanOptions::new().clean(d.path()).unwrap();
     let paths = |c: &recover::Cleaned| c.removed.iter().map(|o| o.path.clone()).collect::<Vec<_>>();
     assert_eq!(paths(&done), paths(&dry));
     assert!(!old.exists() && young.exists() && busy.exists());

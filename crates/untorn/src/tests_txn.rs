@@ -845,7 +845,10 @@ fn clean_leaves_the_temps_of_an_interrupted_transaction_to_recover() {
     let d = dir();
     let files = files_at(d.path(), N, "v1");
     crash_mid_apply(&files, "v2", 1);
-    let cleaned = crate::clean(d.path(), Duration::ZERO, false).unwrap();
+    let cleaned = CleanOptions::new()
+        .older_than(Duration::ZERO)
+        .clean(d.path())
+        .unwrap();
     assert!(cleaned.removed.is_empty(), "{cleaned:?}");
     recover_dir(d.path(), false).unwrap();
     assert_eq!(same_version(d.path(), N), "v2");

@@ -90,12 +90,20 @@ impl UpdateOptions {
         }
     }
 
-    /// Reads `path` under a shared lock; `None` if it does not exist.
+    /// Reads the whole file at `path` under a shared lock (so it never sees a half-done
+    /// locked update). A missing file is an error of kind [`ErrorKind::NotFound`], as for
+    /// [`read()`](crate::read); [`read_if_exists`](Self::read_if_exists) returns `None` instead.
     ///
-    /// Where the lock file cannot be created (a read-only directory or file system), the file
-    /// is read without the lock: untorn's writes replace files atomically, so the read still
-    /// sees one whole version.
-    pub fn read(&self, path: impl AsRef<Path>) -> Result<Option<Vec<u8>>> {
+    /// Where the lock file cannot be created (a read-only directory or file system, no write
+    /// permission), the file is read without a lock, and a warning says so.
+    pub fn read(&self, path: impl AsRef<Path>) -> Result<Vec<u8>> {
+        let path = path.as_ref();
+        self.read_if_exists(path)?
+            .ok_or_else(|| Error::io(Op::Read, path, crate::sys::os_error(ENOENT)))
+    }
+
+    /// [`read`](Self::read), with `None` for a missing file.
+    pub fn read_if_exists(&self, path: impl AsRef<Path>) -> Result<Option<Vec<u8>>> {
         let path = path.as_ref();
         let _lock = match self.lock.clone().shared(true).lock(path) {
             Ok(l) => Some(l),
@@ -103,7 +111,7 @@ impl UpdateOptions {
                 if matches!(e.kind(), ErrorKind::ReadOnly | ErrorKind::PermissionDenied)
                     && e.op() == Op::Open =>
             {
-                tracing::debug!(target: "untorn", path = %path.display(), error = %e, "reading without a lock");
+                tracing::warn!(target: "untorn", "reading '{}' without a lock: {e}", path.display());
                 None
             }
             Err(e) => return Err(e),
@@ -162,10 +170,7 @@ impl UpdateOptions {
         path: impl AsRef<Path>,
     ) -> Result<T> {
         let path = path.as_ref();
-        match self.read(path)? {
-            Some(bytes) => format.parse(&bytes, path),
-            None => Err(Error::io(Op::Read, path, crate::sys::os_error(ENOENT))),
-        }
+        format.parse(&self.read(path)?, path)
     }
 }
 
@@ -270,9 +275,7 @@ where
 /// [`ErrorKind::NotFound`].
 pub fn read(path: impl AsRef<Path>) -> Result<Vec<u8>> {
     let path = path.as_ref();
-    UpdateOptions::new()
-        .read(path)?
-        .ok_or_else(|| Error::io(Op::Read, path, crate::sys::os_error(ENOENT)))
+    UpdateOptions::new().read(path)
 }
 
 macro_rules! typed {

@@ -2,8 +2,8 @@
 //!
 //! Every other module of untorn reaches the kernel through the [`Sys`] trait, never through
 //! `std::fs` or `rustix` directly. That seam is what lets tests put another implementation in
-//! place of the kernel: [`testing::Probe`] records the sequence of calls and fails the Nth call
-//! with a chosen error, and [`sim::Sim`] keeps a durable and a volatile copy of an in-memory
+//! place of the kernel: `testing::Probe` records the sequence of calls and fails the Nth call
+//! with a chosen error, and `sim::Sim` keeps a durable and a volatile copy of an in-memory
 //! tree to rebuild every state a crash can leave.
 //!
 //! The seam costs one indirect call per system call (a few nanoseconds next to the microseconds
@@ -29,6 +29,8 @@ mod unsupported;
 #[cfg(not(target_os = "linux"))]
 pub use unsupported::Real;
 
+/// Recording and fault injection (tests only: the `test-support` feature).
+#[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
 /// An open file or directory, as the [`Sys`] implementation that opened it knows it.
@@ -38,7 +40,8 @@ pub mod testing;
 pub enum Fd {
     /// A kernel file descriptor.
     Os(OwnedFd),
-    /// A handle of a simulated file system.
+    /// A handle of a simulated file system (tests only: the `test-support` feature).
+    #[cfg(any(test, feature = "test-support"))]
     Sim(u64),
 }
 
@@ -47,6 +50,7 @@ impl Fd {
     pub fn os(&self) -> io::Result<BorrowedFd<'_>> {
         match self {
             Fd::Os(fd) => Ok(fd.as_fd()),
+            #[cfg(any(test, feature = "test-support"))]
             Fd::Sim(_) => Err(io::Error::from_raw_os_error(
                 rustix::io::Errno::BADF.raw_os_error(),
             )),
@@ -58,6 +62,7 @@ impl fmt::Debug for Fd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fd::Os(fd) => write!(f, "Fd({:?})", fd),
+            #[cfg(any(test, feature = "test-support"))]
             Fd::Sim(n) => write!(f, "SimFd({n})"),
         }
     }
@@ -340,4 +345,6 @@ pub fn signal_process_group(pgid: u32, sig: i32) -> io::Result<()> {
     let sig = Signal::from_named_raw(sig).ok_or_else(|| os_error(errnos::EINVAL))?;
     Ok(kill_process_group(pid, sig)?)
 }
+/// The crash simulator (tests only: the `test-support` feature).
+#[cfg(any(test, feature = "test-support"))]
 pub mod sim;

@@ -42,9 +42,10 @@ const NAME_MAX: usize = 255;
 /// A directory of a transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dir {
-    /// Its device and inode: what a copy of the journal must be found in, and what a directory
-    /// found again by its path must be.
+    /// Its device: what a copy of the journal must be found on, and what a directory found
+    /// again by its path must be on.
     pub dev: u64,
+    /// Its inode (with `dev`, its identity).
     pub ino: u64,
     /// Its absolute path when the transaction committed: only a hint, to find it again.
     pub path: PathBuf,
@@ -57,28 +58,45 @@ pub enum Entry {
     /// Rename the temp file (inode `ino` on device `dev`, `size` bytes whose CRC-32 is `crc`)
     /// over `target`, both in directory `dir`.
     Put {
+        /// The directory of both names.
         dir: u32,
+        /// The temp's name (an untorn temp name).
         temp: OsString,
+        /// The target's name.
         target: OsString,
+        /// The temp's device.
         dev: u64,
+        /// The temp's inode.
         ino: u64,
+        /// The temp's size.
         size: u64,
+        /// The CRC-32 of the temp's content.
         crc: u32,
     },
     /// Remove `name` of `dir` if it is still inode `ino`.
     Remove {
+        /// The directory.
         dir: u32,
+        /// The name to remove.
         name: OsString,
+        /// Its device.
         dev: u64,
+        /// Its inode.
         ino: u64,
     },
     /// Rename `from` of `from_dir` to `to` of `to_dir` if `from` is still inode `ino`.
     Rename {
+        /// The directory it is in.
         from_dir: u32,
+        /// Its name there.
         from: OsString,
+        /// The directory it goes to.
         to_dir: u32,
+        /// Its name there.
         to: OsString,
+        /// Its device.
         dev: u64,
+        /// Its inode.
         ino: u64,
     },
 }
@@ -86,7 +104,9 @@ pub enum Entry {
 /// An entry of a transaction's directory: a lock file the transaction flagged.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Name {
+    /// The directory (an index of [`Journal::dirs`]).
     pub dir: u32,
+    /// The entry's name.
     pub name: OsString,
 }
 

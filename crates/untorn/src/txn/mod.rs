@@ -68,17 +68,21 @@
 //! directories, opened without following symlinks, and checked by inode before it is renamed
 //! or removed.
 
-pub(crate) mod commit;
+mod commit;
+#[doc(hidden)]
 pub mod journal;
 mod manifest;
 pub(crate) mod recover;
+pub(crate) mod settle;
+mod stage;
 
-pub use commit::{Committed, Staged, Transaction};
 #[doc(hidden)]
 pub use journal::{DecodeError, Entry, Journal};
 #[doc(hidden)]
 pub use manifest::{parse_manifest, parse_ops, ManifestOp};
-pub use recover::{recover_dir, Recovered};
+pub use recover::recover_dir;
+pub use recover::Recovered;
+pub use stage::{Committed, Staged, Transaction};
 
 use crate::sys::{Fd, FileType, OpenHow, Stat, Sys};
 use std::ffi::{OsStr, OsString};
@@ -107,6 +111,13 @@ pub(crate) fn tag_of(name: &OsStr) -> Option<u16> {
     }
     let tag = u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
     (1..=MAX_TAG).contains(&tag).then_some(tag)
+}
+
+/// The lock file's name of an entry: `NAME.lock`.
+pub(crate) fn lock_name(name: &OsStr) -> OsString {
+    let mut l = name.to_os_string();
+    l.push(".lock");
+    l
 }
 
 /// If `name` is a transaction journal's file name.
