@@ -292,6 +292,9 @@ pub fn write(path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> Result<()> {
 
 /// Size of the write buffer of an [`AtomicFile`].
 const BUF_CAP: usize = 64 * 1024;
+/// Large writes go to the kernel in slices of this size, each checksummed while it is still in
+/// the CPU's cache.
+const HASH_SLICE: usize = 512 * 1024;
 
 /// The temporary file of an [`AtomicFile`].
 struct Temp {
@@ -538,7 +541,14 @@ impl AtomicFile {
     /// Writes `data` to the temp file, all of it, retrying short writes.
     fn write_through(&mut self, mut data: &[u8]) -> Result<()> {
         while !data.is_empty() {
-            match self.ctx.sys.write(&self.temp.fd, data) {
+            // In slices that fit the CPU's cache, each checksummed right after the kernel has
+            // copied it: the CRC reads it from the cache, not from memory again.
+            let slice = if self.late_sum {
+                data
+            } else {
+                &data[..data.len().min(HASH_SLICE)]
+            };
+            match self.ctx.sys.write(&self.temp.fd, slice) {
                 Ok(0) => {
                     return Err(Error::io(
                         Op::Write,

@@ -527,9 +527,23 @@ fn the_checksum_is_recorded_before_the_temp_is_fsynced_and_never_fails_a_write()
         "{}",
         probe.transcript()
     );
-    // A large buffer: after the fsync (checksummed meanwhile), before the rename.
+    // 2 MiB: written in 512 KiB slices (each checksummed while in the cache), the attribute
+    // before the fsync as for a small write.
     probe.clear();
     o.write(&p, vec![1u8; 2 << 20]).unwrap();
+    assert_eq!(probe.count(Call::Write), 4, "{}", probe.transcript());
+    let ev = probe.events();
+    let at = |c: Call| ev.iter().position(|e| e.call == c).unwrap();
+    assert!(
+        at(Call::SetXattr) < at(Call::Sync),
+        "{}",
+        probe.transcript()
+    );
+    assert!(integrity(&p).unwrap().is_whole() || !checksums_here(d.path(), "2 MiB"));
+    // A very large buffer: checksummed on a helper thread during the write and the fsync, the
+    // attribute set after the fsync, before the rename.
+    probe.clear();
+    o.write(&p, vec![1u8; crate::sum::PARALLEL_MIN]).unwrap();
     let ev = probe.events();
     let at = |c: Call| {
         ev.iter()
