@@ -650,63 +650,9 @@ fn cmd_txn(a: TxnArgs) -> Result<u8, Failure> {
             "no changes given (put TARGET=SOURCE, rm PATH, mv FROM=TO)".into(),
         ));
     }
-    // Every new content is read (and checked) before anything is staged, with the signals'
-    // default dispositions: SIGINT or SIGTERM while reading a slow FIFO or standard input ends
-    // untorn at once, and nothing was written yet.
-    let mut contents = Vec::with_capacity(ops.len());
-    let mut stdin_used = false;
-    for op in &ops {
-        if let ManifestOp::Put { target, source } = op {
-            let content = if source.as_os_str() == "-" {
-                if stdin_used {
-                    return Err(usage(
-                        "standard input ('-') can be the source of one put only".into(),
-                    ));
-                }
-                stdin_used = true;
-                let mut v = Vec::new();
-                io::stdin().lock().read_to_end(&mut v).map_err(|e| {
-                    Failure::Other(
-                        format!(
-                            "cannot read standard input for '{}': {}",
-                            target.display(),
-                            plain(&e)
-                        ),
-                        exit::FAILURE,
-                    )
-                })?;
-                v
-            } else {
-                std::fs::read(source).map_err(|e| {
-                    Failure::Other(
-                        format!(
-                            "cannot read '{}' (the new content of '{}'): {}",
-                            source.display(),
-                            target.display(),
-                            plain(&e)
-                        ),
-                        exit::for_io(&e),
-                    )
-                })?
-            };
-            if !a.no_check {
-                untorn::Format::from_path(target)
-                    .check(&content, source)
-                    .map_err(|e| {
-                        Failure::Other(
-                            format!("{e} (the new content of '{}')", target.display()),
-                            exit::for_kind(e.kind()),
-                        )
-                    })?;
-            }
-            contents.push(Some(content));
-        } else {
-            contents.push(None);
-        }
-    }
-    // From here on, SIGINT and SIGTERM must not cut a commit in half: note them. Before the
-    // commit point they abandon the transaction (a wait for its locks stops at once); during
-    // the commit it is finished first. Then exit with the signal's code.
+    // SIGINT and SIGTERM must not cut a commit in half: note them. Before the commit point they
+    // abandon the transaction at once (a wait for its locks stops too); during the commit it
+    // is finished first. Then exit with the signal's code.
     let int = Arc::new(AtomicBool::new(false));
     let term = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -725,6 +671,32 @@ fn cmd_txn(a: TxnArgs) -> Result<u8, Failure> {
             Some(exit::TERMINATED)
         } else {
             None
+        }
+    };
+    // Every new content is read (and checked) before anything is staged, on a helper thread:
+    // a read of a slow FIFO or of standard input blocks in the kernel, and a signal must still
+    // end untorn at once (nothing is staged yet, so nothing is left behind).
+    let (sent, got) = std::sync::mpsc::channel();
+    let puts = ops.clone();
+    let no_check = a.no_check;
+    std::thread::spawn(move || {
+        let _ = sent.send(read_sources(&puts, no_check));
+    });
+    let contents = loop {
+        match got.recv_timeout(std::time::Duration::from_millis(20)) {
+            Ok(r) => break r?,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(code) = interrupted() {
+                    eprintln!("untorn: interrupted before the commit; nothing was changed");
+                    return Ok(code);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Failure::Other(
+                    "txn: reading the new contents failed".into(),
+                    exit::FAILURE,
+                ))
+            }
         }
     };
     let abandon = |tx: untorn::Transaction, code: u8| {
@@ -772,6 +744,69 @@ fn cmd_txn(a: TxnArgs) -> Result<u8, Failure> {
     print_out(out.as_bytes())?;
     // A signal during the commit: it finished; now exit as the signal asked.
     Ok(interrupted().unwrap_or(exit::OK))
+}
+
+/// The new content of each `put` of `ops` (`None` for the other changes), read from its source
+/// (`-`: standard input, for one put only) and, unless `no_check`, checked for its target's
+/// format; an error names the source.
+fn read_sources(
+    ops: &[untorn::txn::ManifestOp],
+    no_check: bool,
+) -> Result<Vec<Option<Vec<u8>>>, Failure> {
+    use untorn::txn::ManifestOp;
+    let usage = |msg: String| Failure::Other(format!("txn: {msg}"), exit::USAGE);
+    let mut contents = Vec::with_capacity(ops.len());
+    let mut stdin_used = false;
+    for op in ops {
+        if let ManifestOp::Put { target, source } = op {
+            let content = if source.as_os_str() == "-" {
+                if stdin_used {
+                    return Err(usage(
+                        "standard input ('-') can be the source of one put only".into(),
+                    ));
+                }
+                stdin_used = true;
+                let mut v = Vec::new();
+                io::stdin().lock().read_to_end(&mut v).map_err(|e| {
+                    Failure::Other(
+                        format!(
+                            "cannot read standard input for '{}': {}",
+                            target.display(),
+                            plain(&e)
+                        ),
+                        exit::FAILURE,
+                    )
+                })?;
+                v
+            } else {
+                std::fs::read(source).map_err(|e| {
+                    Failure::Other(
+                        format!(
+                            "cannot read '{}' (the new content of '{}'): {}",
+                            source.display(),
+                            target.display(),
+                            plain(&e)
+                        ),
+                        exit::for_io(&e),
+                    )
+                })?
+            };
+            if !no_check {
+                untorn::Format::from_path(target)
+                    .check(&content, source)
+                    .map_err(|e| {
+                        Failure::Other(
+                            format!("{e} (the new content of '{}')", target.display()),
+                            exit::for_kind(e.kind()),
+                        )
+                    })?;
+            }
+            contents.push(Some(content));
+        } else {
+            contents.push(None);
+        }
+    }
+    Ok(contents)
 }
 
 /// An I/O error's message without Rust's "(os error N)".

@@ -372,6 +372,7 @@ fn a_signal_abandons_a_txn_that_waits() {
     .unwrap();
     let status = wait_at_most(&mut child, Duration::from_secs(5));
     assert!(status.is_some(), "a txn reading a FIFO ignored SIGTERM");
+    assert_eq!(status.and_then(|s| s.code()), Some(143));
     assert_eq!(read(p.join("a.json")), "{\"a\": 1}\n");
     settled(p);
 }
