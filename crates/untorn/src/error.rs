@@ -245,7 +245,8 @@ pub struct Error {
     note: Option<String>,
     source: Option<io::Error>,
     location: Option<(usize, usize)>,
-    format: Option<crate::Format>,
+    /// The format the content was parsed as (its name, e.g. `JSON`), for the message.
+    format: Option<&'static str>,
 }
 
 impl Error {
@@ -297,8 +298,8 @@ impl Error {
         self
     }
 
-    pub(crate) fn with_format(mut self, f: crate::Format) -> Error {
-        self.format = Some(f);
+    pub(crate) fn with_format(mut self, format_name: &'static str) -> Error {
+        self.format = Some(format_name);
         self
     }
 
