@@ -26,8 +26,8 @@ loop_ext4_require_root "$@"
 # Build first (as the user who ran sudo, so that target/ does not become root's).
 bin=${UNTORN_BENCH_BIN:-}
 if [[ -z $bin ]]; then
-    loop_ext4_cargo build --release -p untorn-bench --bin untorn-bench --manifest-path "$repo/Cargo.toml"
-    bin=${CARGO_TARGET_DIR:-$repo/target}/release/untorn-bench
+    loop_ext4_cargo build --release -p untorn-bench --bin write --manifest-path "$repo/Cargo.toml"
+    bin=${CARGO_TARGET_DIR:-$repo/target}/release/write
 fi
 [[ -x $bin ]] || { echo "$me: no benchmark binary at $bin" >&2; exit 1; }
 

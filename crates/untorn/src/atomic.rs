@@ -3,6 +3,7 @@
 use crate::ctx::{is_unsupported, Ctx, Feature};
 use crate::error::{Error, ErrorKind, Op, Result};
 pub use crate::paths::temp_file_target;
+pub use crate::paths::Symlinks;
 use crate::paths::{join, resolve, temp_name, Target};
 use crate::sys::{errnos::*, Fd, FileType, FsKind, RenameMode, Stat, SyncKind, Sys};
 use std::ffi::{OsStr, OsString};
@@ -30,19 +31,6 @@ pub enum Durability {
     /// content survives a power cut.
     #[default]
     Full,
-}
-
-/// What to do when the target path is a symbolic link.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Symlinks {
-    /// Replace the file the link points to (through any number of links); the link stays a
-    /// link. The default, and what `echo > link` does. A dangling link gets its target created.
-    #[default]
-    Follow,
-    /// Replace the link itself with a regular file.
-    Replace,
-    /// Fail with [`ErrorKind::Symlink`].
-    Refuse,
 }
 
 /// How the temporary file is made.
@@ -79,7 +67,7 @@ pub struct OpenOptions {
     no_clobber: bool,
     temp: TempFile,
     backups: usize,
-    wait: crate::lock::Wait,
+    wait: crate::lockfile::Wait,
     pub(crate) ctx: Arc<Ctx>,
 }
 
@@ -116,7 +104,7 @@ impl OpenOptions {
             no_clobber: false,
             temp: TempFile::Auto,
             backups: 0,
-            wait: crate::lock::Wait::Timeout(crate::txn::settle::DEFAULT_WAIT),
+            wait: crate::lockfile::Wait::Timeout(crate::txn::settle::DEFAULT_WAIT),
             ctx: Ctx::real(),
         }
     }
@@ -176,7 +164,7 @@ impl OpenOptions {
     /// it, to finish it first (default 10 s; a write takes no lock otherwise). Anyone who can
     /// open a lock file can hold its lock, so this wait is always bounded.
     pub fn timeout(&mut self, d: std::time::Duration) -> &mut Self {
-        self.wait = crate::lock::Wait::Timeout(d);
+        self.wait = crate::lockfile::Wait::Timeout(d);
         self
     }
 

@@ -244,8 +244,10 @@ pub struct Error {
     other: Option<PathBuf>,
     note: Option<String>,
     source: Option<io::Error>,
-    location: Option<(usize, usize)>,
-    format: Option<crate::Format>,
+    /// Line and column (kept small: an `Error` is returned by value everywhere).
+    location: Option<(u32, u32)>,
+    /// The format the content was parsed as (its name, e.g. `JSON`), for the message.
+    format: Option<&'static str>,
 }
 
 impl Error {
@@ -293,12 +295,12 @@ impl Error {
     }
 
     pub(crate) fn with_location(mut self, line: usize, column: usize) -> Error {
-        self.location = Some((line, column));
+        self.location = Some((line as u32, column as u32));
         self
     }
 
-    pub(crate) fn with_format(mut self, f: crate::Format) -> Error {
-        self.format = Some(f);
+    pub(crate) fn with_format(mut self, format_name: &'static str) -> Error {
+        self.format = Some(format_name);
         self
     }
 
@@ -314,7 +316,7 @@ impl Error {
 
     /// For content that failed to parse: the 1-based line and column of the first problem.
     pub fn location(&self) -> Option<(usize, usize)> {
-        self.location
+        self.location.map(|(l, c)| (l as usize, c as usize))
     }
 
     pub(crate) fn with_kind(mut self, kind: ErrorKind) -> Error {

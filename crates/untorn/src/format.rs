@@ -19,14 +19,21 @@ pub enum Format {
     Raw,
 }
 
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Format {
+    /// The format's name as messages give it: `JSON`, `YAML`, `TOML`, `raw bytes`.
+    pub fn name(self) -> &'static str {
+        match self {
             Format::Json => "JSON",
             Format::Yaml => "YAML",
             Format::Toml => "TOML",
             Format::Raw => "raw bytes",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -158,7 +165,7 @@ fn utf8<'a>(f: Format, bytes: &'a [u8], path: &Path) -> Result<&'a str> {
             format!("not valid UTF-8 at line {line} column {col}, so not {f}"),
         )
         .with_location(line, col)
-        .with_format(f)
+        .with_format(f.name())
     })
 }
 
@@ -180,14 +187,14 @@ fn json_error(path: &Path, e: serde_json::Error) -> Error {
     let (line, col) = (e.line(), e.column());
     Error::new(Op::Parse, path, ErrorKind::InvalidContent, e.to_string())
         .with_location(line, col)
-        .with_format(Format::Json)
+        .with_format(Format::Json.name())
 }
 
 #[cfg(feature = "yaml")]
 fn yaml_error(path: &Path, e: yaml_serde::Error) -> Error {
     let loc = e.location();
     let err = Error::new(Op::Parse, path, ErrorKind::InvalidContent, e.to_string())
-        .with_format(Format::Yaml);
+        .with_format(Format::Yaml.name());
     match loc {
         Some(l) => err.with_location(l.line(), l.column()),
         None => err,
@@ -198,7 +205,7 @@ fn yaml_error(path: &Path, e: yaml_serde::Error) -> Error {
 fn toml_error(path: &Path, text: &str, e: toml::de::Error) -> Error {
     let msg = e.message().trim_end().to_string();
     let err = Error::new(Op::Parse, path, ErrorKind::InvalidContent, String::new())
-        .with_format(Format::Toml);
+        .with_format(Format::Toml.name());
     match e.span() {
         Some(span) => {
             let (line, col) = line_col(text.as_bytes(), span.start);

@@ -24,30 +24,16 @@
 //! ([`ErrorKind::Unsupported`]) unless [`LockOptions::allow_shared_fs`] says that excluding the
 //! processes of this machine is enough.
 
-use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
-use crate::lockfile::{self, Held, How};
+use crate::lockfile::{self, Held};
+pub use crate::lockfile::{LockOptions, Wait};
 use crate::paths::{locate, split};
-use crate::sys::{Fd, Sys};
+use crate::sys::Fd;
 use crate::txn::settle::{settle_flag, Settings, Settled};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// How long to wait for a lock that another process holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Wait {
-    /// Until it is free (the default).
-    #[default]
-    Forever,
-    /// Not at all: fail at once with [`ErrorKind::WouldBlock`].
-    No,
-    /// Up to this long, then fail with [`ErrorKind::TimedOut`].
-    Timeout(Duration),
-}
+use std::time::Instant;
 
 /// The sidecar lock file of `path`: `path` with `.lock` appended (`state.json` →
 /// `state.json.lock`), beside it. (When `path` is a symbolic link, [`LockOptions::lock`] locks
@@ -58,106 +44,7 @@ pub fn lock_path_for(path: impl AsRef<Path>) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Options for taking a lock.
-///
-/// ```
-/// use std::time::Duration;
-/// # let dir = tempfile::tempdir()?;
-/// # let path = dir.path().join("state.json");
-/// let guard = untorn::LockOptions::new()
-///     .timeout(Duration::from_secs(5))
-///     .lock(&path)?; // locks state.json.lock
-/// // ... read, change and write state.json ...
-/// drop(guard);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Clone)]
-pub struct LockOptions {
-    how: How,
-    /// Whether to settle a crashed transaction the lock file is flagged by (off for the locks a
-    /// recovery itself takes).
-    pub(crate) recover_txns: bool,
-    ctx: Arc<Ctx>,
-}
-
-impl fmt::Debug for LockOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockOptions")
-            .field("how", &self.how)
-            .finish()
-    }
-}
-
-impl Default for LockOptions {
-    fn default() -> Self {
-        LockOptions::new()
-    }
-}
-
 impl LockOptions {
-    /// An exclusive lock, waiting as long as it takes.
-    pub fn new() -> LockOptions {
-        LockOptions {
-            how: How::default(),
-            recover_txns: true,
-            ctx: Ctx::real(),
-        }
-    }
-
-    /// A shared lock (many holders at once, none while an exclusive lock is held) instead of an
-    /// exclusive one.
-    pub fn shared(&mut self, yes: bool) -> &mut Self {
-        self.how.shared = yes;
-        self
-    }
-
-    /// How long to wait (default [`Wait::Forever`]).
-    pub fn wait(&mut self, w: Wait) -> &mut Self {
-        self.how.wait = w;
-        self
-    }
-
-    /// Waits at most `d`; shorthand for `wait(Wait::Timeout(d))`.
-    pub fn timeout(&mut self, d: Duration) -> &mut Self {
-        self.how.wait = Wait::Timeout(d);
-        self
-    }
-
-    /// Does not wait; shorthand for `wait(Wait::No)`.
-    pub fn nonblocking(&mut self) -> &mut Self {
-        self.how.wait = Wait::No;
-        self
-    }
-
-    /// Stops waiting, with [`ErrorKind::Interrupted`], once `flag` is set (e.g. by a signal
-    /// handler: `signal_hook::flag::register`). Checked at least every 20 ms while waiting.
-    pub fn cancel_when(&mut self, flag: Arc<AtomicBool>) -> &mut Self {
-        self.how.cancel = Some(flag);
-        self
-    }
-
-    /// Lock even on a file system shared between machines (NFS, CIFS, FUSE), where the lock may
-    /// exclude only the processes of this machine. Off by default: there, locking is an error.
-    pub fn allow_shared_fs(&mut self, yes: bool) -> &mut Self {
-        self.how.allow_shared_fs = yes;
-        self
-    }
-
-    #[doc(hidden)]
-    pub fn sys(&mut self, sys: Arc<dyn Sys>) -> &mut Self {
-        self.ctx = Ctx::new(sys);
-        self
-    }
-
-    pub(crate) fn with_ctx(&mut self, ctx: Arc<Ctx>) -> &mut Self {
-        self.ctx = ctx;
-        self
-    }
-
-    pub(crate) fn how(&self) -> &How {
-        &self.how
-    }
-
     /// Locks the sidecar of `path` (`NAME.lock` beside it, see [`lock_path_for`]), creating it
     /// if needed. If `path` is a symbolic link, the sidecar of the file it leads to: every name
     /// of one file takes the same lock.

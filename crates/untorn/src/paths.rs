@@ -6,11 +6,23 @@
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::sys::{errnos::*, Fd, FileType, Stat};
-use crate::Symlinks;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// What to do when the target path is a symbolic link.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Symlinks {
+    /// Replace the file the link points to (through any number of links); the link stays a
+    /// link. The default, and what `echo > link` does. A dangling link gets its target created.
+    #[default]
+    Follow,
+    /// Replace the link itself with a regular file.
+    Replace,
+    /// Fail with [`ErrorKind::Symlink`].
+    Refuse,
+}
 
 /// Prefix and suffix of named temp files: `.NAME.untorn-XXXXXXXX.tmp`.
 const TEMP_MARK: &str = ".untorn-";

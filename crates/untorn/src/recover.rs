@@ -16,7 +16,7 @@ use crate::backup::{restore_from_with, trusted_backups, Backup, Validator};
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::format::Format;
-use crate::lock::Wait;
+use crate::lockfile::Wait;
 use crate::paths::{join, temp_file_target};
 use crate::sum::Integrity;
 use crate::sys::{errnos::*, FileType, OpenHow};

@@ -4,7 +4,8 @@
 //! `std::fs` or `rustix` directly. That seam is what lets tests put another implementation in
 //! place of the kernel: `testing::Probe` records the sequence of calls and fails the Nth call
 //! with a chosen error, and `sim::Sim` keeps a durable and a volatile copy of an in-memory
-//! tree to rebuild every state a crash can leave.
+//! tree to rebuild every state a crash can leave (both only in test builds, or with the
+//! `test-support` feature).
 //!
 //! The seam costs one indirect call per system call (a few nanoseconds next to the microseconds
 //! of the call itself, and the milliseconds of an `fsync`).

@@ -6,7 +6,6 @@ use super::settle::{settle_flag, Settings, Settled};
 use super::stage::{Change, Committed, Transaction};
 use super::{journal_name, lock_name, tag_of_size, MAX_TAG};
 use crate::error::{Error, ErrorKind, Op, Result};
-use crate::lock::LockOptions;
 use crate::lockfile::{self, Held, Want};
 use crate::paths::{join, temp_name};
 use crate::sys::{errnos::*, FileType, RenameMode, Stat, Sys};
@@ -598,13 +597,4 @@ fn random_id() -> [u8; 16] {
     id[..8].copy_from_slice(&a.to_le_bytes());
     id[8..].copy_from_slice(&b.to_le_bytes());
     id
-}
-
-impl LockOptions {
-    /// These options, for exclusive locks.
-    pub(crate) fn how_exclusive(&self) -> lockfile::How {
-        let mut h = self.how().clone();
-        h.shared = false;
-        h
-    }
 }

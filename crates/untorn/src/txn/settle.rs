@@ -6,7 +6,7 @@ use super::recover::{recover_txn, Home, Recovered};
 use super::{flag_of, journal_name, lock_name, look, tag_of_size, Found};
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
-use crate::lock::Wait;
+use crate::lockfile::Wait;
 use crate::lockfile::{self, How};
 use crate::paths::join;
 use crate::sys::{errnos::*, Fd, FileType};

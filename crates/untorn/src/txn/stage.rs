@@ -3,10 +3,10 @@
 
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
-use crate::lock::LockOptions;
+use crate::lockfile::LockOptions;
+use crate::paths::Symlinks;
 use crate::paths::{join, resolve_in, split, temp_name, DirCache};
 use crate::sys::{errnos::*, Fd, FileType, Stat, Sys};
-use crate::Symlinks;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io;
