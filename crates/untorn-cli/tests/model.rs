@@ -951,7 +951,7 @@ fn explore(
         let (setup, ops) = gen_sequence(s, steps);
         stats.sequences += 1;
         if let Err(v) = h.run(&setup, &ops, Some(&mut stats)) {
-            let report = if shrink {
+            let report = if shrink && env_num("UNTORN_MODEL_SHRINK", 1) == 1 {
                 let (setup2, ops2, v2) = h.shrink(&setup, &ops, v.step.unwrap_or(0));
                 format!(
                     "sequence seed {s} (UNTORN_MODEL_SEED={s} UNTORN_MODEL_SEQUENCES=1 UNTORN_MODEL_STEPS={steps}):\n\

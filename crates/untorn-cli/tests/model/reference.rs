@@ -386,6 +386,11 @@ impl Op {
                 if *stdin {
                     input = data.clone();
                 } else {
+                    if data.starts_with(b"-") {
+                        // A content that looks like a flag ("- a" of a YAML list) comes after
+                        // `--`, as with any command-line tool.
+                        a.push(s("--"));
+                    }
                     a.push(String::from_utf8(data.clone()).expect("pool is UTF-8"));
                 }
             }
@@ -399,8 +404,7 @@ impl Op {
             } => {
                 a.push(s("edit"));
                 if let Some(d) = default {
-                    a.push(s("--default"));
-                    a.push(s(POOL[*d]));
+                    a.push(format!("--default={}", POOL[*d]));
                 }
                 if let Some(n) = backup {
                     a.push(format!("--backup={n}"));
@@ -489,7 +493,7 @@ impl Op {
             Op::Read { name, default } => {
                 a.extend([s("read"), name.clone()]);
                 if let Some(d) = default {
-                    a.extend([s("--default"), s(POOL[*d])]);
+                    a.push(format!("--default={}", POOL[*d]));
                 }
             }
             Op::Check { name, json } => {
@@ -993,11 +997,18 @@ impl State {
             // Nothing to append: nothing is said; nothing changing is the only safe answer.
             return vec![Outcome::ok(self.clone(), "append: no records")];
         }
+        let bad_record = jsonl && recs.iter().any(|r| !is_json(r));
         let (t, ino) = match self.readable(name) {
             Ok(x) => x,
-            Err(v) => return v,
+            Err(mut v) => {
+                // Which of two errors is reported is not said: either.
+                if bad_record {
+                    v.extend(fail(self, &[12], "append --jsonl: a record is not JSON"));
+                }
+                return v;
+            }
         };
-        if jsonl && recs.iter().any(|r| !is_json(r)) {
+        if bad_record {
             return fail(self, &[12], "append --jsonl: a record is not JSON");
         }
         let old = ino.map_or(&[][..], |i| self.data(i));
@@ -1022,6 +1033,7 @@ impl State {
             data.push(b'\n');
         }
         let mut s = self.clone();
+        let mut v = Vec::new();
         match ino {
             // In place (O_APPEND): every name of the inode, and a backup that is the inode
             // itself, sees it.
@@ -1029,6 +1041,12 @@ impl State {
             None => {
                 let new = s.new_inode(data, NEW_MODE);
                 s.entries.insert(t.path(), Node::File(new));
+                if t.via_link {
+                    // A dangling link: `write` documents that it creates the target ("what
+                    // `echo > link` does"); for append ("created if missing") it is not said,
+                    // and exit 3 ("does not exist") with nothing changed is fair too.
+                    v.extend(fail(self, &[3], "append through a dangling link"));
+                }
             }
         }
         // "A cut is reported: append prints untorn: warning: ... ended in a torn tail".
@@ -1037,7 +1055,8 @@ impl State {
         } else {
             Stderr::Lacks("torn tail")
         };
-        vec![Outcome::ok(s, "append").err(err)]
+        v.insert(0, Outcome::ok(s, "append").err(err));
+        v
     }
 
     fn tail(&self, name: &str, n: usize, jsonl: bool) -> Vec<Outcome> {
@@ -1381,6 +1400,9 @@ impl State {
             }
         }
         if !errors.is_empty() {
+            // Which error is reported first is not said: any of them, or of the refusals the
+            // model allows.
+            errors.extend(maybe.iter().map(|m| m.0));
             let codes: Vec<u8> = errors.into_iter().collect();
             return fail(self, &codes, "txn: refused, nothing changed");
         }
