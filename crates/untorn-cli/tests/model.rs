@@ -273,15 +273,19 @@ fn gen_setup(rng: &mut fastrand::Rng) -> Vec<Make> {
     v
 }
 
-fn gen_name(rng: &mut fastrand::Rng) -> String {
-    if rng.u32(..4) == 0 {
+/// A name for a command: half the time one of the sequence's `hot` names (so that commands
+/// meet: a write with backups, then a restore of the same file), else any.
+fn gen_name(rng: &mut fastrand::Rng, hot: &[&str]) -> String {
+    if rng.bool() {
+        pick(rng, hot).to_string()
+    } else if rng.u32(..4) == 0 {
         pick(rng, DEEP).to_string()
     } else {
         pick(rng, SLOTS).to_string()
     }
 }
 
-fn gen_op(rng: &mut fastrand::Rng) -> Op {
+fn gen_op(rng: &mut fastrand::Rng, hot: &[&str]) -> Op {
     #[derive(Clone, Copy)]
     enum K {
         Write,
@@ -316,7 +320,7 @@ fn gen_op(rng: &mut fastrand::Rng) -> Op {
             (3, K::Check),
         ],
     );
-    let name = gen_name(rng);
+    let name = gen_name(rng, hot);
     let pool = |rng: &mut fastrand::Rng| rng.usize(..POOL.len());
     let maybe = |rng: &mut fastrand::Rng, p: u32| rng.u32(..100) < p;
     match kind {
@@ -328,6 +332,12 @@ fn gen_op(rng: &mut fastrand::Rng) -> Op {
             backup: maybe(rng, 30).then(|| rng.usize(1..=3)),
             symlink: maybe(rng, 30).then(|| *pick(rng, &[Sym::Follow, Sym::Replace, Sym::Refuse])),
             mode: maybe(rng, 10).then(|| *pick(rng, &[0o600, 0o640, 0o755])),
+            flags: match rng.u32(..10) {
+                0 => vec!["--temp", "named"],
+                1 => vec!["--durability", "none"],
+                2 => vec!["--durability", "file", "--temp", "named"],
+                _ => vec![],
+            },
         },
         K::Edit => {
             let printed = rng.usize(..POOL.len());
@@ -392,9 +402,9 @@ fn gen_op(rng: &mut fastrand::Rng) -> Op {
             let n = weighted(rng, &[(4, 1), (4, 2), (2, 3)]);
             let changes = (0..n)
                 .map(|_| match rng.u32(..4) {
-                    0 | 1 => Change::Put(gen_name(rng), (!maybe(rng, 5)).then(|| pool(rng))),
-                    2 => Change::Rm(gen_name(rng)),
-                    _ => Change::Mv(gen_name(rng), gen_name(rng)),
+                    0 | 1 => Change::Put(gen_name(rng, hot), (!maybe(rng, 5)).then(|| pool(rng))),
+                    2 => Change::Rm(gen_name(rng, hot)),
+                    _ => Change::Mv(gen_name(rng, hot), gen_name(rng, hot)),
                 })
                 .collect();
             Op::Txn(changes)
@@ -411,6 +421,7 @@ fn gen_op(rng: &mut fastrand::Rng) -> Op {
         K::Recover => Op::Recover {
             dir: weighted(rng, &[(8, "."), (1, "sub"), (1, "ld")]).to_string(),
             restore_invalid: maybe(rng, 60),
+            dry_run: maybe(rng, 15),
         },
         K::Clean => Op::Clean { dir: ".".into() },
         K::Read => Op::Read {
@@ -427,7 +438,16 @@ fn gen_op(rng: &mut fastrand::Rng) -> Op {
 fn gen_sequence(seed: u64, steps: usize) -> (Vec<Make>, Vec<Op>) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let setup = gen_setup(&mut rng);
-    let ops = (0..steps).map(|_| gen_op(&mut rng)).collect();
+    let hot: Vec<&str> = (0..3)
+        .map(|_| {
+            if rng.u32(..4) == 0 {
+                *pick(&mut rng, DEEP)
+            } else {
+                *pick(&mut rng, SLOTS)
+            }
+        })
+        .collect();
+    let ops = (0..steps).map(|_| gen_op(&mut rng, &hot)).collect();
     (setup, ops)
 }
 
@@ -453,6 +473,8 @@ enum Obs {
 #[derive(Debug, Default)]
 struct Tree {
     entries: BTreeMap<String, Obs>,
+    /// Every lock file (`NAME.lock`), by path.
+    locks: std::collections::BTreeSet<String>,
     /// Backups by the path of the file they are named after, oldest first.
     backups: BTreeMap<String, Vec<(String, ObsFile)>>,
 }
@@ -511,6 +533,7 @@ fn walk(root: &Path, rel: &str, tree: &mut Tree, problems: &mut Vec<String>) {
                     md.len()
                 ));
             }
+            tree.locks.insert(path);
             continue;
         }
         let file = || ObsFile {
@@ -780,8 +803,10 @@ impl Harness {
                 })
             }
         }
+        let mut locks_before = observe(&root).map(|t| t.locks).unwrap_or_default();
         for (k, op) in ops.iter().enumerate() {
             let outcomes = state.predict(op);
+            let locks = state.locks(op);
             let ran = self.exec(&root, op);
             let code = ran.code.unwrap_or(-1);
             if let Some(st) = stats.as_deref_mut() {
@@ -805,6 +830,25 @@ impl Harness {
                 ),
             };
             let tree = observe(&root).map_err(&fail)?;
+            let stray: Vec<&String> = tree
+                .locks
+                .difference(&locks_before)
+                .filter(|l| !locks.may.contains(*l))
+                .collect();
+            if !stray.is_empty() {
+                return Err(fail(format!(
+                    "lock files created that are not the lock of a file the command names \
+                     (the lock belongs to the file a path leads to): {stray:?}; allowed {:?}",
+                    locks.may
+                )));
+            }
+            let missing: Vec<&String> = locks.must.difference(&tree.locks).collect();
+            if code == 0 && !missing.is_empty() {
+                return Err(fail(format!(
+                    "the command succeeded without the lock file of the file it locks: {missing:?}"
+                )));
+            }
+            locks_before = tree.locks.clone();
             let mut why_not = Vec::new();
             let mut matched = None;
             for (n, o) in outcomes.iter().enumerate() {

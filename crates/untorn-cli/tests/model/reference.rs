@@ -218,8 +218,15 @@ impl Filter {
         v.iter().map(|s| s.to_string()).collect()
     }
 
-    /// The filter's output, or `None` if it exits non-zero.
-    pub fn run(self, input: &[u8]) -> Option<Vec<u8>> {
+    /// What the filter may do: each its output, or `None` if it exits non-zero.
+    pub fn run(self, input: &[u8]) -> Vec<Option<Vec<u8>>> {
+        match self {
+            Filter::Jq => jq_incr(input),
+            f => vec![f.run_one(input)],
+        }
+    }
+
+    fn run_one(self, input: &[u8]) -> Option<Vec<u8>> {
         match self {
             Filter::Cat => Some(input.to_vec()),
             Filter::Sed => {
@@ -240,36 +247,50 @@ impl Filter {
             Filter::Printf(i) => Some(POOL[i].as_bytes().to_vec()),
             Filter::False | Filter::JqBad => None,
             Filter::Nothing => Some(Vec::new()),
-            Filter::Jq => jq_incr(input),
+            Filter::Jq => unreachable!("run"),
         }
     }
 }
 
 /// `jq '.n += 1'` on a stream of JSON values: each must be null or an object whose `n` is
 /// missing, null or an integer; each result printed pretty (2 spaces) with a newline. An input
-/// that does not parse, or a value of another kind, makes jq exit non-zero.
-fn jq_incr(input: &[u8]) -> Option<Vec<u8>> {
+/// that does not parse makes jq exit non-zero; a value of another kind prints an error and
+/// nothing for it, and jq exits non-zero if it was the last value, and if an earlier one, it
+/// may not (jq 1.6 reports only the last input's status).
+fn jq_incr(input: &[u8]) -> Vec<Option<Vec<u8>>> {
     let mut out = Vec::new();
+    let (mut failed, mut last_failed) = (false, false);
     for v in serde_json::Deserializer::from_slice(input).into_iter::<Value>() {
-        let mut m = match v.ok()? {
+        let Ok(v) = v else {
+            return vec![None];
+        };
+        let mut m = match v {
             Value::Null => serde_json::Map::new(),
             Value::Object(m) => m,
-            _ => return None,
+            _ => {
+                (failed, last_failed) = (true, true);
+                continue;
+            }
         };
         let n = match m.get("n") {
             None | Some(Value::Null) => 1,
-            Some(Value::Number(k)) => k.as_i64()? + 1,
-            Some(_) => return None,
+            Some(Value::Number(k)) if k.is_i64() => k.as_i64().expect("i64") + 1,
+            Some(_) => {
+                (failed, last_failed) = (true, true);
+                continue;
+            }
         };
+        last_failed = false;
         m.insert("n".into(), Value::from(n));
-        out.extend_from_slice(
-            serde_json::to_string_pretty(&Value::Object(m))
-                .ok()?
-                .as_bytes(),
-        );
+        let text = serde_json::to_string_pretty(&Value::Object(m)).expect("a map");
+        out.extend_from_slice(text.as_bytes());
         out.push(b'\n');
     }
-    Some(out)
+    match (failed, last_failed) {
+        (_, true) => vec![None],
+        (true, false) => vec![None, Some(out)],
+        (false, false) => vec![Some(out)],
+    }
 }
 
 /// One change of `untorn txn`.
@@ -293,6 +314,9 @@ pub enum Op {
         backup: Option<usize>,
         symlink: Option<Sym>,
         mode: Option<u32>,
+        /// `--temp named` and `--durability none|file` (the same outcome: they change how, not
+        /// what).
+        flags: Vec<&'static str>,
     },
     Edit {
         name: String,
@@ -333,6 +357,7 @@ pub enum Op {
     Recover {
         dir: String,
         restore_invalid: bool,
+        dry_run: bool,
     },
     Clean {
         dir: String,
@@ -362,8 +387,10 @@ impl Op {
                 backup,
                 symlink,
                 mode,
+                flags,
             } => {
                 a.push(s("write"));
+                a.extend(flags.iter().map(|f| s(f)));
                 if *no_clobber {
                     a.push(s("--no-clobber"));
                 }
@@ -483,8 +510,12 @@ impl Op {
             Op::Recover {
                 dir,
                 restore_invalid,
+                dry_run,
             } => {
                 a.extend([s("recover"), dir.clone()]);
+                if *dry_run {
+                    a.push(s("--dry-run"));
+                }
                 if *restore_invalid {
                     a.extend([s("--restore-invalid"), s("--format"), s("json")]);
                 }
@@ -810,7 +841,22 @@ impl State {
             Op::Recover {
                 dir,
                 restore_invalid,
-            } => self.recover(dir, *restore_invalid),
+                dry_run,
+            } => {
+                let v = self.recover(dir, *restore_invalid);
+                if !*dry_run {
+                    v
+                } else {
+                    // "--dry-run prints the plan and changes nothing (not even a lock file)".
+                    v.into_iter()
+                        .map(|o| Outcome {
+                            state: self.clone(),
+                            why: format!("{} (dry run)", o.why),
+                            ..o
+                        })
+                        .collect()
+                }
+            }
             Op::Clean { dir } => match self.dir(dir) {
                 Err(c) => fail(self, c, "clean: no such directory"),
                 Ok(_) => vec![Outcome::ok(self.clone(), "clean: no orphaned temps")],
@@ -933,17 +979,37 @@ impl State {
             (None, Some(d)) => POOL[d].as_bytes().to_vec(),
             (None, None) => return fail(self, &[3], "edit of a missing file without --default"),
         };
-        let Some(out) = filter.run(&input) else {
-            return fail(self, &[13], "the filter failed");
-        };
+        filter
+            .run(&input)
+            .into_iter()
+            .flat_map(|r| match r {
+                None => fail(self, &[13], "the filter failed"),
+                Some(out) => self.edit_output(&t, ino, &input, out, backup, allow_empty, raw, name),
+            })
+            .collect()
+    }
+
+    /// The outcomes of an edit whose filter printed `out` and exited 0.
+    #[allow(clippy::too_many_arguments)]
+    fn edit_output(
+        &self,
+        t: &Target,
+        ino: Option<Ino>,
+        input: &[u8],
+        out: Vec<u8>,
+        backup: Option<usize>,
+        allow_empty: bool,
+        raw: bool,
+        name: &str,
+    ) -> Vec<Outcome> {
         let fmt = if raw { Fmt::Raw } else { fmt_of(name) };
-        let write = || Outcome::ok(self.replaced(&t, &out, None, backup), "edit: written");
+        let write = || Outcome::ok(self.replaced(t, &out, None, backup), "edit: written");
         let mut v = Vec::new();
         if out == input && ino.is_some() {
             // "Output identical to the input writes nothing"; the empty and validity checks
             // may still refuse it (the file is unchanged either way).
             v.push(Outcome::ok(self.clone(), "edit: unchanged"));
-            if blank(&out) && !allow_empty || valid(fmt, &out) != Some(true) {
+            if (blank(&out) && !allow_empty) || valid(fmt, &out) != Some(true) {
                 v.extend(fail(self, &[12], "edit: unchanged, but empty or invalid"));
             }
             return v;
@@ -1431,6 +1497,112 @@ impl State {
     }
 }
 
+/// Lock files (README "Locks"): "The lock is FILE.lock, a sidecar beside FILE (beside the file
+/// itself: through a symlink, beside the file the link leads to, so every name of one file takes
+/// one lock)".
+pub struct Locks {
+    /// The lock files the command may create (paths from the root).
+    pub may: BTreeSet<String>,
+    /// The lock files that must exist once the command succeeded (it took those locks).
+    pub must: BTreeSet<String>,
+}
+
+impl State {
+    /// The lock file of the file `path` leads to, if it leads somewhere.
+    fn lock_of(&self, path: &str, follow: bool) -> Option<String> {
+        self.resolve(path, follow)
+            .ok()
+            .map(|t| format!("{}.lock", t.path()))
+    }
+
+    /// Which lock files `op` may create, and which it must have taken if it succeeds.
+    pub fn locks(&self, op: &Op) -> Locks {
+        let mut may = BTreeSet::new();
+        let mut must = BTreeSet::new();
+        let exists = |p: &str| {
+            matches!(
+                self.resolve(p, true).map(|t| t.node),
+                Ok(Some(Node::File(_)))
+            )
+        };
+        match op {
+            // A write takes no lock ("a write looks at the lock file, one stat"); may is
+            // lenient. A replaced link: its own name.
+            Op::Write { name, symlink, .. } => {
+                may.extend(self.lock_of(name, true));
+                if *symlink == Some(Sym::Replace) {
+                    may.extend(self.lock_of(name, false));
+                }
+            }
+            // Locked read-modify-write, appends, repairs, reads ("print it under a shared
+            // lock") and restores ("under the exclusive lock").
+            Op::Append {
+                name,
+                stdin: Some(t),
+                ..
+            } if t.split('\n').all(str::is_empty) => {
+                // No records: nothing to lock (whether it locks anyway is not said).
+                may.extend(self.lock_of(name, true));
+            }
+            Op::Edit { name, .. }
+            | Op::Append { name, .. }
+            | Op::Repair { name, .. }
+            | Op::Restore { name, .. } => {
+                may.extend(self.lock_of(name, true));
+                must.extend(self.lock_of(name, true));
+            }
+            Op::Read { name, .. } | Op::Tail { name, .. } => {
+                may.extend(self.lock_of(name, true));
+                if exists(name) {
+                    must.extend(self.lock_of(name, true));
+                }
+            }
+            Op::Check { name, .. } | Op::Backup { name, .. } | Op::Backups { name } => {
+                may.extend(self.lock_of(name, true));
+            }
+            Op::Txn(changes) => {
+                // "the files' lock files (the same FILE.lock) are taken": every file involved.
+                for c in changes {
+                    match c {
+                        Change::Put(t, _) => {
+                            may.extend(self.lock_of(t, true));
+                            must.extend(self.lock_of(t, true));
+                        }
+                        Change::Rm(p) => {
+                            may.extend(self.lock_of(p, true));
+                            may.extend(self.lock_of(p, false));
+                        }
+                        Change::Mv(f, t) => {
+                            for p in [f, t] {
+                                may.extend(self.lock_of(p, true));
+                                may.extend(self.lock_of(p, false));
+                            }
+                        }
+                    }
+                }
+            }
+            Op::Recover {
+                dir,
+                restore_invalid: true,
+                dry_run: false,
+            } => {
+                if let Ok(d) = self.dir(dir) {
+                    for p in self.entries.keys() {
+                        if split(p).0 == d && fmt_of(p) == Fmt::Json {
+                            may.insert(format!("{p}.lock"));
+                        }
+                    }
+                }
+            }
+            Op::Recover { .. } | Op::Clean { .. } => {}
+        }
+        if must.iter().any(|m| !may.contains(m)) {
+            unreachable!("must ⊆ may");
+        }
+        Locks { may, must }
+    }
+}
+
 fn prune(list: &mut Vec<Ino>, keep: usize) {
     if list.len() > keep {
         list.drain(..list.len() - keep);
@@ -1443,18 +1615,24 @@ mod tests {
 
     #[test]
     fn the_model_itself() {
+        let one = |r: Vec<Option<Vec<u8>>>| {
+            assert_eq!(r.len(), 1, "{r:?}");
+            r.into_iter().next().unwrap()
+        };
         assert_eq!(
-            Filter::Jq.run(b"{\"n\": 1}").unwrap(),
+            one(Filter::Jq.run(b"{\"n\": 1}")).unwrap(),
             b"{\n  \"n\": 2\n}\n"
         );
         assert_eq!(
-            Filter::Jq.run(b"{\"a\":\"x\"}\n{\"e\":1}").unwrap(),
+            one(Filter::Jq.run(b"{\"a\":\"x\"}\n{\"e\":1}")).unwrap(),
             b"{\n  \"a\": \"x\",\n  \"n\": 1\n}\n{\n  \"e\": 1,\n  \"n\": 1\n}\n"
         );
-        assert_eq!(Filter::Jq.run(b" \n").unwrap(), b"");
-        assert!(Filter::Jq.run(b"[1]").is_none());
-        assert!(Filter::Jq.run(b"step 1 done").is_none());
-        assert_eq!(Filter::Sed.run(b"1 11\n21").unwrap(), b"2 11\n22");
+        assert_eq!(one(Filter::Jq.run(b" \n")).unwrap(), b"");
+        assert!(one(Filter::Jq.run(b"[1]")).is_none());
+        assert!(one(Filter::Jq.run(b"step 1 done")).is_none());
+        assert!(one(Filter::Jq.run(b"{} 1")).is_none());
+        assert_eq!(Filter::Jq.run(b"1 {}").len(), 2);
+        assert_eq!(one(Filter::Sed.run(b"1 11\n21")).unwrap(), b"2 11\n22");
         let j = judge(b"a\nb", false);
         assert_eq!(
             (j.lines.len(), j.last.as_deref(), j.cut),
