@@ -17,7 +17,7 @@
 //!
 //! A failed command is one of the model's failure outcomes, which leave every file as it was.
 //!
-//! Scale: `UNTORN_MODEL_SEQUENCES` (default 150) sequences of `UNTORN_MODEL_STEPS` (default 20)
+//! Scale: `UNTORN_MODEL_SEQUENCES` (default 250) sequences of `UNTORN_MODEL_STEPS` (default 20)
 //! commands; `UNTORN_MODEL_SEED` fixes the first sequence's seed (sequence i uses seed + i; by
 //! default a random one, printed). On a violation the test shrinks the sequence and prints the
 //! seed and a bash script that reproduces it. `scripts/prove --long` runs 5,000 sequences.
@@ -893,7 +893,7 @@ impl Harness {
     fn shrink(&self, setup: &[Make], ops: &[Op], step: usize) -> (Vec<Make>, Vec<Op>, Violation) {
         let mut setup = setup.to_vec();
         let mut ops = ops[..=step].to_vec();
-        let mut last = self.run(&setup, &ops, None).err().expect("it failed");
+        let mut last = self.run(&setup, &ops, None).expect_err("it failed");
         let mut budget = 300;
         loop {
             let mut changed = false;
@@ -1026,7 +1026,7 @@ fn set_umask() {
 #[test]
 fn model_sequences() {
     set_umask();
-    let sequences = env_num("UNTORN_MODEL_SEQUENCES", 150);
+    let sequences = env_num("UNTORN_MODEL_SEQUENCES", 250);
     let steps = env_num("UNTORN_MODEL_STEPS", 20) as usize;
     let seed = env_num("UNTORN_MODEL_SEED", fastrand::u64(..1 << 48));
     let started = Instant::now();
@@ -1095,6 +1095,7 @@ fn model_catches_broken_binaries() {
             r#"if [ "$1" = txn ]; then "$REAL" "$@"; c=$?; if [ $c -ne 0 ] && [ "$2" = put ]; then "$REAL" write "${3%%=*}" < "${3#*=}" 2>/dev/null; fi; exit $c; fi"#,
         ),
     ];
+    let mut missed = Vec::new();
     for (i, (what, body)) in mutants.iter().enumerate() {
         let bin = dir.path().join(format!("untorn-mutant-{i}"));
         fs::write(
@@ -1107,15 +1108,28 @@ fn model_catches_broken_binaries() {
         .unwrap();
         fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
         let (stats, found) = explore(bin, 1000 + 7919 * i as u64, 60, 20, false, 1);
-        assert!(
-            !found.is_empty(),
-            "the model did not catch the mutant '{what}' in {} sequences",
-            stats.sequences
-        );
-        eprintln!(
-            "MODEL mutant caught after {} sequences: {what}\n{}",
-            stats.sequences,
-            found[0].1.lines().take(4).collect::<Vec<_>>().join("\n")
-        );
+        match found.first() {
+            None => missed.push(format!("'{what}' ({} sequences)", stats.sequences)),
+            Some((_, report)) => eprintln!(
+                "MODEL mutant caught after {} sequences: {what}\n  {}",
+                stats.sequences,
+                report
+                    .lines()
+                    .skip(1)
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            ),
+        }
     }
+    eprintln!(
+        "MODEL mutants={} caught={}",
+        mutants.len(),
+        mutants.len() - missed.len()
+    );
+    assert!(
+        missed.is_empty(),
+        "the model did not catch the mutants {}",
+        missed.join(", ")
+    );
 }
