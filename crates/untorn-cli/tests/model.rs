@@ -731,6 +731,8 @@ struct Stats {
     by_op: BTreeMap<(&'static str, i32), usize>,
     /// Commands that matched an outcome other than the model's first choice.
     alternatives: BTreeMap<String, usize>,
+    /// Every outcome matched, by the rule it comes from (what the run exercised).
+    rules: BTreeMap<String, usize>,
 }
 
 struct Harness {
@@ -877,12 +879,12 @@ impl Harness {
                     why_not.join("\n")
                 )));
             };
-            if n > 0 {
-                if let Some(st) = stats.as_deref_mut() {
-                    *st.alternatives
-                        .entry(format!("{}: {}", op.kind(), outcomes[n].why))
-                        .or_default() += 1;
+            if let Some(st) = stats.as_deref_mut() {
+                let rule = format!("{}: {} (exit {code})", op.kind(), outcomes[n].why);
+                if n > 0 {
+                    *st.alternatives.entry(rule.clone()).or_default() += 1;
                 }
+                *st.rules.entry(rule).or_default() += 1;
             }
             state = outcomes.into_iter().nth(n).expect("matched").state;
         }
@@ -1018,6 +1020,14 @@ fn explore(
     (stats, found)
 }
 
+/// The binary under test: `UNTORN_MODEL_BIN` (e.g. a deliberately broken wrapper, to check
+/// that the model notices), else the built `untorn`.
+fn model_bin() -> PathBuf {
+    std::env::var_os("UNTORN_MODEL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| assert_cmd::cargo::cargo_bin("untorn"))
+}
+
 fn set_umask() {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(reference::UMASK));
 }
@@ -1031,7 +1041,7 @@ fn model_sequences() {
     let seed = env_num("UNTORN_MODEL_SEED", fastrand::u64(..1 << 48));
     let started = Instant::now();
     let (stats, found) = explore(
-        assert_cmd::cargo::cargo_bin("untorn"),
+        model_bin(),
         seed,
         sequences,
         steps,
@@ -1051,6 +1061,11 @@ fn model_sequences() {
         .map(|(op, (n, failed))| format!("{op} {n} ({failed} refused)"))
         .collect();
     eprintln!("MODEL commands: {}", ops.join(", "));
+    if std::env::var_os("UNTORN_MODEL_RULES").is_some() {
+        for (why, n) in &stats.rules {
+            eprintln!("MODEL rule {n:>6}x  {why}");
+        }
+    }
     for (why, n) in &stats.alternatives {
         eprintln!("MODEL alternative taken {n}x: {why}");
     }
@@ -1131,5 +1146,113 @@ fn model_catches_broken_binaries() {
         missed.is_empty(),
         "the model did not catch the mutants {}",
         missed.join(", ")
+    );
+}
+
+/// The concurrent phase: processes edit one counter and append to one log through different
+/// names of each (the real name, a name through a symlinked directory, a symlink to the file),
+/// while others read them. The model: "every name of one file takes one lock" (README, Locks),
+/// so no increment and no record is lost, every read sees a whole version, and the only lock
+/// files are the files' own.
+#[test]
+fn model_concurrent_names() {
+    set_umask();
+    let bin = model_bin();
+    let seed = env_num("UNTORN_MODEL_SEED", fastrand::u64(..1 << 48));
+    let rounds = env_num("UNTORN_MODEL_CONCURRENT_ROUNDS", 3);
+    let (workers, each) = (4, 8);
+    for round in 0..rounds {
+        let d = tempfile::Builder::new()
+            .prefix("untorn-model-conc-")
+            .tempdir_in(Harness::new(bin.clone()).base)
+            .unwrap();
+        let root = d.path().to_path_buf();
+        fs::create_dir(root.join("sub")).unwrap();
+        std::os::unix::fs::symlink("sub", root.join("ld")).unwrap();
+        fs::write(root.join("sub/x.json"), "{\"n\": 0}\n").unwrap();
+        std::os::unix::fs::symlink("sub/x.json", root.join("l.json")).unwrap();
+        // Unterminated: the first append must end it, exactly once.
+        fs::write(root.join("sub/y.log"), "start").unwrap();
+        std::os::unix::fs::symlink("sub/y.log", root.join("ly.log")).unwrap();
+        let threads: Vec<_> = (0..workers)
+            .map(|w| {
+                let (bin, root) = (bin.clone(), root.clone());
+                let mut rng = fastrand::Rng::with_seed(seed ^ (round << 8) ^ w);
+                std::thread::spawn(move || {
+                    let mut done = (0, Vec::new(), Vec::new());
+                    for i in 0..each {
+                        let run = |args: &[&str]| {
+                            let out = assert_cmd::Command::new(&bin)
+                                .current_dir(&root)
+                                .args(args)
+                                .write_stdin(Vec::new())
+                                .timeout(Duration::from_secs(60))
+                                .output()
+                                .unwrap();
+                            assert!(out.status.success(), "{args:?}: {out:?}");
+                            out.stdout
+                        };
+                        let counter = *pick(&mut rng, &["sub/x.json", "ld/x.json", "l.json"]);
+                        let log = *pick(&mut rng, &["sub/y.log", "ld/y.log", "ly.log"]);
+                        match rng.u32(..4) {
+                            0 => {
+                                run(&["edit", counter, "--", "jq", ".n += 1"]);
+                                done.0 += 1;
+                            }
+                            1 => {
+                                let rec = format!("w{w}-{i}");
+                                run(&["append", log, &rec]);
+                                done.1.push(rec);
+                            }
+                            2 => done.2.push(run(&["read", counter])),
+                            _ => done.2.push(run(&["tail", "-n", "1", log])),
+                        }
+                    }
+                    done
+                })
+            })
+            .collect();
+        let (mut edits, mut records) = (0, Vec::new());
+        for t in threads {
+            let (e, r, reads) = t.join().expect("a worker failed");
+            edits += e;
+            records.extend(r);
+            for out in reads {
+                // A read of the counter is one whole version; a tail, one whole record.
+                let ok = serde_json::from_slice::<serde_json::Value>(&out).is_ok()
+                    || (out.ends_with(b"\n") && out.iter().filter(|&&b| b == b'\n').count() == 1);
+                assert!(ok, "a read saw {:?}", String::from_utf8_lossy(&out));
+            }
+        }
+        let counter: serde_json::Value =
+            serde_json::from_slice(&fs::read(root.join("sub/x.json")).unwrap()).unwrap();
+        assert_eq!(
+            counter["n"], edits,
+            "increments lost (seed {seed}, round {round})"
+        );
+        let log = fs::read_to_string(root.join("sub/y.log")).unwrap();
+        let mut lines: Vec<&str> = log.lines().collect();
+        assert!(log.ends_with('\n') || records.is_empty(), "{log:?}");
+        assert_eq!(lines.first(), Some(&"start"), "{log:?}");
+        lines.remove(0);
+        lines.sort();
+        records.sort();
+        assert_eq!(lines, records, "records lost or doubled (seed {seed})");
+        let tree = observe(&root).unwrap_or_else(|e| panic!("{e}"));
+        let want: std::collections::BTreeSet<String> = ["sub/x.json.lock", "sub/y.log.lock"]
+            .map(String::from)
+            .into();
+        assert!(
+            tree.locks.is_subset(&want),
+            "lock files beside a link: {:?}",
+            tree.locks
+        );
+        for l in ["ld", "l.json", "ly.log"] {
+            assert!(matches!(tree.entries.get(l), Some(Obs::Link(_))), "{l}");
+        }
+    }
+    eprintln!(
+        "MODEL concurrent rounds={rounds} processes={workers} commands={} seed={seed}",
+        rounds * workers * each
     );
 }
