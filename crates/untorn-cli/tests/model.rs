@@ -289,6 +289,7 @@ fn gen_op(rng: &mut fastrand::Rng, hot: &[&str]) -> Op {
     #[derive(Clone, Copy)]
     enum K {
         Write,
+        Corrupt,
         Edit,
         Append,
         Tail,
@@ -306,6 +307,7 @@ fn gen_op(rng: &mut fastrand::Rng, hot: &[&str]) -> Op {
         rng,
         &[
             (20, K::Write),
+            (3, K::Corrupt),
             (14, K::Edit),
             (16, K::Append),
             (5, K::Tail),
@@ -314,22 +316,35 @@ fn gen_op(rng: &mut fastrand::Rng, hot: &[&str]) -> Op {
             (5, K::Backup),
             (4, K::Backups),
             (6, K::Restore),
-            (5, K::Recover),
+            (7, K::Recover),
             (2, K::Clean),
             (4, K::Read),
             (3, K::Check),
         ],
     );
-    let name = gen_name(rng, hot);
+    // Backups and restores meet the writes that keep backups on the sequence's hot names.
+    let name = match kind {
+        K::Backup | K::Backups | K::Restore if rng.u32(..10) < 8 => pick(rng, hot).to_string(),
+        _ => gen_name(rng, hot),
+    };
     let pool = |rng: &mut fastrand::Rng| rng.usize(..POOL.len());
+    // A .json file gets valid JSON more often than not (so that there are valid versions to
+    // keep, and invalid ones for recover --restore-invalid to restore).
+    let content = |rng: &mut fastrand::Rng, name: &str| {
+        if name.ends_with(".json") && rng.u32(..10) < 6 {
+            rng.usize(..5)
+        } else {
+            rng.usize(..POOL.len())
+        }
+    };
     let maybe = |rng: &mut fastrand::Rng, p: u32| rng.u32(..100) < p;
     match kind {
         K::Write => Op::Write {
+            data: POOL[content(rng, &name)].as_bytes().to_vec(),
             name,
-            data: POOL[pool(rng)].as_bytes().to_vec(),
             stdin: maybe(rng, 30),
             no_clobber: maybe(rng, 10),
-            backup: maybe(rng, 30).then(|| rng.usize(1..=3)),
+            backup: maybe(rng, 40).then(|| rng.usize(1..=3)),
             symlink: maybe(rng, 30).then(|| *pick(rng, &[Sym::Follow, Sym::Replace, Sym::Refuse])),
             mode: maybe(rng, 10).then(|| *pick(rng, &[0o600, 0o640, 0o755])),
             flags: match rng.u32(..10) {
@@ -339,8 +354,23 @@ fn gen_op(rng: &mut fastrand::Rng, hot: &[&str]) -> Op {
                 _ => vec![],
             },
         },
+        // A JSON file cut short (by a program that writes in place, say), its last version kept
+        // as a backup: what recover --restore-invalid is for.
+        K::Corrupt => Op::Write {
+            name: match hot.iter().find(|n| n.ends_with(".json")) {
+                Some(n) => n.to_string(),
+                None => pick(rng, &["a.json", "b.json", "sub/x.json"]).to_string(),
+            },
+            data: POOL[7].as_bytes().to_vec(),
+            stdin: false,
+            no_clobber: false,
+            backup: Some(rng.usize(1..=3)),
+            symlink: None,
+            mode: None,
+            flags: vec![],
+        },
         K::Edit => {
-            let printed = rng.usize(..POOL.len());
+            let printed = content(rng, &name);
             Op::Edit {
                 name,
                 filter: weighted(

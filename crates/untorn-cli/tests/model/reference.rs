@@ -934,11 +934,20 @@ impl State {
             Some(Node::Dir | Node::Fifo) if no_clobber => fail(self, &[7, 8], "exists"),
             Some(Node::Dir | Node::Fifo) => fail(self, &[8], "not a regular file"),
             Some(Node::File(_)) if no_clobber => fail(self, &[7], "--no-clobber"),
-            Some(Node::File(_)) => {
-                vec![Outcome::ok(
-                    self.replaced(&t, data, mode, backup),
-                    "replace",
-                )]
+            Some(Node::File(i)) => {
+                let shared = self
+                    .entries
+                    .values()
+                    .filter(|n| **n == Node::File(*i))
+                    .count()
+                    > 1;
+                let why = match (t.via_link, shared, backup.is_some()) {
+                    (true, ..) => "replace through a symlink",
+                    (_, true, _) => "replace one name of a hard-linked file",
+                    (_, _, true) => "replace, keeping a backup",
+                    _ => "replace",
+                };
+                vec![Outcome::ok(self.replaced(&t, data, mode, backup), why)]
             }
             None => {
                 let s = self.replaced(&t, data, mode, backup);
@@ -1121,7 +1130,13 @@ impl State {
         } else {
             Stderr::Lacks("torn tail")
         };
-        v.insert(0, Outcome::ok(s, "append").err(err));
+        let why = match (ino, &j.last, j.cut) {
+            (None, ..) => "append to a new log",
+            (_, _, c) if c > 0 => "append, cutting a torn tail",
+            (_, Some(_), _) => "append, ending an unterminated last line",
+            _ => "append",
+        };
+        v.insert(0, Outcome::ok(s, why).err(err));
         v
     }
 
@@ -1310,7 +1325,7 @@ impl State {
         // from their newest valid backup (exit 12 if one has none)"; "never writes through a
         // symlink".
         let mut s = self.clone();
-        let mut unresolved = false;
+        let (mut unresolved, mut restored) = (false, 0);
         let names: Vec<(String, Ino)> = self
             .entries
             .iter()
@@ -1336,13 +1351,19 @@ impl State {
                     let t = s.resolve(&p, false).expect("listed");
                     let mut o = s.restore_from(&t, b, "recover");
                     s = o.swap_remove(0).state;
+                    restored += 1;
                 }
             }
         }
         let code = if unresolved { 12 } else { 0 };
+        let why = if restored > 0 {
+            "recover --restore-invalid, restoring"
+        } else {
+            "recover --restore-invalid"
+        };
         vec![Outcome {
             code,
-            ..Outcome::ok(s, "recover --restore-invalid")
+            ..Outcome::ok(s, why)
         }]
     }
 
