@@ -17,11 +17,22 @@
 //!
 //! A failed command is one of the model's failure outcomes, which leave every file as it was.
 //!
+//! - lock files appear only beside the files the command names (through a symlink, beside the
+//!   file it leads to), and a command that locks has its file's lock file once it succeeded.
+//!
 //! Scale: `UNTORN_MODEL_SEQUENCES` (default 250) sequences of `UNTORN_MODEL_STEPS` (default 20)
 //! commands; `UNTORN_MODEL_SEED` fixes the first sequence's seed (sequence i uses seed + i; by
 //! default a random one, printed). On a violation the test shrinks the sequence and prints the
-//! seed and a bash script that reproduces it. `scripts/prove --long` runs 5,000 sequences.
-//! The summary line is `MODEL sequences=N steps=M violations=V seed=S`.
+//! seed and a bash script that reproduces it (`UNTORN_MODEL_SHRINK=0`: no shrinking;
+//! `UNTORN_MODEL_MAX_VIOLATIONS`, default 3, how many to collect before stopping).
+//! `scripts/prove --long` runs 5,000 sequences. The summary line is `MODEL sequences=N steps=M
+//! violations=V seed=S`; `UNTORN_MODEL_RULES=1` also prints how often each rule of the model
+//! decided an outcome. `UNTORN_MODEL_BIN` runs everything against another binary (a deliberately
+//! broken wrapper, say); `UNTORN_MODEL_DIR` is where the scratch directories go.
+//!
+//! Two more tests: `model_catches_broken_binaries` (wrappers that break untorn the ways bugs did
+//! must each be caught) and `model_concurrent_names` (processes editing and appending through
+//! different names of one file at once).
 
 #[path = "model/reference.rs"]
 mod reference;
@@ -371,6 +382,7 @@ fn gen_op(rng: &mut fastrand::Rng, hot: &[&str]) -> Op {
         },
         K::Edit => {
             let printed = content(rng, &name);
+            let jq = if have_jq() { 1 } else { 0 };
             Op::Edit {
                 name,
                 filter: weighted(
@@ -380,8 +392,8 @@ fn gen_op(rng: &mut fastrand::Rng, hot: &[&str]) -> Op {
                         (15, Filter::Sed),
                         (25, Filter::Printf(printed)),
                         (5, Filter::False),
-                        (25, Filter::Jq),
-                        (5, Filter::JqBad),
+                        (25 * jq, Filter::Jq),
+                        (5 * jq, Filter::JqBad),
                         (10, Filter::Nothing),
                     ],
                 ),
@@ -770,12 +782,40 @@ struct Harness {
     base: PathBuf,
 }
 
+/// Where the scratch directories go.
+fn scratch_base() -> PathBuf {
+    std::env::var_os("UNTORN_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// Whether jq is installed (`./scripts/test` installs it). Without it, edits through jq are
+/// left out, with a note (`SKIPPED`), or a failure under `UNTORN_REQUIRE_ALL=1`.
+fn have_jq() -> bool {
+    static HAVE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAVE.get_or_init(|| {
+        let have = std::process::Command::new("jq")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !have {
+            eprintln!(
+                "SKIPPED: jq is not installed (./scripts/test installs it): no edits through jq"
+            );
+            if std::env::var_os("UNTORN_REQUIRE_ALL").is_some_and(|v| v == "1") {
+                panic!("jq is not installed (UNTORN_REQUIRE_ALL=1 forbids skipping)");
+            }
+        }
+        have
+    })
+}
+
 impl Harness {
     fn new(bin: PathBuf) -> Harness {
-        let base = std::env::var_os("UNTORN_MODEL_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
-        Harness { bin, base }
+        Harness {
+            bin,
+            base: scratch_base(),
+        }
     }
 
     fn exec(&self, root: &Path, op: &Op) -> Ran {
@@ -1187,6 +1227,9 @@ fn model_catches_broken_binaries() {
 #[test]
 fn model_concurrent_names() {
     set_umask();
+    if !have_jq() {
+        return;
+    }
     let bin = model_bin();
     let seed = env_num("UNTORN_MODEL_SEED", fastrand::u64(..1 << 48));
     let rounds = env_num("UNTORN_MODEL_CONCURRENT_ROUNDS", 3);
@@ -1194,7 +1237,7 @@ fn model_concurrent_names() {
     for round in 0..rounds {
         let d = tempfile::Builder::new()
             .prefix("untorn-model-conc-")
-            .tempdir_in(Harness::new(bin.clone()).base)
+            .tempdir_in(scratch_base())
             .unwrap();
         let root = d.path().to_path_buf();
         fs::create_dir(root.join("sub")).unwrap();
