@@ -377,3 +377,55 @@ fn replacing_a_symlink_keeps_no_symlink_backups() {
         "{\"v\": 4}"
     );
 }
+
+/// Through a symlink, `backup`, `backups` and `restore` act on the backups of the file the link
+/// leads to, as `write --backup` through it does (and as its lock does): named after the file,
+/// beside it. Before, they used the link's own name: `backups LINK` missed the file's backups,
+/// `backup LINK` put a copy beside the link, and `restore LINK` wrote the file while keeping
+/// only as many of its backups as the link's name had, plus one, deleting the rest. Found by
+/// the model test (tests/model.rs).
+#[test]
+fn backups_through_a_symlink_are_the_files_own() {
+    let d = tempfile::tempdir().unwrap();
+    fs::create_dir(d.path().join("sub")).unwrap();
+    for i in 1..=5 {
+        let v = format!("{{\"v\": {i}}}");
+        ok(&["write", "--backup=9", "sub/a.json", &v], d.path());
+    }
+    std::os::unix::fs::symlink("sub/a.json", d.path().join("l.json")).unwrap();
+    ok(&["write", "--backup=9", "l.json", "{\"v\": 6}"], d.path());
+    let sub = d.path().join("sub");
+    assert_eq!(backup_names(&sub).len(), 5);
+    // A backup taken through the link: beside the file, named after it.
+    let taken = ok(&["backup", "--keep", "9", "l.json"], d.path());
+    assert!(
+        taken.trim_start_matches("./").starts_with("sub/a.json."),
+        "{taken}"
+    );
+    assert!(
+        backup_names(d.path()).is_empty(),
+        "a backup beside the link"
+    );
+    assert_eq!(backup_names(&sub).len(), 6);
+    // Listed through the link: all of them.
+    assert_eq!(ok(&["backups", "l.json"], d.path()).lines().count(), 6);
+    // Restored through the link: the file, and no backup lost (the replaced version added).
+    ok(&["restore", "l.json", "--nth", "2"], d.path());
+    assert_eq!(
+        fs::read_to_string(sub.join("a.json")).unwrap(),
+        "{\"v\": 5}"
+    );
+    let mut kept: Vec<String> = backup_names(&sub)
+        .iter()
+        .map(|n| fs::read_to_string(sub.join(n)).unwrap())
+        .collect();
+    kept.sort();
+    let mut want: Vec<String> = (1..=6).map(|i| format!("{{\"v\": {i}}}")).collect();
+    want.push("{\"v\": 6}".into());
+    want.sort();
+    assert_eq!(kept, want);
+    assert!(fs::symlink_metadata(d.path().join("l.json"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}

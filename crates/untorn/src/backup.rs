@@ -4,6 +4,8 @@
 //!
 //! A backup of `DIR/NAME` is `DIR/NAME.YYYYMMDDTHHMMSS.NNNNNNNNNZ.bak`: the UTC time it was
 //! displaced, to the nanosecond, so that names sort by time (`state.json.20261122T031500.123456789Z.bak`).
+//! A path through a symlink means the file the link leads to: its backups are named after it
+//! and kept beside it, whatever name a write, [`backup`], [`backups`] or [`restore`] is given.
 //! Backups live in the file's own directory so that keeping one costs a link inside the
 //! directory whose `fsync` the write already pays for: no copy, and no second fsync.
 //!
@@ -326,11 +328,7 @@ pub(crate) fn trusted_backups(
     ctx: &Arc<Ctx>,
     path: &Path,
 ) -> Result<impl Iterator<Item = (Backup, Vec<u8>, Integrity)>> {
-    let (dir_path, name) = split(path)?;
-    let dir = ctx
-        .sys
-        .open_dir(None, &dir_path)
-        .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+    let (dir, dir_path, name) = file_of(ctx, path)?;
     let mut list = list_in(&*ctx.sys, &dir, &dir_path, &name)?;
     list.reverse();
     let ctx = ctx.clone();
@@ -345,15 +343,19 @@ pub(crate) fn fresh_name(name: &OsStr, bump: u32) -> OsString {
     backup_name(name, SystemTime::now() + Duration::from_nanos(bump as u64))
 }
 
-/// The backups of the file at `path`, newest first.
+/// The directory and name of the file `path` leads to (symlinks followed, as for its lock):
+/// a file's backups are named after it and kept beside it, whatever name reaches it, so that
+/// `backups`, `backup` and `restore` through a link see the backups a write through it keeps.
+fn file_of(ctx: &Arc<Ctx>, path: &Path) -> Result<(Arc<Fd>, PathBuf, OsString)> {
+    let t = crate::paths::locate(ctx, path)?;
+    Ok((t.dir, t.dir_path, t.name))
+}
+
+/// The backups of the file at `path` (symlinks followed), newest first.
 pub fn backups(path: impl AsRef<Path>) -> Result<Vec<Backup>> {
     let path = path.as_ref();
     let ctx = Ctx::real();
-    let (dir_path, name) = split(path)?;
-    let dir = ctx
-        .sys
-        .open_dir(None, &dir_path)
-        .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+    let (dir, dir_path, name) = file_of(&ctx, path)?;
     let mut v = list_in(&*ctx.sys, &dir, &dir_path, &name)?;
     v.reverse();
     Ok(v)
@@ -368,10 +370,7 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
     let path = path.as_ref();
     let ctx = Ctx::real();
     let sys = &*ctx.sys;
-    let (dir_path, name) = split(path)?;
-    let dir = sys
-        .open_dir(None, &dir_path)
-        .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+    let (dir, dir_path, name) = file_of(&ctx, path)?;
     // O_NONBLOCK: a FIFO would block the open until a writer came; the fstat below refuses it.
     let src = sys
         .open_file(
@@ -610,10 +609,7 @@ pub(crate) fn restore_from_with(
     symlinks: Symlinks,
 ) -> Result<Restored> {
     let sys = &*ctx.sys;
-    let (dir_path, name) = split(path)?;
-    let dir = sys
-        .open_dir(None, &dir_path)
-        .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+    let (dir, dir_path, name) = file_of(ctx, path)?;
     let (content, integrity) = read_backup_judged(sys, &dir, from)?;
     if let Integrity::Damaged(why) = &integrity {
         return Err(damaged(path, from, why));
@@ -622,7 +618,7 @@ pub(crate) fn restore_from_with(
     // Keep every backup (the restored one included): only add the displaced version.
     let mut w = OpenOptions::new();
     w.with_ctx(ctx.clone());
-    w.backups(before.len() + 1)
+    w.backups(usize::MAX)
         .symlinks(symlinks)
         .write(path, &content)?;
     let after = list_in(sys, &dir, &dir_path, &name)?;

@@ -980,3 +980,36 @@ fn a_journal_temp_error_names_a_plain_path() {
     assert_eq!(same_version(d.path(), 2), "v1");
     assert_settled(d.path());
 }
+
+/// A rename between two names of one file (hard links): rename(2) succeeds and does nothing
+/// there, which left the source name in place although the commit reported it renamed; the
+/// source must be gone, by the commit and by a roll-forward after a crash alike. Found by the
+/// model test (crates/untorn-cli/tests/model.rs).
+#[test]
+fn a_rename_between_two_names_of_one_file_removes_the_source() {
+    let d = dir();
+    let (a, b, c) = (d.path().join("a"), d.path().join("b"), d.path().join("c"));
+    write(&a, "v1").unwrap();
+    fs::hard_link(&a, &b).unwrap();
+    let mut tx = Transaction::new();
+    tx.rename(&a, &b).unwrap();
+    tx.commit().unwrap();
+    assert!(!a.exists(), "the source name is still there");
+    assert_eq!(read(&b).unwrap(), "v1");
+    assert_settled(d.path());
+    // The same after a crash at the rename (after the commit point): recovery finishes it.
+    fs::hard_link(&b, &c).unwrap();
+    let probe = Probe::real();
+    let mut tx = Transaction::new();
+    tx.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
+    tx.rename(&b, &c).unwrap();
+    probe.clear();
+    probe.die_at_call(Some(Call::Rename), 1);
+    assert!(tx.commit().is_err());
+    assert!(probe.fired());
+    assert!(b.exists(), "the crash came before the rename");
+    recover_dir(d.path(), false).unwrap();
+    assert!(!b.exists(), "recovery left the source name");
+    assert_eq!(read(&c).unwrap(), "v1");
+    assert_settled(d.path());
+}

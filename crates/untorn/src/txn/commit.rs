@@ -531,13 +531,8 @@ impl Transaction {
                     to_dir,
                     to_name,
                     ..
-                } => match sys.rename(
-                    fd(*from_dir),
-                    from_name,
-                    fd(*to_dir),
-                    to_name,
-                    RenameMode::Replace,
-                ) {
+                } => match super::rename_entry(sys, fd(*from_dir), from_name, fd(*to_dir), to_name)
+                {
                     Ok(()) => out.renamed.push((from.clone(), to.clone())),
                     Err(e) => failed.push(Error::io(Op::Rename, from, e).with_other(to)),
                 },

@@ -138,6 +138,29 @@ pub(crate) fn flag_of(content: &[u8]) -> Option<u16> {
     tag_of_size(content.len() as u64).filter(|_| content.iter().all(|&b| b == 0))
 }
 
+/// Renames the entry `from` of `fd` to `to` of `td`, replacing it. If both are already names of
+/// one inode (hard links), rename(2) succeeds and does nothing, and `from` would stay: it is
+/// removed then, so that a rename always ends with `from` gone and `to` naming the file.
+pub(crate) fn rename_entry(
+    sys: &dyn Sys,
+    fd: &Fd,
+    from: &OsStr,
+    td: &Fd,
+    to: &OsStr,
+) -> io::Result<()> {
+    sys.rename(fd, from, td, to, crate::sys::RenameMode::Replace)?;
+    let (Ok(a), Ok(b)) = (sys.stat_at(fd, from, false), sys.stat_at(td, to, false)) else {
+        return Ok(()); // `from` is gone: the usual case
+    };
+    if (a.dev, a.ino) != (b.dev, b.ino) {
+        return Ok(());
+    }
+    match sys.unlink(fd, from) {
+        Err(e) if e.raw_os_error() != Some(crate::sys::errnos::ENOENT) => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// What is found under a name untorn looks for.
 pub(crate) enum Found {
     Missing,

@@ -532,11 +532,10 @@ fn roll_forward(sys: &dyn Sys, parts: &Parts, j: &Journal) -> Result<Vec<String>
             } => {
                 let (fd, td) = (parts.fd(*from_dir), parts.fd(*to_dir));
                 if is(sys, fd, from, *dev, *ino) {
-                    sys.rename(fd, from, td, to, RenameMode::Replace)
-                        .map_err(|e| {
-                            Error::io(Op::Rename, parts.shown(*from_dir, from), e)
-                                .with_other(parts.shown(*to_dir, to))
-                        })
+                    super::rename_entry(sys, fd, from, td, to).map_err(|e| {
+                        Error::io(Op::Rename, parts.shown(*from_dir, from), e)
+                            .with_other(parts.shown(*to_dir, to))
+                    })
                 } else {
                     Ok(())
                 }
