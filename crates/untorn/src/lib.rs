@@ -102,8 +102,9 @@ pub use log::{
 };
 #[allow(deprecated)]
 pub use recover::clean;
+pub use recover::integrity;
 pub use recover::{check, recover, CleanOptions, RecoverOptions};
-pub use sum::{integrity, Integrity};
+pub use sum::Integrity;
 pub use txn::{Committed, Staged, Transaction};
 pub use update::{read, update, UpdateOptions};
 #[cfg(feature = "json")]

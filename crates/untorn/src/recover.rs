@@ -563,6 +563,53 @@ fn newest_valid(ctx: &Arc<Ctx>, path: &Path, validator: &Validator) -> Result<Fo
     Ok((None, skipped))
 }
 
+/// Reads the open file `fd` whole and judges it.
+pub(crate) fn read_judged(
+    sys: &dyn crate::sys::Sys,
+    fd: &crate::sys::Fd,
+    path: &Path,
+) -> Result<(Vec<u8>, Integrity)> {
+    let st = sys
+        .stat_times(fd)
+        .map_err(|e| Error::io(Op::Stat, path, e))?;
+    let content = read_all(sys, fd, path)?;
+    let integrity = crate::sum::judge(sys, fd, &st, &content);
+    Ok((content, integrity))
+}
+
+/// Reads the file at `path` (following symlinks) and judges it: the content, and whether it is
+/// whole, unverified or damaged. `Ok(None)` if it does not exist.
+pub(crate) fn read_checked(path: impl AsRef<Path>) -> Result<Option<(Vec<u8>, Integrity)>> {
+    let path = path.as_ref();
+    let ctx = Ctx::real();
+    match crate::update::open_regular(&ctx, path)? {
+        Some(fd) => read_judged(&*ctx.sys, &fd, path).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The integrity of the file at `path` (reads it whole). See [`Integrity`].
+///
+/// ```
+/// use untorn::Integrity;
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("state.json");
+/// untorn::write(&path, "{}")?;
+/// # if untorn::integrity(&path)? == Integrity::Whole { // (a file system without user xattrs: unverified)
+/// assert_eq!(untorn::integrity(&path)?, Integrity::Whole);
+/// # }
+/// std::fs::write(&path, "{\"by\": \"another program\"}")?; // changed in place: nothing to check
+/// assert_eq!(untorn::integrity(&path)?.label(), "unverified");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn integrity(path: impl AsRef<Path>) -> Result<Integrity> {
+    let path = path.as_ref();
+    match read_checked(path)? {
+        Some((_, i)) => Ok(i),
+        None => Err(Error::io(Op::Read, path, crate::sys::os_error(ENOENT))),
+    }
+}
+
 /// Checks the file at `path`: its checksum, if untorn recorded one when it wrote the file
 /// (see [`Integrity`]: a [damaged](Integrity::Damaged) file fails whatever its format), then
 /// `validator`. `Ok` if both pass; else an error of kind [`ErrorKind::InvalidContent`] (with
@@ -577,7 +624,7 @@ pub fn check(path: impl AsRef<Path>, validator: &Validator) -> Result<()> {
 /// [`check`], and the file's [`Integrity`] when it passes.
 pub fn check_judged(path: impl AsRef<Path>, validator: &Validator) -> Result<Integrity> {
     let path = path.as_ref();
-    match crate::sum::read_checked(path)? {
+    match read_checked(path)? {
         Some((_, Integrity::Damaged(why))) => Err(Error::new(
             Op::Validate,
             path,

@@ -56,7 +56,6 @@
 //! `fgetxattr` and one `statx` more.
 
 use crate::ctx::{is_unsupported, Ctx, Feature};
-use crate::error::{Error, Op, Result};
 use crate::sys::{errnos::*, Fd, Stat, Sys};
 use std::fmt;
 use std::path::Path;
@@ -263,49 +262,6 @@ pub(crate) fn judge(sys: &dyn Sys, fd: &Fd, st: &Stat, content: &[u8]) -> Integr
         ));
     }
     Integrity::Whole
-}
-
-/// Reads the open file `fd` whole and judges it.
-pub(crate) fn read_judged(sys: &dyn Sys, fd: &Fd, path: &Path) -> Result<(Vec<u8>, Integrity)> {
-    let st = sys
-        .stat_times(fd)
-        .map_err(|e| Error::io(Op::Stat, path, e))?;
-    let content = crate::update::read_all(sys, fd, path)?;
-    let integrity = judge(sys, fd, &st, &content);
-    Ok((content, integrity))
-}
-
-/// Reads the file at `path` (following symlinks) and judges it: the content, and whether it is
-/// whole, unverified or damaged. `Ok(None)` if it does not exist.
-pub(crate) fn read_checked(path: impl AsRef<Path>) -> Result<Option<(Vec<u8>, Integrity)>> {
-    let path = path.as_ref();
-    let ctx = Ctx::real();
-    match crate::update::open_regular(&ctx, path)? {
-        Some(fd) => read_judged(&*ctx.sys, &fd, path).map(Some),
-        None => Ok(None),
-    }
-}
-
-/// The integrity of the file at `path` (reads it whole). See [`Integrity`].
-///
-/// ```
-/// use untorn::Integrity;
-/// # let dir = tempfile::tempdir()?;
-/// # let path = dir.path().join("state.json");
-/// untorn::write(&path, "{}")?;
-/// # if untorn::integrity(&path)? == Integrity::Whole { // (a file system without user xattrs: unverified)
-/// assert_eq!(untorn::integrity(&path)?, Integrity::Whole);
-/// # }
-/// std::fs::write(&path, "{\"by\": \"another program\"}")?; // a new inode: no checksum
-/// assert_eq!(untorn::integrity(&path)?.label(), "unverified");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn integrity(path: impl AsRef<Path>) -> Result<Integrity> {
-    let path = path.as_ref();
-    match read_checked(path)? {
-        Some((_, i)) => Ok(i),
-        None => Err(Error::io(Op::Read, path, crate::sys::os_error(ENOENT))),
-    }
 }
 
 #[cfg(test)]

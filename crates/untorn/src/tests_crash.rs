@@ -125,7 +125,7 @@ fn judged(s: &Sim, path: &Path) -> Result<(Vec<u8>, Integrity), String> {
     let fd = sys_
         .open_file(&dir, path.file_name().unwrap(), how, 0)
         .map_err(|e| e.to_string())?;
-    crate::sum::read_judged(&*sys_, &fd, path).map_err(|e| e.to_string())
+    crate::recover::read_judged(&*sys_, &fd, path).map_err(|e| e.to_string())
 }
 
 const N: usize = 3;
