@@ -1199,13 +1199,16 @@ class RecoverAction:
 
     action: str
     """``"txn_rolled_forward"``, ``"txn_rolled_back"``, ``"txn_flag_cleared"``,
-    ``"removed_temp"``, ``"kept_temp_in_use"``, ``"restored"`` or
-    ``"invalid_without_backup"``."""
+    ``"removed_temp"``, ``"kept_temp_in_use"``, ``"restored"``, ``"skipped_damaged_backup"``
+    or ``"invalid_without_backup"``."""
     path: Optional[Path]
     reason: Optional[str] = None
-    """For ``restored`` and ``invalid_without_backup``: why the file was judged invalid."""
+    """For ``restored`` and ``invalid_without_backup``: why the file was judged invalid; for
+    ``skipped_damaged_backup``: why the backup is damaged (its content does not match the
+    checksum untorn recorded when it wrote that version)."""
     backup: Optional[Backup] = None
-    """For ``restored``: the backup it now holds the content of."""
+    """For ``restored``: the backup it now holds the content of; for
+    ``skipped_damaged_backup``: the damaged backup, passed over."""
     orphan: Optional[Orphan] = None
     """For ``removed_temp`` and ``kept_temp_in_use``: the temp file."""
 

@@ -77,14 +77,18 @@ pub enum Command {
     /// Take a backup of FILE now (a reflink where possible, else a copy).
     #[command(after_long_help = long_help())]
     Backup(BackupNowArgs),
-    /// List the backups of FILE, newest first: name, time, size, and whether each is valid.
+    /// List the backups of FILE, newest first: name, time, size, whether each is valid, and
+    /// whether it matches the checksum recorded when untorn wrote it (whole, unverified,
+    /// damaged).
     #[command(after_long_help = long_help())]
     Backups(BackupsArgs),
     /// Restore FILE from a backup (default: the newest), atomically; the version it replaces
     /// becomes a backup, so a restore can be undone.
     #[command(after_long_help = long_help())]
     Restore(RestoreArgs),
-    /// Check that FILE is valid JSON, YAML, TOML or UTF-8: exit 0, or 12 with the line and column.
+    /// Check that FILE is valid JSON, YAML, TOML or UTF-8, and matches the checksum untorn
+    /// recorded when it wrote it (if any; `--format raw` checks only that): exit 0, or 12 with
+    /// the line and column, or why it is damaged.
     #[command(after_long_help = long_help())]
     Check(CheckArgs),
     /// Report, then remove, orphaned temp files in DIR that no live writer can own.

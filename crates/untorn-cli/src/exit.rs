@@ -70,7 +70,11 @@ pub const TABLE: &[(u8, &str)] = &[
     ),
     (LOCKED, "the lock is held by another process (--nonblock)"),
     (TIMEOUT, "the lock was not free within --timeout"),
-    (INVALID, "content is not valid JSON, YAML or TOML (edit: the filter's output)"),
+    (
+        INVALID,
+        "content is not valid JSON, YAML or TOML (edit: the filter's output), or is damaged \
+         (does not match the checksum untorn recorded when it wrote it)",
+    ),
     (FILTER_FAILED, "edit: the filter exited non-zero, was killed, or could not start"),
     (
         UNTRUSTED,

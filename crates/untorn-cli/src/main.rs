@@ -405,19 +405,25 @@ fn cmd_backups(a: BackupsArgs) -> Result<u8, Failure> {
     let validator = CheckFormat::validator(a.format, &a.file, untorn::Validator::Exists);
     let mut out = String::new();
     for b in untorn::backups(&a.file)? {
-        let valid = match untorn::check(&b.path, &validator) {
-            Ok(()) => "valid".to_string(),
-            Err(e) => match e.location() {
-                Some((l, c)) => format!("INVALID at line {l} column {c}"),
-                None => "INVALID".to_string(),
+        // One read of each backup: its checksum, then its format.
+        let (valid, integrity) = match b.read_checked() {
+            Ok((_, i)) if i.is_damaged() => ("DAMAGED".to_string(), i.label()),
+            Ok((content, i)) => match validator.check(&content, &b.path) {
+                Ok(()) => ("valid".to_string(), i.label()),
+                Err(e) => match e.location() {
+                    Some((l, c)) => (format!("INVALID at line {l} column {c}"), i.label()),
+                    None => ("INVALID".to_string(), i.label()),
+                },
             },
+            Err(_) => ("INVALID".to_string(), "unreadable"),
         };
         out.push_str(&format!(
-            "{}\t{}\t{} bytes\t{}\n",
+            "{}\t{}\t{} bytes\t{}\t{}\n",
             b.name.to_string_lossy(),
             show_time(&b),
             b.size,
-            valid
+            valid,
+            integrity
         ));
     }
     print_out(out.as_bytes())?;
@@ -563,6 +569,15 @@ fn cmd_recover(a: RecoverArgs) -> Result<u8, Failure> {
                     l.display()
                 )
             }
+            Action::SkippedDamagedBackup {
+                path,
+                backup,
+                reason,
+            } => format!(
+                "skipped the damaged backup {} of {} ({reason})",
+                backup.name.to_string_lossy(),
+                path.display()
+            ),
             Action::UntrustedJournal { path, owner } => {
                 untrusted = true;
                 format!(

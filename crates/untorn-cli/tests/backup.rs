@@ -63,7 +63,7 @@ fn write_with_backup_keeps_exactly_n_with_the_file_mode() {
     assert_eq!(list.lines().count(), 5);
     assert!(
         list.lines()
-            .all(|l| l.ends_with("valid") && l.contains(" UTC\t")),
+            .all(|l| l.ends_with("\tvalid\twhole") && l.contains(" UTC\t")),
         "{list}"
     );
 }
@@ -190,6 +190,124 @@ fn clean_reports_then_removes_old_orphans_only() {
     assert!(!old.exists() && young.exists());
     ok(&["clean", ".", "--older-than", "0s"], d.path());
     assert!(!young.exists());
+}
+
+/// Changes bytes of `path` in place and puts its modification time back: what blocks reused
+/// under a file look like (nothing wrote to the file itself).
+fn damage(path: &Path, at: usize) {
+    let mtime = fs::metadata(path).unwrap().modified().unwrap();
+    let mut data = fs::read(path).unwrap();
+    data[at] ^= 0xff;
+    let f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &data[at..=at], at as u64).unwrap();
+    f.set_modified(mtime).unwrap();
+}
+
+fn has_checksums(dir: &Path) -> bool {
+    let p = dir.join("probe.txt");
+    ok(&["write", "probe.txt", "x"], dir);
+    let whole = ok(&["check", "--format", "raw", "probe.txt"], dir).is_empty()
+        && untorn::integrity(&p).unwrap() == untorn::Integrity::Whole;
+    fs::remove_file(p).unwrap();
+    whole
+}
+
+#[test]
+fn a_damaged_backup_is_listed_refused_and_skipped() {
+    let d = tempfile::tempdir().unwrap();
+    if !has_checksums(d.path()) {
+        eprintln!("SKIPPED: a_damaged_backup_is_listed_refused_and_skipped: no user xattrs on the temp dir's file system");
+        return;
+    }
+    for v in 1..=3 {
+        ok(
+            &["write", "--backup", "s.json", &format!("{{\"v\": {v}}}")],
+            d.path(),
+        );
+    }
+    let names = backup_names(d.path()); // oldest first: v1, v2
+    damage(&d.path().join(&names[1]), 3);
+    let list = ok(&["backups", "s.json"], d.path());
+    let lines: Vec<&str> = list.lines().collect();
+    assert!(
+        lines[0].starts_with(&names[1]) && lines[0].ends_with("\tDAMAGED\tdamaged"),
+        "{list}"
+    );
+    assert!(lines[1].ends_with("\tvalid\twhole"), "{list}");
+    // restore refuses it (12), and says so; the file is as it was.
+    let out = untorn(&["restore", "s.json"], d.path());
+    assert_eq!(out.status.code(), Some(12), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("damaged") && err.contains(&names[1]), "{err}");
+    assert_eq!(
+        fs::read_to_string(d.path().join("s.json")).unwrap(),
+        "{\"v\": 3}"
+    );
+    // check: exit 12 whatever the format, raw included.
+    for f in [
+        &["check", &names[1]][..],
+        &["check", "--format", "raw", &names[1]],
+    ] {
+        let out = untorn(f, d.path());
+        assert_eq!(out.status.code(), Some(12), "{f:?}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("damaged"),
+            "{out:?}"
+        );
+    }
+    // recover --restore-invalid passes over it to the older, whole one, and says so.
+    fs::write(d.path().join("s.json"), "{trunc").unwrap();
+    let out = ok(
+        &["recover", ".", "--restore-invalid", "--format", "json"],
+        d.path(),
+    );
+    assert!(
+        out.contains(&format!("skipped the damaged backup {}", names[1])),
+        "{out}"
+    );
+    assert_eq!(
+        fs::read_to_string(d.path().join("s.json")).unwrap(),
+        "{\"v\": 1}"
+    );
+}
+
+#[test]
+fn files_untorn_did_not_write_or_changed_in_place_are_unverified() {
+    let d = tempfile::tempdir().unwrap();
+    if !has_checksums(d.path()) {
+        eprintln!("SKIPPED: files_untorn_did_not_write_or_changed_in_place_are_unverified: no user xattrs on the temp dir's file system");
+        return;
+    }
+    // Written by another program: no checksum.
+    fs::write(d.path().join("s.json"), "{\"v\": 0}").unwrap();
+    ok(&["write", "--backup", "s.json", "{\"v\": 1}"], d.path());
+    // Written by untorn, then appended to in place by another program.
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(d.path().join("s.json"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b" ").unwrap();
+    drop(f);
+    ok(&["check", "s.json"], d.path());
+    ok(&["write", "--backup", "s.json", "{\"v\": 2}"], d.path());
+    let list = ok(&["backups", "s.json"], d.path());
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    assert!(
+        lines.iter().all(|l| l.ends_with("\tvalid\tunverified")),
+        "{list}"
+    );
+    // Both can be restored: nothing says they are damaged.
+    ok(&["restore", "s.json", "--nth", "2"], d.path());
+    assert_eq!(
+        fs::read_to_string(d.path().join("s.json")).unwrap(),
+        "{\"v\": 0}"
+    );
+    // And the restored file is untorn's now: whole.
+    assert_eq!(
+        untorn::integrity(d.path().join("s.json")).unwrap(),
+        untorn::Integrity::Whole
+    );
 }
 
 /// Issue 13, item 14: `write --symlink replace --backup=2` on a symlink kept the displaced link

@@ -739,10 +739,13 @@ fn output_ok(o: &Outcome, r: &Ran) -> Result<(), String> {
             }
             for (line, (prefix, size, valid)) in lines.iter().zip(want) {
                 let f: Vec<&str> = line.split('\t').collect();
-                let ok = f.len() == 4
+                // The fifth column: whether it matches the checksum untorn recorded (issue 14).
+                // Nothing here damages blocks under a file: never `damaged`.
+                let ok = f.len() == 5
                     && f[0].starts_with(prefix.as_str())
                     && f[2] == format!("{size} bytes")
-                    && valid.is_none_or(|v| f[3].starts_with("valid") == v);
+                    && valid.is_none_or(|v| f[3].starts_with("valid") == v)
+                    && matches!(f[4], "whole" | "unverified");
                 if !ok {
                     return Err(format!(
                         "backups line {line:?}, where the model has {prefix}*, {size} bytes, valid {valid:?}"

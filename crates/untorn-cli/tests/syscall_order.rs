@@ -305,6 +305,39 @@ fn check_append(evs: &[Ev], log: &str, line: &[u8]) -> Result<Append, String> {
 
 /// CRC-32 (IEEE, as the journal records it), bit by bit: the journal's CRCs are checked against
 /// an implementation of the test's own.
+/// Issue 14: the checksum attribute of the new content, set once on the temp that became FILE
+/// before its fsync (so it is durable with the data), naming the CRC-32 and size of the
+/// content. Returns the index of the `fsetxattr`.
+fn check_sum(evs: &[Ev], r: &Replace, content: &[u8]) -> Result<usize, String> {
+    let sync = r.sync.ok_or("no fsync of the temp")?;
+    let temp = evs[sync].obj;
+    let sets: Vec<&Ev> = evs
+        .iter()
+        .filter(|e| e.ok && e.name == "fsetxattr" && e.obj == temp)
+        .collect();
+    let [e] = sets[..] else {
+        return Err(format!(
+            "{} fsetxattr calls on the temp, expected 1",
+            sets.len()
+        ));
+    };
+    let want = format!("crc32={:08x} size={} mtime=", crc32(content), content.len());
+    if e.flags != "user.untorn.sum" || !e.data.starts_with(want.as_bytes()) {
+        return Err(format!(
+            "the checksum attribute is {}={:?}, expected user.untorn.sum={want}...",
+            e.flags,
+            String::from_utf8_lossy(&e.data)
+        ));
+    }
+    if e.i > sync {
+        return Err(format!(
+            "the checksum (call {}) is set after the temp's fsync (call {sync})",
+            e.i
+        ));
+    }
+    Ok(e.i)
+}
+
 fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &b in data {
@@ -1020,6 +1053,30 @@ fn write_full() {
                 "{what}: displaced {:?}",
                 r.displaced
             );
+
+            // The checksum: set on the temp before its fsync (where the file system keeps user
+            // extended attributes: the scratch directory's does, or no call is seen at all).
+            let sum = check_sum(&run.evs, &r, content.as_bytes());
+            let probe = d.path().join("xattr-probe");
+            std::fs::write(&probe, "").unwrap();
+            let has_xattrs =
+                rustix::fs::setxattr(&probe, "user.t", b"1", rustix::fs::XattrFlags::empty())
+                    .is_ok();
+            std::fs::remove_file(&probe).unwrap();
+            if has_xattrs {
+                let sum = ok(&what, sum, &run);
+                let sync = r.sync.unwrap();
+                let sum_check = |evs: &[Ev]| {
+                    let r = check_replace(evs, &file, content.as_bytes(), Durability::Full)?;
+                    check_sum(evs, &r, content.as_bytes())
+                };
+                must_fail(
+                    "the checksum is set after the fsync",
+                    moved(&run.calls, sum, sync),
+                    sum_check,
+                );
+                must_fail("no checksum is set", removed(&run.calls, sum), sum_check);
+            }
 
             // The same checks reject the classic mistakes.
             let sync = r.sync.unwrap();

@@ -254,6 +254,16 @@ pub(crate) fn recover<'py>(
                     d.set_item("action", "txn_flag_cleared")?;
                     d.set_item("path", p)?;
                 }
+                Action::SkippedDamagedBackup {
+                    path,
+                    backup,
+                    reason,
+                } => {
+                    d.set_item("action", "skipped_damaged_backup")?;
+                    d.set_item("path", path)?;
+                    d.set_item("backup", backup_tuple(backup))?;
+                    d.set_item("reason", reason)?;
+                }
                 Action::InvalidWithoutBackup { path, reason } => {
                     d.set_item("action", "invalid_without_backup")?;
                     d.set_item("path", path)?;

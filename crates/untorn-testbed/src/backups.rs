@@ -1,6 +1,6 @@
 //! Backups: `untorn write --backup=3 state.json` in a loop.
 
-use crate::json::{identify_json, json_doc, read_opt, untorn_ok};
+use crate::json::{identify_json, json_doc, read_opt, untorn_in, untorn_ok};
 use crate::ops::{Acks, Ops};
 use crate::workload::{leftover_temps, Checked, Workload};
 use std::ffi::OsStr;
@@ -32,8 +32,13 @@ pub struct BackupStats {
     /// Cycles where that write's exchange survived but not the rename of the displaced
     /// version to its backup name: the displaced version was found in a leftover temp.
     pub displaced_in_temp: u64,
-    /// Cycles with one backup more than the retention (an unsynced prune undone by the cut).
+    /// Cycles with one backup more than the retention (an unsynced prune undone by the cut),
+    /// whole.
     pub one_extra: u64,
+    /// Cycles where that backup came back over blocks a newer file had been given (ext4
+    /// `data=writeback`), and `untorn backups` listed it damaged (and `untorn restore` refused
+    /// it).
+    pub damaged_flagged: u64,
     /// Temp files left behind, over all cycles.
     pub leftover_temps: u64,
 }
@@ -43,12 +48,13 @@ impl fmt::Display for BackupStats {
         write!(
             f,
             "{} backups checked whole, {} cycles with the unacknowledged write on disk ({} with \
-             its displaced version still in the temp), {} with one backup beyond retention, {} \
-             leftover temps",
+             its displaced version still in the temp), {} with one backup beyond retention \
+             (whole), {} with it back over reused blocks and flagged damaged, {} leftover temps",
             self.backups,
             self.unacked_on_disk,
             self.displaced_in_temp,
             self.one_extra,
+            self.damaged_flagged,
             self.leftover_temps
         )
     }
@@ -57,13 +63,21 @@ impl fmt::Display for BackupStats {
 /// `untorn write --backup=3 state.json` in a loop: operation `n` writes
 /// [`backup_version(n)`](backup_version) (on stdin; `--temp auto` and `named` alternate).
 ///
-/// Setup writes version 0 (no backup). The check after the cut, with `a` the last acknowledged
-/// write and `k` the version of `state.json`:
+/// Setup writes version 0 with untorn (no backup; so that every version carries the checksum
+/// untorn records). The check after the cut, with `a` the last acknowledged write and `k` the
+/// version of `state.json`:
 ///
 /// - `state.json` is whole and `a <= k <= last begun`;
-/// - every backup of it (`state.json.<time>.bak`) is a whole version, and in name (time) order
-///   they are consecutive versions ending below `k`: `untorn backups` lists the same names, each
-///   `valid`;
+/// - every backup of it (`state.json.<time>.bak`) within retention is a whole version, and in
+///   name (time) order they are consecutive versions ending below `k`: `untorn backups` lists
+///   the same names, each `valid` and `whole` (it matches its checksum);
+/// - **a backup beyond retention that the cut brought back** (the prune's unlink is not
+///   fsynced, on purpose) is the oldest, there is at most one, and it is either a whole version
+///   (consecutive with the others: counted as one extra) or, where the file system reused its
+///   blocks before the unlink was durable (ext4 `data=writeback` frees data blocks at once),
+///   **not a whole version and flagged**: `untorn backups` lists it `DAMAGED` / `damaged`, and
+///   `untorn restore --from` it exits 12 and leaves `state.json` as it was. A backup that is
+///   not whole anywhere else, or not flagged, is a violation;
 /// - if `k == a >= 1`, the newest backup is version `k - 1`: write `a` returned, so the
 ///   displaced version's rename to its backup name was made durable by the same directory
 ///   fsync as the write. A write begun later cannot have left a backup of version `k`: its
@@ -122,7 +136,7 @@ impl Workload for UntornBackups {
     }
 
     fn setup(&self, dir: &Path) -> Result<(), String> {
-        fs::write(dir.join(FILE), backup_version(0)).map_err(|e| e.to_string())
+        untorn::write(dir.join(FILE), backup_version(0)).map_err(|e| e.to_string())
     }
 
     fn run(&self, dir: &Path, ops: &Ops) -> Result<(), String> {
@@ -184,12 +198,32 @@ impl Workload for UntornBackups {
             ));
         }
 
+        // Each backup: its version, or why it is not a whole one.
+        let read: Vec<Result<u64, String>> = backups
+            .iter()
+            .map(|b| {
+                let d = fs::read(dir.join(b)).map_err(|e| format!("cannot read {b}: {e}"))?;
+                identify_json(FILE, &d, MAX).map_err(|e| format!("backup {b} is not whole: {e}"))
+            })
+            .collect();
+        // Only the oldest of keep + 1 may be damaged: a pruned backup the cut brought back.
+        let beyond = read.len() > self.keep && read[0].is_err();
+        let mut damaged = Vec::new();
         let mut versions = Vec::new();
-        for b in &backups {
-            let d = fs::read(dir.join(b)).map_err(|e| format!("cannot read {b}: {e}"))?;
-            let v = identify_json(FILE, &d, MAX)
-                .map_err(|e| format!("backup {b} is not whole: {e}"))?;
-            versions.push(v);
+        for (i, (b, r)) in backups.iter().zip(&read).enumerate() {
+            match r {
+                Ok(v) => versions.push(*v),
+                Err(e) if i == 0 && beyond => damaged.push((b.as_str(), e.clone())),
+                Err(e) => return Err(e.clone()),
+            }
+        }
+        if damaged.len() + versions.len() > self.keep + 1 {
+            return Err(format!(
+                "{} backups: more than {} + 1 (retention {})",
+                backups.len(),
+                self.keep,
+                self.keep
+            ));
         }
         let shown = || format!("backups (oldest first) hold versions {versions:?}");
         if versions.windows(2).any(|w| w[1] != w[0] + 1) {
@@ -240,7 +274,8 @@ impl Workload for UntornBackups {
             }
         }
 
-        // `untorn backups` sees the same backups, newest first, each valid JSON.
+        // `untorn backups` sees the same backups, newest first: each whole one valid JSON that
+        // matches its checksum, the damaged one (if any) flagged.
         let listed = untorn_ok(&self.untorn, dir, &["backups", FILE])?;
         let listed = String::from_utf8_lossy(&listed);
         let lines: Vec<&str> = listed.lines().collect();
@@ -249,10 +284,36 @@ impl Workload for UntornBackups {
             .map(|l| l.split('\t').next().unwrap_or(""))
             .collect();
         let mine: Vec<&str> = backups.iter().rev().map(String::as_str).collect();
-        if names != mine || lines.iter().any(|l| !l.ends_with("\tvalid")) {
+        let flagged_as = |l: &str| {
+            let name = l.split('\t').next().unwrap_or("");
+            if damaged.iter().any(|(d, _)| *d == name) {
+                l.ends_with("\tDAMAGED\tdamaged")
+            } else {
+                l.ends_with("\tvalid\twhole")
+            }
+        };
+        if names != mine || !lines.iter().all(|l| flagged_as(l)) {
             return Err(format!(
-                "`untorn backups` lists {lines:?}, expected {mine:?}, each valid"
+                "`untorn backups` lists {lines:?}, expected {mine:?}, each `valid` and `whole`{}",
+                match damaged.first() {
+                    Some((d, why)) => format!(" but {d} `DAMAGED` and `damaged` ({why})"),
+                    None => String::new(),
+                }
             ));
+        }
+        // A damaged backup is never restored.
+        for (d, why) in &damaged {
+            let before = fs::read(dir.join(FILE)).map_err(|e| e.to_string())?;
+            let out = untorn_in(&self.untorn, dir, &["restore", FILE, "--from", d])?;
+            let after = fs::read(dir.join(FILE)).map_err(|e| e.to_string())?;
+            if out.status.code() != Some(12) || after != before {
+                return Err(format!(
+                    "`untorn restore --from {d}` of a damaged backup ({why}) exited {} (expected \
+                     12) and {} state.json",
+                    out.status,
+                    if after == before { "left" } else { "CHANGED" }
+                ));
+            }
         }
 
         let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
@@ -261,6 +322,7 @@ impl Workload for UntornBackups {
         s.unacked_on_disk += u64::from(k > lo);
         s.displaced_in_temp += u64::from(displaced_in_temp);
         s.one_extra += u64::from(versions.len() > self.keep);
+        s.damaged_flagged += damaged.len() as u64;
         s.leftover_temps += temps.len() as u64;
         Ok(Checked {
             leftover_temps: temps,
@@ -356,6 +418,43 @@ mod tests {
         )
         .unwrap();
         err(w.check(&dir, &acks(2, 2)).map(drop), "not whole");
+        // A damaged backup is allowed only as the oldest of keep + 1 (a pruned one the cut
+        // brought back); that `untorn backups` flags it is checked with the binary.
+        let torn_at = |dir: &Path, secs: u64, v: u64| {
+            let mut torn = backup_version(v);
+            let half = torn.len() / 2;
+            torn[half..].fill(b'#');
+            fs::write(
+                dir.join(untorn::backup::backup_name(
+                    OsStr::new(FILE),
+                    UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs),
+                )),
+                torn,
+            )
+            .unwrap();
+        };
+        let with_torn = |file: u64, baks: &[Option<u64>]| {
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir(&dir).unwrap();
+            fs::write(dir.join(FILE), backup_version(file)).unwrap();
+            for (i, v) in baks.iter().enumerate() {
+                match v {
+                    Some(v) => put_backup(&dir, i as u64, *v),
+                    None => torn_at(&dir, i as u64, 1),
+                }
+            }
+            match w.check(&dir, &acks(file, file)) {
+                Err(e) if e.contains("untorn backups") || e.contains("cannot run") => Ok(()),
+                other => other.map(drop),
+            }
+        };
+        assert_eq!(with_torn(5, &[None, Some(2), Some(3), Some(4)]), Ok(()));
+        err(with_torn(5, &[None, Some(3), Some(4)]), "not whole");
+        err(with_torn(5, &[Some(2), None, Some(4)]), "not whole");
+        err(
+            with_torn(5, &[Some(1), None, Some(3), Some(4)]),
+            "not whole",
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

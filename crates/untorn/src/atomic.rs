@@ -5,7 +5,7 @@ use crate::error::{Error, ErrorKind, Op, Result};
 pub use crate::paths::temp_file_target;
 pub use crate::paths::Symlinks;
 use crate::paths::{join, resolve, temp_name, Target};
-use crate::sys::{errnos::*, Fd, FileType, FsKind, RenameMode, SyncKind, Sys};
+use crate::sys::{errnos::*, Fd, FileType, FsKind, RenameMode, Stat, SyncKind, Sys};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
@@ -190,9 +190,28 @@ impl OpenOptions {
     /// Replaces the file at `path` with `contents`, atomically and (by default) durably.
     /// See [`write()`](crate::write) for the protocol and what a crash leaves behind.
     pub fn write(&self, path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> Result<()> {
+        let data = contents.as_ref();
         let mut f = self.open(path)?;
-        f.write_all_bytes(contents.as_ref())?;
-        f.commit().map_err(|e| e.error)
+        if data.len() < crate::sum::PARALLEL_MIN {
+            f.write_all_bytes(data)?;
+            return f.commit().map_err(|e| e.error);
+        }
+        // A large buffer: its checksum is computed on a helper thread while it is written and
+        // fsynced (the CPU is otherwise waiting for the disk), and recorded after the fsync.
+        std::thread::scope(|s| {
+            let hashing = std::thread::Builder::new()
+                .name("untorn-sum".into())
+                .spawn_scoped(s, || crc32fast::hash(data));
+            let Ok(h) = hashing else {
+                f.write_all_bytes(data)?;
+                return f.commit().map_err(|e| e.error);
+            };
+            f.late_sum = true;
+            f.write_all_bytes(data)?;
+            let mut h = Some(h);
+            let mut sum = || h.take().and_then(|h| h.join().ok());
+            f.commit_with(&mut sum).map_err(|e| e.error)
+        })
     }
 
     /// Starts a streaming replacement of the file at `path`: write into the returned
@@ -261,6 +280,9 @@ pub fn write(path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> Result<()> {
 
 /// Size of the write buffer of an [`AtomicFile`].
 const BUF_CAP: usize = 64 * 1024;
+/// Large writes go to the kernel in slices of this size, each checksummed while it is still in
+/// the CPU's cache.
+const HASH_SLICE: usize = 512 * 1024;
 
 /// The temporary file of an [`AtomicFile`].
 struct Temp {
@@ -282,6 +304,8 @@ struct Progress {
     exchanged: bool,
     /// The backup name the displaced version got in this commit.
     backup: Option<OsString>,
+    /// The checksum given at commit was recorded.
+    summed: bool,
     /// Everything is done (committed, or discarded).
     finished: bool,
 }
@@ -317,6 +341,13 @@ pub struct AtomicFile {
     final_mode: u32,
     buf: Vec<u8>,
     bytes: u64,
+    /// CRC-32 of every byte written so far (unless `late_sum`).
+    hasher: crc32fast::Hasher,
+    /// The checksum of the content comes from the caller at commit (a whole buffer, hashed in
+    /// parallel), not from `hasher`.
+    late_sum: bool,
+    /// The temp as it was after the last byte was written (with its modification time).
+    written: Option<Stat>,
     progress: Progress,
     started: Instant,
 }
@@ -465,6 +496,9 @@ impl AtomicFile {
             final_mode,
             buf: Vec::new(),
             bytes: 0,
+            hasher: crc32fast::Hasher::new(),
+            late_sum: false,
+            written: None,
             progress: Progress::default(),
             started,
         })
@@ -495,7 +529,14 @@ impl AtomicFile {
     /// Writes `data` to the temp file, all of it, retrying short writes.
     fn write_through(&mut self, mut data: &[u8]) -> Result<()> {
         while !data.is_empty() {
-            match self.ctx.sys.write(&self.temp.fd, data) {
+            // In slices that fit the CPU's cache, each checksummed right after the kernel has
+            // copied it: the CRC reads it from the cache, not from memory again.
+            let slice = if self.late_sum {
+                data
+            } else {
+                &data[..data.len().min(HASH_SLICE)]
+            };
+            match self.ctx.sys.write(&self.temp.fd, slice) {
                 Ok(0) => {
                     return Err(Error::io(
                         Op::Write,
@@ -504,6 +545,9 @@ impl AtomicFile {
                     ))
                 }
                 Ok(n) => {
+                    if !self.late_sum {
+                        self.hasher.update(&data[..n]);
+                    }
                     data = &data[n..];
                     self.bytes += n as u64;
                 }
@@ -528,6 +572,9 @@ impl AtomicFile {
                     break;
                 }
                 Ok(n) => {
+                    if !self.late_sum {
+                        self.hasher.update(&self.buf[done..done + n]);
+                    }
                     done += n;
                     self.bytes += n as u64;
                 }
@@ -557,8 +604,15 @@ impl AtomicFile {
     // The error hands the whole file back (like `tempfile::PersistError`); it is returned once
     // per write, next to several system calls, so its size costs nothing measurable.
     #[allow(clippy::result_large_err)]
-    pub fn commit(mut self) -> Result<(), CommitError> {
-        match self.commit_steps() {
+    pub fn commit(self) -> Result<(), CommitError> {
+        self.commit_with(&mut || None)
+    }
+
+    /// [`commit`](Self::commit), with the checksum of the content from `late_sum` (called once,
+    /// after the temp's fsync) when `self.late_sum` is set.
+    #[allow(clippy::result_large_err)]
+    fn commit_with(mut self, late_sum: &mut dyn FnMut() -> Option<u32>) -> Result<(), CommitError> {
+        match self.commit_steps(late_sum) {
             Ok(()) => {
                 self.progress.finished = true;
                 self.trace("committed", None);
@@ -571,7 +625,7 @@ impl AtomicFile {
         }
     }
 
-    fn commit_steps(&mut self) -> Result<()> {
+    fn commit_steps(&mut self, late_sum: &mut dyn FnMut() -> Option<u32>) -> Result<()> {
         if self.progress.finished {
             return Err(Error::new(
                 Op::Rename,
@@ -594,6 +648,16 @@ impl AtomicFile {
                 .sync(&self.temp.fd, SyncKind::All)
                 .map_err(|e| Error::io(Op::Sync, self.temp_display(), e))?;
             self.progress.synced = true;
+        }
+        if self.late_sum && !self.progress.summed {
+            // Recorded before the rename: the directory fsync that makes the rename durable
+            // commits it too on ext4 and xfs (one journal). Where a crash could lose it, the
+            // version is unverified, never damaged: its data was fsynced first.
+            self.progress.summed = true;
+            let st = self.written.filter(|st| st.size == self.bytes);
+            if let (Some(crc), Some(st)) = (late_sum(), st) {
+                crate::sum::record(&self.ctx, &self.temp.fd, crc, &st, &self.temp_display());
+            }
         }
         if self.temp.name.is_none() {
             self.link_unnamed()?;
@@ -666,10 +730,22 @@ impl AtomicFile {
     }
 
     fn set_metadata(&mut self) -> Result<()> {
-        crate::temp::set_final_metadata(
-            &*self.ctx.sys,
+        let sys = &*self.ctx.sys;
+        let st = sys
+            .stat(&self.temp.fd)
+            .map_err(|e| Error::io(Op::Stat, self.temp_display(), e))?;
+        self.written = Some(st);
+        if !self.late_sum && st.size == self.bytes {
+            // Before the owner and mode change (a read-only mode would forbid it), and before
+            // the fsync, which makes it durable with the data.
+            let crc = self.hasher.clone().finalize();
+            crate::sum::record(&self.ctx, &self.temp.fd, crc, &st, &self.temp_display());
+        }
+        crate::temp::set_final_metadata_from(
+            sys,
             &self.temp.fd,
             &self.temp_display(),
+            &st,
             self.target.existing,
             self.opts.keep_owner,
             self.final_mode,
@@ -913,6 +989,9 @@ impl io::Write for AtomicFile {
             // Large writes bypass the buffer: one system call, possibly short.
             return match self.ctx.sys.write(&self.temp.fd, data) {
                 Ok(n) => {
+                    if !self.late_sum {
+                        self.hasher.update(&data[..n]);
+                    }
                     self.bytes += n as u64;
                     Ok(n)
                 }

@@ -23,12 +23,26 @@
 //! so it is never more readable than that version. Where a copy cannot get the original's
 //! owner or group (a user backing up a file of another), its mode is narrowed so that nobody
 //! gets access they lacked to the original ([`backup`]).
+//!
+//! # Integrity
+//!
+//! A backup also keeps the checksum untorn recorded when it wrote that version (an extended
+//! attribute of the inode, see [`Integrity`]), so a reader can tell a whole backup from a
+//! damaged one. A backup pruned beyond retention can come back after a power cut (the unlink
+//! was not fsynced, on purpose: that would cost a flush per write), and on ext4
+//! `data=writeback` it can come back over blocks a newer file has since been given. Such a
+//! backup is [damaged](Integrity::Damaged): [`restore`] refuses it, and [`read_valid`] and
+//! [`recover`](crate::recover()) skip it, saying so. [`Backup::integrity`] reads a backup and
+//! judges it; `untorn backups` shows the verdict of each. A backup untorn did not write, or one
+//! on a file system without user extended attributes, is [unverified](Integrity::Unverified):
+//! judged by the caller's validator alone.
 
 use crate::atomic::{OpenOptions, Symlinks};
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::format::Format;
-use crate::paths::join;
+use crate::paths::{join, split};
+use crate::sum::Integrity;
 use crate::sys::{errnos::*, Fd, FileType, OpenHow, RenameMode, SyncKind, Sys};
 use crate::update::read_all;
 use std::ffi::{OsStr, OsString};
@@ -141,6 +155,42 @@ pub struct Backup {
     id: (u64, u64),
 }
 
+impl Backup {
+    /// Reads this backup whole and judges it: [whole](Integrity::Whole) (it matches the
+    /// checksum recorded when untorn wrote that version), [damaged](Integrity::Damaged) (it
+    /// does not, although nothing wrote to it since: never restore it) or
+    /// [unverified](Integrity::Unverified) (nothing to check it against). Costs a read of the
+    /// backup.
+    pub fn integrity(&self) -> Result<Integrity> {
+        Ok(self.read_checked()?.1)
+    }
+
+    /// Its content and its [`Integrity`], in one read (of the file listed: not through a
+    /// symlink, and not if another file took its name since).
+    pub fn read_checked(&self) -> Result<(Vec<u8>, Integrity)> {
+        let ctx = Ctx::real();
+        let (dir_path, _) = split(&self.path)?;
+        let dir = ctx
+            .sys
+            .open_dir(None, &dir_path)
+            .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+        read_backup_judged(&*ctx.sys, &dir, self)
+    }
+}
+
+/// The error for a damaged backup that was asked for.
+fn damaged(path: &Path, b: &Backup, why: &str) -> Error {
+    Error::new(
+        Op::Restore,
+        path,
+        ErrorKind::InvalidContent,
+        format!(
+            "its backup '{}' is damaged ({why}); not restored: choose another backup",
+            b.name.to_string_lossy()
+        ),
+    )
+}
+
 /// How far in the future a backup's time may be before it counts as misdated: a clock that
 /// once ran ahead, or a name planted to look newest.
 const FUTURE_SLACK: Duration = Duration::from_secs(60);
@@ -240,7 +290,12 @@ pub(crate) fn prune(sys: &dyn Sys, dir: &Fd, dir_path: &Path, name: &OsStr, keep
 
 /// Reads backup `b` (an entry of `dir`): without following a symlink, and only if it is still
 /// the file that was listed.
-pub(crate) fn read_backup(sys: &dyn Sys, dir: &Fd, b: &Backup) -> Result<Vec<u8>> {
+/// Its content comes with the backup's [`Integrity`] (its checksum checked on the same read).
+pub(crate) fn read_backup_judged(
+    sys: &dyn Sys,
+    dir: &Fd,
+    b: &Backup,
+) -> Result<(Vec<u8>, Integrity)> {
     let how = OpenHow {
         read: true,
         no_follow: true,
@@ -250,7 +305,10 @@ pub(crate) fn read_backup(sys: &dyn Sys, dir: &Fd, b: &Backup) -> Result<Vec<u8>
     let fd = sys
         .open_file(dir, &b.name, how, 0)
         .map_err(|e| Error::io(Op::Open, &b.path, e))?;
-    let st = sys.stat(&fd).map_err(|e| Error::io(Op::Stat, &b.path, e))?;
+    // With the modification time: the checksum check needs it.
+    let st = sys
+        .stat_times(&fd)
+        .map_err(|e| Error::io(Op::Stat, &b.path, e))?;
     if (st.dev, st.ino) != b.id {
         return Err(Error::new(
             Op::Restore,
@@ -259,7 +317,9 @@ pub(crate) fn read_backup(sys: &dyn Sys, dir: &Fd, b: &Backup) -> Result<Vec<u8>
             "the backup was replaced since it was listed".into(),
         ));
     }
-    read_all(sys, &fd, &b.path)
+    let content = read_all(sys, &fd, &b.path)?;
+    let integrity = crate::sum::judge(sys, &fd, &st, &content);
+    Ok((content, integrity))
 }
 
 /// The trusted backups of the file at `path`, newest first, each with its content (read one at
@@ -267,14 +327,14 @@ pub(crate) fn read_backup(sys: &dyn Sys, dir: &Fd, b: &Backup) -> Result<Vec<u8>
 pub(crate) fn trusted_backups(
     ctx: &Arc<Ctx>,
     path: &Path,
-) -> Result<impl Iterator<Item = (Backup, Vec<u8>)>> {
+) -> Result<impl Iterator<Item = (Backup, Vec<u8>, Integrity)>> {
     let (dir, dir_path, name) = file_of(ctx, path)?;
     let mut list = list_in(&*ctx.sys, &dir, &dir_path, &name)?;
     list.reverse();
     let ctx = ctx.clone();
     Ok(list.into_iter().filter_map(move |b| {
-        let c = read_backup(&*ctx.sys, &dir, &b).ok()?;
-        Some((b, c))
+        let (c, integrity) = read_backup_judged(&*ctx.sys, &dir, &b).ok()?;
+        Some((b, c, integrity))
     }))
 }
 
@@ -340,6 +400,7 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
         .map_err(|e| Error::io(Op::CreateTemp, path, e))?;
     let result = (|| -> Result<Backup> {
         copy_into(sys, &src, &dst, st.size, path)?;
+        sum_copy(&ctx, &src, &dst, (&dir, &tmp), &tmp_path);
         // Same owner and group as the original where the process may set them (a member of
         // the group may keep at least the group); then a mode that gives nobody access they
         // did not have to the original, whoever the copy belongs to.
@@ -388,6 +449,35 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
             Err(e)
         }
     }
+}
+
+/// Records the checksum of the copy `dst` of `src`: the source's own, if it has one that still
+/// describes it (untorn wrote it and nothing changed it since: O(1), no read, and a copy of a
+/// damaged source is damaged too), else the CRC of what `dst` now holds (a read of it).
+fn sum_copy(ctx: &Ctx, src: &Fd, dst: &Fd, (dir, name): (&Fd, &OsStr), dst_path: &Path) {
+    let sys = &*ctx.sys;
+    let Ok(now) = sys.stat(dst) else {
+        return;
+    };
+    let crc = match (crate::sum::recorded(sys, src), sys.stat_times(src)) {
+        (Ok(sum), Ok(st)) if sum.size == now.size && sum.describes(&st) => sum.crc,
+        _ => {
+            // `dst` is open for writing only: read it through its name.
+            let how = OpenHow {
+                read: true,
+                no_follow: true,
+                ..OpenHow::default()
+            };
+            let Ok(r) = sys.open_file(dir, name, how, 0) else {
+                return;
+            };
+            match read_all(sys, &r, dst_path) {
+                Ok(c) if c.len() as u64 == now.size => crc32fast::hash(&c),
+                _ => return,
+            }
+        }
+    };
+    crate::sum::record(ctx, dst, crc, &now, dst_path);
 }
 
 /// The mode for a copy of `orig` that belongs to `uid`:`gid`, so that nobody gets access they
@@ -520,7 +610,10 @@ pub(crate) fn restore_from_with(
 ) -> Result<Restored> {
     let sys = &*ctx.sys;
     let (dir, dir_path, name) = file_of(ctx, path)?;
-    let content = read_backup(sys, &dir, from)?;
+    let (content, integrity) = read_backup_judged(sys, &dir, from)?;
+    if let Integrity::Damaged(why) = &integrity {
+        return Err(damaged(path, from, why));
+    }
     let before = list_in(sys, &dir, &dir_path, &name)?;
     // Keep every backup (the restored one included): only add the displaced version.
     let mut w = OpenOptions::new();
@@ -606,6 +699,8 @@ pub struct ValidRead {
     pub rejected: Option<Error>,
     /// Whether the file was restored from that backup.
     pub restored: bool,
+    /// Newer backups passed over because they are [damaged](Integrity::Damaged).
+    pub damaged: Vec<Backup>,
 }
 
 /// Reads `path` if it passes `validator`; otherwise returns the newest backup that does, and
@@ -646,6 +741,7 @@ pub fn read_valid(
                     backup: None,
                     rejected: None,
                     restored: false,
+                    damaged: Vec::new(),
                 })
             }
             Err(e) => e,
@@ -653,7 +749,13 @@ pub fn read_valid(
         Ok(None) => Error::io(Op::Read, path, crate::sys::os_error(ENOENT)),
         Err(e) => e,
     };
-    for (b, content) in trusted_backups(&Ctx::real(), path)? {
+    let mut damaged = Vec::new();
+    for (b, content, integrity) in trusted_backups(&Ctx::real(), path)? {
+        if let Integrity::Damaged(why) = &integrity {
+            tracing::warn!(target: "untorn", path = %path.display(), backup = %b.path.display(), reason = %why, "skipping a damaged backup");
+            damaged.push(b);
+            continue;
+        }
         if validator.check(&content, &b.path).is_err() {
             continue;
         }
@@ -666,12 +768,23 @@ pub fn read_valid(
             backup: Some(b),
             rejected: Some(rejected),
             restored: restore,
+            damaged,
         });
     }
+    let skipped = match damaged.len() {
+        0 => String::new(),
+        n => format!(
+            " ({n} damaged backup{} skipped)",
+            if n == 1 { "" } else { "s" }
+        ),
+    };
     Err(Error::new(
         Op::Validate,
         path,
         rejected.kind(),
-        format!("{}; and no backup is valid either", rejected.detail()),
+        format!(
+            "{}; and no backup is valid either{skipped}",
+            rejected.detail()
+        ),
     ))
 }

@@ -15,6 +15,8 @@ pub(crate) enum Feature {
     Exchange,
     /// `renameat2(RENAME_NOREPLACE)`.
     NoReplace,
+    /// User extended attributes (`user.untorn.sum`, see `crate::sum`).
+    Xattr,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -23,6 +25,7 @@ pub(crate) struct Mount {
     tmpfile: Option<bool>,
     exchange: Option<bool>,
     noreplace: Option<bool>,
+    xattr: Option<bool>,
 }
 
 impl Mount {
@@ -31,6 +34,7 @@ impl Mount {
             Feature::Tmpfile => &mut self.tmpfile,
             Feature::Exchange => &mut self.exchange,
             Feature::NoReplace => &mut self.noreplace,
+            Feature::Xattr => &mut self.xattr,
         }
     }
 }

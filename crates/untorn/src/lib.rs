@@ -42,7 +42,9 @@
 //! statx(dirfd, "")                                              (which mount)
 //! openat(dirfd, ".", O_WRONLY|O_TMPFILE|O_CLOEXEC, 0600)        = fd   (else a named temp)
 //! write(fd, ...)                                                ...
-//! statx(fd, ""); fchown(fd, ...) if needed; fchmod(fd, old mode)
+//! statx(fd, "")                                                 (size)
+//! futimens(fd, [omit, now]); fsetxattr(fd, "user.untorn.sum", ...)   the checksum ([`Integrity`])
+//! fchown(fd, ...) if needed; fchmod(fd, old mode)
 //! fsync(fd)                                                     data durable before any name
 //! linkat(fd, "", dirfd, ".a.json.untorn-1a2b3c4d.tmp", AT_EMPTY_PATH)
 //! renameat2(dirfd, ".a.json.untorn-1a2b3c4d.tmp", dirfd, "a.json", RENAME_EXCHANGE)
@@ -58,7 +60,8 @@
 //! # More
 //!
 //! Locks and locked read-modify-write ([`lock()`], [`update`], [`update_json`]), backups
-//! ([`backup()`], [`OpenOptions::backups`], [`restore`], [`read_valid`]), logs ([`append`],
+//! ([`backup()`], [`OpenOptions::backups`], [`restore`], [`read_valid`]), checksums that tell
+//! a whole version from a damaged one ([`Integrity`], [`integrity()`]), logs ([`append`],
 //! [`read_log`], [`repair`]), multi-file transactions ([`Transaction`]) and recovery
 //! ([`recover()`]) build on the same protocol; each module documents what a crash leaves.
 
@@ -75,6 +78,7 @@ mod lockfile;
 pub mod log;
 mod paths;
 pub mod recover;
+mod sum;
 pub mod sys;
 mod temp;
 pub mod trust;
@@ -98,7 +102,9 @@ pub use log::{
 };
 #[allow(deprecated)]
 pub use recover::clean;
+pub use recover::integrity;
 pub use recover::{check, recover, CleanOptions, RecoverOptions};
+pub use sum::Integrity;
 pub use txn::{Committed, Staged, Transaction};
 pub use update::{read, update, UpdateOptions};
 #[cfg(feature = "json")]

@@ -18,6 +18,7 @@ use crate::error::{Error, ErrorKind, Op, Result};
 use crate::format::Format;
 use crate::lockfile::Wait;
 use crate::paths::{join, temp_file_target};
+use crate::sum::Integrity;
 use crate::sys::{errnos::*, FileType, OpenHow};
 use crate::trust::trusts;
 use crate::txn::recover::{journaled_temps, recover_dir_with};
@@ -253,6 +254,16 @@ pub enum Action {
     /// that never reached its journal, or whose clean-up a crash cut short); nothing else
     /// changed.
     TxnFlagCleared(PathBuf),
+    /// Passed over a damaged backup (its content does not match the checksum recorded when
+    /// untorn wrote it) while looking for a file's newest valid backup.
+    SkippedDamagedBackup {
+        /// The file.
+        path: PathBuf,
+        /// The damaged backup.
+        backup: Backup,
+        /// What does not match.
+        reason: String,
+    },
     /// Left alone a transaction journal that a user the caller does not trust owns.
     UntrustedJournal {
         /// The journal.
@@ -466,7 +477,7 @@ fn restore_invalid(
             }
             _ => continue,
         }
-        let r = (|| -> Result<Option<Action>> {
+        let r = (|| -> Result<Vec<Action>> {
             let mut lock = crate::LockOptions::new();
             lock.with_ctx(ctx.clone());
             let _lock = if dry_run {
@@ -483,19 +494,28 @@ fn restore_invalid(
             let fd = match sys.open_file(&dfd, &n, how, 0) {
                 Ok(fd) => fd,
                 // Replaced by a link (or removed) since it was listed: not ours to restore.
-                Err(e) if matches!(e.raw_os_error(), Some(ELOOP | ENOENT)) => return Ok(None),
+                Err(e) if matches!(e.raw_os_error(), Some(ELOOP | ENOENT)) => return Ok(vec![]),
                 Err(e) => return Err(Error::io(Op::Open, &path, e)),
             };
             let now = sys.stat(&fd).map_err(|e| Error::io(Op::Stat, &path, e))?;
             if now.file_type() != FileType::Regular {
-                return Ok(None);
+                return Ok(vec![]);
             }
             let content = read_all(sys, &fd, &path)?;
             let Err(why) = validator.check(&content, &path) else {
-                return Ok(None);
+                return Ok(vec![]);
             };
             let reason = why.to_string();
-            Ok(Some(match newest_valid(ctx, &path, &validator)? {
+            let (found, skipped) = newest_valid(ctx, &path, &validator)?;
+            let mut done: Vec<Action> = skipped
+                .into_iter()
+                .map(|(backup, reason)| Action::SkippedDamagedBackup {
+                    path: path.clone(),
+                    backup,
+                    reason,
+                })
+                .collect();
+            done.push(match found {
                 Some(b) => {
                     if !dry_run {
                         restore_from_with(ctx, &path, &b, crate::Symlinks::Refuse)?;
@@ -510,11 +530,11 @@ fn restore_invalid(
                     path: path.clone(),
                     reason,
                 },
-            }))
+            });
+            Ok(done)
         })();
         match r {
-            Ok(Some(a)) => actions.push(a),
-            Ok(None) => {}
+            Ok(done) => actions.extend(done),
             Err(e) => actions.push(Action::Failed {
                 path: path.clone(),
                 kind: e.kind(),
@@ -525,23 +545,93 @@ fn restore_invalid(
     Ok(())
 }
 
-/// The newest backup of `path` (among those the caller trusts) that passes `validator`.
-fn newest_valid(ctx: &Arc<Ctx>, path: &Path, validator: &Validator) -> Result<Option<Backup>> {
-    for (b, content) in trusted_backups(ctx, path)? {
+/// The newest backup of `path` (among those the caller trusts) that passes `validator` and is
+/// not damaged, and the damaged ones passed over (with why).
+type Found = (Option<Backup>, Vec<(Backup, String)>);
+
+fn newest_valid(ctx: &Arc<Ctx>, path: &Path, validator: &Validator) -> Result<Found> {
+    let mut skipped = Vec::new();
+    for (b, content, integrity) in trusted_backups(ctx, path)? {
+        if let Integrity::Damaged(why) = integrity {
+            skipped.push((b, why));
+            continue;
+        }
         if validator.check(&content, &b.path).is_ok() {
-            return Ok(Some(b));
+            return Ok((Some(b), skipped));
         }
     }
-    Ok(None)
+    Ok((None, skipped))
 }
 
-/// Checks the file at `path` with `validator`: `Ok` if valid; else an error of kind
-/// [`ErrorKind::InvalidContent`] (with line and column where known), or the error that kept
-/// it from being read.
-pub fn check(path: impl AsRef<Path>, validator: &Validator) -> Result<()> {
+/// Reads the open file `fd` whole and judges it.
+pub(crate) fn read_judged(
+    sys: &dyn crate::sys::Sys,
+    fd: &crate::sys::Fd,
+    path: &Path,
+) -> Result<(Vec<u8>, Integrity)> {
+    let st = sys
+        .stat_times(fd)
+        .map_err(|e| Error::io(Op::Stat, path, e))?;
+    let content = read_all(sys, fd, path)?;
+    let integrity = crate::sum::judge(sys, fd, &st, &content);
+    Ok((content, integrity))
+}
+
+/// Reads the file at `path` (following symlinks) and judges it: the content, and whether it is
+/// whole, unverified or damaged. `Ok(None)` if it does not exist.
+pub(crate) fn read_checked(path: impl AsRef<Path>) -> Result<Option<(Vec<u8>, Integrity)>> {
     let path = path.as_ref();
-    match crate::update::read_file(&Ctx::real(), path)? {
-        Some(c) => validator.check(&c, path),
+    let ctx = Ctx::real();
+    match crate::update::open_regular(&ctx, path)? {
+        Some(fd) => read_judged(&*ctx.sys, &fd, path).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The integrity of the file at `path` (reads it whole). See [`Integrity`].
+///
+/// ```
+/// use untorn::Integrity;
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("state.json");
+/// untorn::write(&path, "{}")?;
+/// # if untorn::integrity(&path)? == Integrity::Whole { // (a file system without user xattrs: unverified)
+/// assert_eq!(untorn::integrity(&path)?, Integrity::Whole);
+/// # }
+/// std::fs::write(&path, "{\"by\": \"another program\"}")?; // changed in place: nothing to check
+/// assert_eq!(untorn::integrity(&path)?.label(), "unverified");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn integrity(path: impl AsRef<Path>) -> Result<Integrity> {
+    let path = path.as_ref();
+    match read_checked(path)? {
+        Some((_, i)) => Ok(i),
+        None => Err(Error::io(Op::Read, path, crate::sys::os_error(ENOENT))),
+    }
+}
+
+/// Checks the file at `path`: its checksum, if untorn recorded one when it wrote the file
+/// (see [`Integrity`]: a [damaged](Integrity::Damaged) file fails whatever its format), then
+/// `validator`. `Ok` if both pass; else an error of kind [`ErrorKind::InvalidContent`] (with
+/// line and column where known), or the error that kept it from being read.
+///
+/// With [`Validator::Exists`] (`untorn check --format raw`), only the checksum is checked: a
+/// way to verify a file that untorn wrote and that has no format.
+pub fn check(path: impl AsRef<Path>, validator: &Validator) -> Result<()> {
+    check_judged(path, validator).map(drop)
+}
+
+/// [`check`], and the file's [`Integrity`] when it passes.
+pub fn check_judged(path: impl AsRef<Path>, validator: &Validator) -> Result<Integrity> {
+    let path = path.as_ref();
+    match read_checked(path)? {
+        Some((_, Integrity::Damaged(why))) => Err(Error::new(
+            Op::Validate,
+            path,
+            ErrorKind::InvalidContent,
+            format!("damaged: {why}"),
+        )),
+        Some((c, integrity)) => validator.check(&c, path).map(|()| integrity),
         None => Err(Error::new(
             Op::Validate,
             path,

@@ -20,6 +20,19 @@ pub(crate) fn set_final_metadata(
     final_mode: u32,
 ) -> Result<()> {
     let st = sys.stat(fd).map_err(|e| Error::io(Op::Stat, shown, e))?;
+    set_final_metadata_from(sys, fd, shown, &st, old, keep_owner, final_mode)
+}
+
+/// [`set_final_metadata`], with the temp's `st` already taken by the caller.
+pub(crate) fn set_final_metadata_from(
+    sys: &dyn Sys,
+    fd: &Fd,
+    shown: &Path,
+    st: &Stat,
+    old: Option<Stat>,
+    keep_owner: bool,
+    final_mode: u32,
+) -> Result<()> {
     if let (true, Some(old)) = (keep_owner, old) {
         if old.file_type() == FileType::Regular && (old.uid != st.uid || old.gid != st.gid) {
             // Owner first: chown clears setuid/setgid bits, which the chmod below restores.

@@ -1,6 +1,7 @@
 //! Unit tests of backups, restore, validated reads, cleanup and recovery.
 
 use crate::backup::{parse_backup_name, ValidRead};
+use crate::recover::check;
 use crate::recover::Action;
 use crate::sys::errnos::*;
 use crate::sys::testing::{Call, Probe};
@@ -339,6 +340,241 @@ fn find(plan: &[Action], p: &Path) -> recover::Orphan {
             _ => None,
         })
         .expect("the orphan is in the plan")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checksums (issue 14): a backup whose blocks changed under it is damaged, never restored.
+
+/// Changes a byte of `path` in place and puts its modification time back: what blocks reused
+/// under a file look like (nothing wrote to the file itself).
+fn damage(path: &Path, at: usize) {
+    let mtime = fs::metadata(path).unwrap().modified().unwrap();
+    let mut data = fs::read(path).unwrap();
+    data[at] ^= 0xff;
+    let f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &data[at..=at], at as u64).unwrap();
+    f.set_modified(mtime).unwrap();
+}
+
+/// Whether the temp dir's file system keeps user extended attributes (else: skip).
+fn checksums_here(d: &Path, test: &str) -> bool {
+    let p = d.join("probe");
+    write(&p, "x").unwrap();
+    let yes = integrity(&p).unwrap() == Integrity::Whole;
+    fs::remove_file(&p).unwrap();
+    if !yes {
+        skip(&format!("{test}: no user extended attributes here"));
+    }
+    yes
+}
+
+#[test]
+fn a_damaged_backup_is_reported_and_never_restored_nor_offered() {
+    let d = dir();
+    if !checksums_here(
+        d.path(),
+        "a_damaged_backup_is_reported_and_never_restored_nor_offered",
+    ) {
+        return;
+    }
+    let p = d.path().join("state.json");
+    for v in 1..=3 {
+        with_backups(5)
+            .write(&p, format!("{{\"v\": {v}}}"))
+            .unwrap();
+    }
+    let list = backups(&p).unwrap(); // newest first: v2, v1
+    assert!(list.iter().all(|b| b.integrity().unwrap().is_whole()));
+    damage(&list[0].path, 2);
+    let i = list[0].integrity().unwrap();
+    assert!(i.is_damaged(), "{i}");
+    assert_eq!(i.label(), "damaged");
+    assert!(list[1].integrity().unwrap().is_whole());
+    // restore refuses it, and the file is as it was.
+    let e = restore(&p, Which::Newest).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidContent);
+    assert!(e.to_string().contains("damaged"), "{e}");
+    assert_eq!(fs::read_to_string(&p).unwrap(), "{\"v\": 3}");
+    assert_eq!(backups(&p).unwrap().len(), 2, "nothing was added");
+    // read_valid passes over it (saying so) to the whole one.
+    fs::write(&p, "{trunc").unwrap();
+    let r = read_valid(&p, &json(), false).unwrap();
+    assert_eq!(r.content, b"{\"v\": 1}");
+    assert_eq!(r.backup.unwrap().name, list[1].name);
+    assert_eq!(r.damaged.len(), 1);
+    assert_eq!(r.damaged[0].name, list[0].name);
+    // And `check` fails it whatever the validator, `Exists` (raw) included.
+    for v in [json(), Validator::Exists] {
+        let e = check(&list[0].path, &v).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidContent);
+        assert!(e.to_string().contains("damaged"), "{e}");
+    }
+    // With only damaged backups, nothing is offered.
+    damage(&list[1].path, 2);
+    let e = read_valid(&p, &json(), false).unwrap_err();
+    assert!(e.to_string().contains("2 damaged backups skipped"), "{e}");
+}
+
+#[test]
+fn a_file_untorn_did_not_write_is_unverified_and_judged_by_its_validator() {
+    let d = dir();
+    if !checksums_here(d.path(), "a_file_untorn_did_not_write_is_unverified") {
+        return;
+    }
+    let p = d.path().join("s.json");
+    fs::write(&p, "{}").unwrap();
+    let i = integrity(&p).unwrap();
+    assert_eq!(i.label(), "unverified");
+    assert!(i.to_string().contains("not written by untorn"), "{i}");
+    check(&p, &json()).unwrap();
+    assert_eq!(
+        recover::check_judged(&p, &Validator::Exists)
+            .unwrap()
+            .label(),
+        "unverified"
+    );
+    // Its backup is unverified too, and restorable.
+    with_backups(2).write(&p, "{\"v\": 1}").unwrap();
+    let b = &backups(&p).unwrap()[0];
+    assert_eq!(b.integrity().unwrap().label(), "unverified");
+    restore(&p, Which::Newest).unwrap();
+    assert_eq!(fs::read_to_string(&p).unwrap(), "{}");
+    assert!(integrity(&p).unwrap().is_whole(), "rewritten by untorn");
+    // A file untorn wrote and another program then changed in place: unverified, not damaged.
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&p)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"\n"))
+        .unwrap();
+    let i = integrity(&p).unwrap();
+    assert!(i.to_string().contains("changed in place"), "{i}");
+    // Same size, new content, but a new modification time: changed in place too.
+    write(&p, "{\"a\": 1}").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    fs::write(&p, "{\"a\": 2}").unwrap(); // O_TRUNC + write: the same inode
+    assert_eq!(integrity(&p).unwrap().label(), "unverified");
+}
+
+#[test]
+fn check_fails_a_file_whose_content_no_longer_matches_its_checksum() {
+    let d = dir();
+    if !checksums_here(
+        d.path(),
+        "check_fails_a_file_whose_content_no_longer_matches",
+    ) {
+        return;
+    }
+    let p = d.path().join("data.bin");
+    write(&p, vec![7u8; 100_000]).unwrap();
+    check(&p, &Validator::Exists).unwrap();
+    damage(&p, 70_000);
+    let e = check(&p, &Validator::Exists).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidContent);
+    assert!(e.to_string().contains("does not match the checksum"), "{e}");
+    // A large buffer (checksummed in parallel with its write) is checked the same way.
+    let big = d.path().join("big.bin");
+    write(&big, vec![9u8; 3 << 20]).unwrap();
+    assert!(integrity(&big).unwrap().is_whole());
+    damage(&big, (3 << 20) - 1);
+    assert!(integrity(&big).unwrap().is_damaged());
+}
+
+#[test]
+fn an_explicit_backup_records_the_checksum_of_what_it_copied() {
+    let d = dir();
+    if !checksums_here(d.path(), "an_explicit_backup_records_the_checksum") {
+        return;
+    }
+    let p = d.path().join("log.txt");
+    write(&p, "a\n").unwrap(); // untorn's: the checksum is copied
+    assert!(backup(&p, 5)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .path
+        .exists());
+    assert!(backups(&p).unwrap()[0].integrity().unwrap().is_whole());
+    fs::write(&p, "b\n").unwrap(); // another program's: computed from the copy
+    let b = backup(&p, 5).unwrap();
+    let i = b.integrity().unwrap();
+    assert!(i.is_whole(), "{i} {:?}", integrity(&p));
+    // A damaged source gives a damaged copy (its recorded checksum comes along).
+    write(&p, "c\n").unwrap();
+    damage(&p, 0);
+    let b = backup(&p, 5).unwrap();
+    assert!(b.integrity().unwrap().is_damaged());
+}
+
+#[test]
+fn the_checksum_is_recorded_before_the_temp_is_fsynced_and_never_fails_a_write() {
+    let d = dir();
+    let p = d.path().join("f");
+    let probe = Probe::real();
+    let mut o = OpenOptions::new();
+    o.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
+    o.write(&p, "small").unwrap();
+    let ev = probe.events();
+    let at = |c: Call| {
+        ev.iter()
+            .position(|e| e.call == c)
+            .unwrap_or_else(|| panic!("{}", probe.transcript()))
+    };
+    assert!(
+        at(Call::SetMtime) < at(Call::SetXattr),
+        "{}",
+        probe.transcript()
+    );
+    assert!(
+        at(Call::SetXattr) < at(Call::SetMode).min(at(Call::Sync)),
+        "{}",
+        probe.transcript()
+    );
+    // 2 MiB: written in 512 KiB slices (each checksummed while in the cache), the attribute
+    // before the fsync as for a small write.
+    probe.clear();
+    o.write(&p, vec![1u8; 2 << 20]).unwrap();
+    assert_eq!(probe.count(Call::Write), 4, "{}", probe.transcript());
+    let ev = probe.events();
+    let at = |c: Call| ev.iter().position(|e| e.call == c).unwrap();
+    assert!(
+        at(Call::SetXattr) < at(Call::Sync),
+        "{}",
+        probe.transcript()
+    );
+    assert!(integrity(&p).unwrap().is_whole() || !checksums_here(d.path(), "2 MiB"));
+    // A very large buffer: checksummed on a helper thread during the write and the fsync, the
+    // attribute set after the fsync, before the rename.
+    probe.clear();
+    o.write(&p, vec![1u8; crate::sum::PARALLEL_MIN]).unwrap();
+    let ev = probe.events();
+    let at = |c: Call| {
+        ev.iter()
+            .position(|e| e.call == c)
+            .unwrap_or_else(|| panic!("{}", probe.transcript()))
+    };
+    assert!(
+        at(Call::Sync) < at(Call::SetXattr),
+        "{}",
+        probe.transcript()
+    );
+    assert!(
+        at(Call::SetXattr) < at(Call::Rename),
+        "{}",
+        probe.transcript()
+    );
+    // Where the file system keeps no user attributes: the write goes on, and the mount is
+    // not asked again.
+    probe.clear();
+    probe.fail_nth(Some(Call::SetXattr), 1, EOPNOTSUPP);
+    o.write(&p, "one").unwrap();
+    o.write(&p, "two").unwrap();
+    assert_eq!(probe.count(Call::SetXattr), 0, "{}", probe.transcript());
+    assert_eq!(fs::read_to_string(&p).unwrap(), "two");
+    // Any other failure to record it: the write goes on too (the version is unverified).
+    let mut o = OpenOptions::new();
+    o.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
+    probe.fail_nth(Some(Call::SetXattr), 1, EIO);
+    o.write(&p, "three").unwrap();
+    assert_eq!(fs::read_to_string(&p).unwrap(), "three");
+    assert_no_leftovers(d.path());
 }
 
 /// Issue 13, item 13: the mode of a copy that cannot keep the original's owner or group gives

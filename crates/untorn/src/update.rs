@@ -176,6 +176,15 @@ impl UpdateOptions {
 
 /// Reads the whole file at `path` (following symlinks); `None` if it does not exist.
 pub(crate) fn read_file(ctx: &Ctx, path: &Path) -> Result<Option<Vec<u8>>> {
+    match open_regular(ctx, path)? {
+        Some(fd) => read_all(&*ctx.sys, &fd, path).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Opens the regular file at `path` (following symlinks) for reading; `None` if it does not
+/// exist. Directories, FIFOs and devices are refused before opening (a FIFO would block).
+pub(crate) fn open_regular(ctx: &Ctx, path: &Path) -> Result<Option<crate::sys::Fd>> {
     let sys = &*ctx.sys;
     let (dir_path, name) = split(path)?;
     let dir = match sys.open_dir(None, &dir_path) {
@@ -213,7 +222,7 @@ pub(crate) fn read_file(ctx: &Ctx, path: &Path) -> Result<Option<Vec<u8>>> {
         Err(e) if e.raw_os_error() == Some(ENOENT) => return Ok(None),
         Err(e) => return Err(Error::io(Op::Open, path, e)),
     };
-    read_all(sys, &fd, path).map(Some)
+    Ok(Some(fd))
 }
 
 /// Reads all of the open file `fd` (of `path`, for messages). The buffer is sized from `fstat`;

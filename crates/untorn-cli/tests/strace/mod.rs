@@ -599,6 +599,11 @@ pub fn analyze(calls: &[Call]) -> Vec<Ev> {
                 e.data = data;
             }
             "flock" => e.flags = arg(1).unwrap_or("").to_string(),
+            "fsetxattr" => {
+                // The attribute's name and value.
+                e.flags = String::from_utf8_lossy(&name_at(1)).into_owned();
+                e.data = name_at(2);
+            }
             "ftruncate" | "truncate" => {
                 if c.name == "truncate" {
                     e.paths = vec![m.resolve(None, &name_at(0))];

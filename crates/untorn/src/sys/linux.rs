@@ -23,6 +23,12 @@ fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> {
     }
 }
 
+/// The whole capacity of `buf` as an initialised buffer for the kernel to fill.
+fn spare(buf: &mut Vec<u8>) -> &mut [u8] {
+    buf.resize(buf.capacity(), 0);
+    &mut buf[..]
+}
+
 fn mode(m: u32) -> Mode {
     Mode::from_raw_mode(m)
 }
@@ -241,6 +247,61 @@ impl Sys for Real {
             AtFlags::SYMLINK_NOFOLLOW
         };
         Ok(stat_of(&retry(|| rfs::statat(d, name, flags))?))
+    }
+
+    fn stat_times(&self, fd: &Fd) -> io::Result<Stat> {
+        let f = fd.os()?;
+        match retry(|| rfs::statx(f, "", AtFlags::EMPTY_PATH, LITE | rfs::StatxFlags::MTIME)) {
+            Ok(x) => {
+                let mut st = statx_of(&x);
+                st.mtime_ns =
+                    x.stx_mtime.tv_sec as i128 * 1_000_000_000 + x.stx_mtime.tv_nsec as i128;
+                Ok(st)
+            }
+            Err(e) if e.raw_os_error() == Some(Errno::NOSYS.raw_os_error()) => {
+                Ok(stat_of(&retry(|| rfs::fstat(f))?))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn set_mtime(&self, fd: &Fd, mtime_ns: i128) -> io::Result<()> {
+        let f = fd.os()?;
+        let times = rfs::Timestamps {
+            last_access: rfs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rfs::UTIME_OMIT,
+            },
+            last_modification: rfs::Timespec {
+                tv_sec: mtime_ns.div_euclid(1_000_000_000) as _,
+                tv_nsec: mtime_ns.rem_euclid(1_000_000_000) as _,
+            },
+        };
+        retry(|| rfs::futimens(f, &times))
+    }
+
+    fn set_xattr(&self, fd: &Fd, name: &str, value: &[u8]) -> io::Result<()> {
+        let f = fd.os()?;
+        retry(|| rfs::fsetxattr(f, name, value, rfs::XattrFlags::empty()))
+    }
+
+    fn get_xattr(&self, fd: &Fd, name: &str) -> io::Result<Vec<u8>> {
+        let f = fd.os()?;
+        // untorn's attributes are small: one call with room for them, else ask for the size.
+        let mut buf = Vec::with_capacity(256);
+        match retry(|| rfs::fgetxattr(f, name, spare(&mut buf))) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(e) if e.raw_os_error() != Some(Errno::RANGE.raw_os_error()) => return Err(e),
+            Err(_) => {}
+        }
+        let len = retry(|| rfs::fgetxattr_query(f, name))?;
+        let mut buf = Vec::with_capacity(len);
+        let n = retry(|| rfs::fgetxattr(f, name, spare(&mut buf)))?;
+        buf.truncate(n);
+        Ok(buf)
     }
 
     fn stat(&self, fd: &Fd) -> io::Result<Stat> {

@@ -271,6 +271,22 @@ pub trait Sys: Send + Sync + fmt::Debug {
     /// `fcntl(fd, F_DUPFD_CLOEXEC)`: a second descriptor of the same open file (and so of the
     /// same flock lock).
     fn duplicate(&self, fd: &Fd) -> io::Result<Fd>;
+    /// `fstat(fd)` with the modification time (`stat` may leave `mtime_ns` 0: asking for
+    /// timestamps has a cost, see the real implementation).
+    fn stat_times(&self, fd: &Fd) -> io::Result<Stat> {
+        self.stat(fd)
+    }
+    /// `futimens(fd, [UTIME_OMIT, mtime])`: sets the modification time (nanoseconds since the
+    /// epoch), leaving the access time. Setting it, rather than reading the one the kernel
+    /// chose, keeps the file's timestamps coarse-grained (see `stat_times`).
+    fn set_mtime(&self, fd: &Fd, mtime_ns: i128) -> io::Result<()>;
+    /// `fsetxattr(fd, name, value, 0)`: sets an extended attribute (e.g. `user.untorn.sum`),
+    /// which is part of the inode: durable with it (an `fsync` of the file). `EOPNOTSUPP` where
+    /// the file system keeps no user attributes.
+    fn set_xattr(&self, fd: &Fd, name: &str, value: &[u8]) -> io::Result<()>;
+    /// `fgetxattr(fd, name)`: the attribute's value; `ENODATA` if the file has none of that
+    /// name, `EOPNOTSUPP` where the file system keeps none.
+    fn get_xattr(&self, fd: &Fd, name: &str) -> io::Result<Vec<u8>>;
     /// `geteuid()`: whose state untorn trusts (see the `trust` module).
     fn euid(&self) -> u32;
     /// The absolute path the kernel has for an open directory (`readlink /proc/self/fd/N`):
@@ -308,6 +324,9 @@ pub mod errnos {
     pub const ENOLCK: i32 = Errno::NOLCK.raw_os_error();
     pub const ETIMEDOUT: i32 = Errno::TIMEDOUT.raw_os_error();
     pub const EBADF: i32 = Errno::BADF.raw_os_error();
+    pub const ENODATA: i32 = Errno::NODATA.raw_os_error();
+    pub const ERANGE: i32 = Errno::RANGE.raw_os_error();
+    pub const E2BIG: i32 = Errno::TOOBIG.raw_os_error();
 }
 
 /// An `io::Error` from a raw errno.

@@ -14,7 +14,13 @@
 //!   touches; until then any subset of them may have survived, in any combination (each one
 //!   whole: renames are atomic, as on every journaling file system);
 //! - `syncfs` makes everything durable;
-//! - what a completed sync made durable stays durable.
+//! - what a completed sync made durable stays durable;
+//! - a file's extended attributes and modification time are part of its inode: durable with
+//!   it (`fsync` of the file, or `syncfs`), as its mode is;
+//! - **freed blocks can be reused before the free is durable** (ext4 `data=writeback` does:
+//!   `ext4_mb_clear_bb` holds freed data blocks back until the commit only in the other modes):
+//!   a file whose last name a lost unlink (or a lost rename over it) removed may come back
+//!   holding other bytes from a page boundary on, with its size, mode and attributes intact.
 //!
 //! A crash state is the durable tree plus one allowed combination of pending operations.
 //! [`Sim::crash_states`] enumerates them all, or a random sample past a limit.
@@ -32,13 +38,40 @@ fn err(e: i32) -> io::Error {
     io::Error::from_raw_os_error(e)
 }
 
-use super::errnos::{EBADF, EEXIST, EINVAL, EISDIR, ENOENT, ENOTDIR, EOPNOTSUPP};
+use super::errnos::{EBADF, EEXIST, EINVAL, EISDIR, ENODATA, ENOENT, ENOTDIR, EOPNOTSUPP};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Node {
-    File { data: Vec<u8>, mode: u32 },
-    Dir { entries: BTreeMap<OsString, u64> },
+    File {
+        data: Vec<u8>,
+        mode: u32,
+        /// Extended attributes, by name.
+        xattrs: BTreeMap<String, Vec<u8>>,
+        /// Modification time: a logical clock, advanced by every write and truncate, or what
+        /// `set_mtime` set.
+        mtime: i128,
+    },
+    Dir {
+        entries: BTreeMap<OsString, u64>,
+    },
 }
+
+impl Node {
+    fn file(data: Vec<u8>, mode: u32, mtime: i128) -> Node {
+        Node::File {
+            data,
+            mode,
+            xattrs: BTreeMap::new(),
+            mtime,
+        }
+    }
+}
+
+/// Bytes that a reused block holds in a crash state (another file's data, as far as the
+/// file that comes back over it is concerned).
+const REUSED: u8 = 0xEE;
+/// Block size of the model: reused blocks start at a multiple of it.
+const PAGE: usize = 4096;
 
 /// One copy of the tree: inodes by number; directories hold their entries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,11 +179,69 @@ impl Tree {
             .unwrap_or_default()
     }
 
+    /// How many directory entries name `ino`.
+    fn links(&self, ino: u64) -> usize {
+        self.nodes
+            .values()
+            .map(|n| match n {
+                Node::Dir { entries } => entries.values().filter(|&&i| i == ino).count(),
+                Node::File { .. } => 0,
+            })
+            .sum()
+    }
+
+    /// The extended attribute `name` of the file at `path`.
+    pub fn xattr(&self, path: &Path, name: &str) -> Option<Vec<u8>> {
+        match self.nodes.get(&self.resolve(path)?) {
+            Some(Node::File { xattrs, .. }) => xattrs.get(name).cloned(),
+            _ => None,
+        }
+    }
+
+    /// Overwrites the bytes of the file at `path` from `off` on, as a reused block would, without
+    /// touching its size, modification time or attributes: for tests of damage detection.
+    pub fn clobber(&mut self, path: &Path, off: usize) {
+        if let Some(ino) = self.resolve(path) {
+            Self::clobber_ino(self, ino, off);
+        }
+    }
+
+    fn clobber_ino(&mut self, ino: u64, off: usize) {
+        if let Some(Node::File { data, .. }) = self.nodes.get_mut(&ino) {
+            let off = off.min(data.len());
+            data[off..].fill(REUSED);
+        }
+    }
+
+    /// Copies the inode metadata (mode, attributes, mtime) of `ino` from `from` (the volatile
+    /// tree) into this one: what an `fsync` of the file makes durable besides its data.
+    fn take_inode_meta(&mut self, from: &Tree, ino: u64) {
+        let Some(Node::File {
+            mode,
+            xattrs,
+            mtime,
+            ..
+        }) = from.nodes.get(&ino).cloned()
+        else {
+            return;
+        };
+        self.file_mut(ino);
+        if let Some(Node::File {
+            mode: m,
+            xattrs: x,
+            mtime: t,
+            ..
+        }) = self.nodes.get_mut(&ino)
+        {
+            (*m, *x, *t) = (mode, xattrs, mtime);
+        }
+    }
+
     fn file_mut(&mut self, ino: u64) -> &mut Vec<u8> {
-        let n = self.nodes.entry(ino).or_insert(Node::File {
-            data: Vec::new(),
-            mode: 0o600,
-        });
+        let n = self
+            .nodes
+            .entry(ino)
+            .or_insert_with(|| Node::file(Vec::new(), 0o600, 0));
         match n {
             Node::File { data, .. } => data,
             Node::Dir { .. } => panic!("inode {ino} is a directory"),
@@ -180,11 +271,15 @@ enum Pending {
     Unlink {
         dir: u64,
         name: OsString,
+        /// The inode, if this removed its last name (its blocks are free from now on).
+        freed: Option<u64>,
     },
     Rename {
         from: (u64, OsString),
         to: (u64, OsString),
         mode: RenameMode,
+        /// The inode replaced at `to`, if this removed its last name.
+        freed: Option<u64>,
     },
 }
 
@@ -192,6 +287,14 @@ impl Pending {
     fn data_ino(&self) -> Option<u64> {
         match self {
             Pending::Write { ino, .. } | Pending::Truncate { ino, .. } => Some(*ino),
+            _ => None,
+        }
+    }
+
+    /// The inode whose last name this operation removed.
+    fn freed(&self) -> Option<u64> {
+        match self {
+            Pending::Unlink { freed, .. } | Pending::Rename { freed, .. } => *freed,
             _ => None,
         }
     }
@@ -226,13 +329,7 @@ impl Pending {
                 uid,
             } => {
                 if !t.nodes.contains_key(ino) {
-                    t.nodes.insert(
-                        *ino,
-                        Node::File {
-                            data: Vec::new(),
-                            mode: 0o600,
-                        },
-                    );
+                    t.nodes.insert(*ino, Node::file(Vec::new(), 0o600, 0));
                     if *uid != 0 {
                         t.owners.insert(*ino, *uid);
                     }
@@ -241,12 +338,12 @@ impl Pending {
                     e.entry(name.clone()).or_insert(*ino);
                 }
             }
-            Pending::Unlink { dir, name } => {
+            Pending::Unlink { dir, name, .. } => {
                 if let Some(e) = t.entries_mut(*dir) {
                     e.remove(name);
                 }
             }
-            Pending::Rename { from, to, mode } => {
+            Pending::Rename { from, to, mode, .. } => {
                 let Some(src) = t.lookup(from.0, &from.1) else {
                     return;
                 };
@@ -298,6 +395,8 @@ struct State {
     snapshots: Vec<Snapshot>,
     acked: usize,
     calls: usize,
+    /// The clock of modification times.
+    clock: i128,
     /// Whose process this is (files it creates get this owner).
     euid: u32,
 }
@@ -330,6 +429,7 @@ impl Sim {
                 snapshots: Vec::new(),
                 acked: 0,
                 calls: 0,
+                clock: 1,
                 euid: 0,
             })),
         }
@@ -373,13 +473,7 @@ impl Sim {
         st.next_ino += 1;
         for t in [&mut st.volatile, &mut st.durable] {
             let p = t.resolve(parent).expect("parent exists");
-            t.nodes.insert(
-                ino,
-                Node::File {
-                    data: data.to_vec(),
-                    mode: 0o644,
-                },
-            );
+            t.nodes.insert(ino, Node::file(data.to_vec(), 0o644, 1));
             t.entries_mut(p).expect("dir").insert(name.to_owned(), ino);
         }
     }
@@ -503,23 +597,30 @@ impl Sim {
         let r = f(&mut st);
         if let Ok(p) = &r {
             p.apply(&mut st.volatile, false);
+            if let Some(ino) = p.data_ino() {
+                Self::touch(&mut st, ino);
+            }
             st.pending.push(p.clone());
         }
         Self::after_call(&mut st);
         r.map(drop)
     }
 
+    /// Advances the modification time of `ino` (volatile): its data changed.
+    fn touch(st: &mut State, ino: u64) {
+        st.clock += 1;
+        let now = st.clock;
+        if let Some(Node::File { mtime, .. }) = st.volatile.nodes.get_mut(&ino) {
+            *mtime = now;
+        }
+    }
+
     fn stat_ino(t: &Tree, ino: u64) -> io::Result<Stat> {
-        let links = t
-            .nodes
-            .values()
-            .filter_map(|n| match n {
-                Node::Dir { entries } => Some(entries.values().filter(|&&i| i == ino).count()),
-                _ => None,
-            })
-            .sum::<usize>() as u64;
+        let links = t.links(ino) as u64;
         match t.nodes.get(&ino) {
-            Some(Node::File { data, mode }) => Ok(Stat {
+            Some(Node::File {
+                data, mode, mtime, ..
+            }) => Ok(Stat {
                 dev: 1,
                 ino,
                 mode: 0o100000 | mode,
@@ -527,7 +628,7 @@ impl Sim {
                 gid: 0,
                 nlink: links,
                 size: data.len() as u64,
-                mtime_ns: 0,
+                mtime_ns: *mtime,
                 attrs: 0,
             }),
             Some(Node::Dir { .. }) => Ok(Stat {
@@ -553,18 +654,26 @@ impl Sim {
         // last survivor left only its size (zeros).
         let mut by_ino: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         let mut meta = Vec::new();
+        // Operations that freed an inode (by their bit in `meta`): if a state loses one, the
+        // inode may come back over reused blocks.
+        let mut freeing = Vec::new();
         for (i, p) in snap.pending.iter().enumerate() {
             match p.data_ino() {
                 Some(ino) => by_ino.entry(ino).or_default().push(i),
-                None => meta.push(i),
+                None => {
+                    if let Some(ino) = p.freed() {
+                        freeing.push((meta.len(), ino));
+                    }
+                    meta.push(i)
+                }
             }
         }
         let inos: Vec<_> = by_ino.values().cloned().collect();
         // Choices per inode: 0..=n survivors, plus "the last survivor torn" for n >= 1.
         let radix: Vec<usize> = inos.iter().map(|v| 1 + 2 * v.len()).collect();
         let data_combos: f64 = radix.iter().map(|&r| r as f64).product();
-        let total = data_combos * 2f64.powi(meta.len() as i32);
-        let build = |choice: &[usize], mask: u64| -> Tree {
+        let total = data_combos * 2f64.powi((meta.len() + freeing.len()) as i32);
+        let build = |choice: &[usize], mask: u64, reused: u64| -> Tree {
             let mut keep: BTreeMap<usize, bool> = BTreeMap::new(); // index -> torn
             for (k, ops) in inos.iter().enumerate() {
                 let c = choice[k];
@@ -586,6 +695,16 @@ impl Sim {
             for (i, torn) in keep {
                 snap.pending[i].apply(&mut t, torn);
             }
+            for (k, &(bit, ino)) in freeing.iter().enumerate() {
+                if reused >> k & 1 == 1 && mask >> bit & 1 == 0 && t.links(ino) > 0 {
+                    let len = match t.nodes.get(&ino) {
+                        Some(Node::File { data, .. }) => data.len(),
+                        _ => 0,
+                    };
+                    // The first block may stay (another allocation), the rest is reused.
+                    t.clobber_ino(ino, if len > PAGE { PAGE } else { 0 });
+                }
+            }
             t
         };
         let mut out = Vec::new();
@@ -596,11 +715,13 @@ impl Sim {
                 out.push(t);
             }
         };
-        if total <= limit as f64 && meta.len() < 63 {
+        if total <= limit as f64 && meta.len() + freeing.len() < 63 {
             let mut choice = vec![0usize; radix.len()];
             loop {
                 for mask in 0..(1u64 << meta.len()) {
-                    push(build(&choice, mask), &mut out);
+                    for reused in 0..(1u64 << freeing.len()) {
+                        push(build(&choice, mask, reused), &mut out);
+                    }
                 }
                 // Next choice, as a mixed-radix counter.
                 let mut k = 0;
@@ -624,12 +745,12 @@ impl Sim {
         } else {
             (1u64 << meta.len()) - 1
         };
-        push(build(&none, 0), &mut out);
-        push(build(&all, full_mask), &mut out);
+        push(build(&none, 0, 0), &mut out);
+        push(build(&all, full_mask, 0), &mut out);
         for _ in 0..limit {
             let choice: Vec<usize> = radix.iter().map(|&r| rng.usize(..r)).collect();
             let mask = rng.u64(..) & full_mask;
-            push(build(&choice, mask), &mut out);
+            push(build(&choice, mask, rng.u64(..)), &mut out);
         }
         out
     }
@@ -693,13 +814,10 @@ impl Sys for Sim {
         Self::dir_of(&st, dir)?;
         let ino = st.next_ino;
         st.next_ino += 1;
-        st.volatile.nodes.insert(
-            ino,
-            Node::File {
-                data: Vec::new(),
-                mode: mode & 0o7777,
-            },
-        );
+        let now = st.clock;
+        st.volatile
+            .nodes
+            .insert(ino, Node::file(Vec::new(), mode & 0o7777, now));
         if st.euid != 0 {
             let uid = st.euid;
             st.volatile.owners.insert(ino, uid);
@@ -721,13 +839,10 @@ impl Sys for Sim {
             None if how.create => {
                 let ino = st.next_ino;
                 st.next_ino += 1;
-                st.volatile.nodes.insert(
-                    ino,
-                    Node::File {
-                        data: Vec::new(),
-                        mode: mode & 0o7777 & !0o022,
-                    },
-                );
+                let now = st.clock;
+                st.volatile
+                    .nodes
+                    .insert(ino, Node::file(Vec::new(), mode & 0o7777 & !0o022, now));
                 let uid = st.euid;
                 if uid != 0 {
                     st.volatile.owners.insert(ino, uid);
@@ -764,6 +879,7 @@ impl Sys for Sim {
             };
             p.apply(&mut st.volatile, false);
             st.pending.push(p);
+            Self::touch(&mut st, h.ino);
             if let Fd::Sim(k) = fd {
                 st.handles.get_mut(k).expect("checked").offset = off + buf.len() as u64;
             }
@@ -784,6 +900,7 @@ impl Sys for Sim {
             };
             p.apply(&mut st.volatile, false);
             st.pending.push(p);
+            Self::touch(&mut st, h.ino);
             Ok(buf.len())
         })();
         Self::after_call(&mut st);
@@ -825,19 +942,14 @@ impl Sys for Sim {
         for p in mine {
             p.apply(&mut st.durable, false);
         }
-        // The inode itself (size, mode, owner) is durable now, named or not.
-        if let Some(Node::File { mode, .. }) = st.volatile.nodes.get(&h.ino).cloned() {
-            if let Some(Node::File { mode: m, .. }) = st.durable.nodes.get_mut(&h.ino) {
-                *m = mode;
-            } else {
-                st.durable.file_mut(h.ino);
-            }
-            match st.volatile.owners.get(&h.ino).copied() {
-                Some(u) => st.durable.owners.insert(h.ino, u),
-                None => st.durable.owners.remove(&h.ino),
-            };
-        }
-        Self::after_call(&mut st);
+        // The inode itself (size, mode, attributes, mtime, owner) is durable now, named or not.
+        let st = &mut *st;
+        st.durable.take_inode_meta(&st.volatile, h.ino);
+        match st.volatile.owners.get(&h.ino).copied() {
+            Some(u) => st.durable.owners.insert(h.ino, u),
+            None => st.durable.owners.remove(&h.ino),
+        };
+        Self::after_call(st);
         Ok(())
     }
 
@@ -846,7 +958,12 @@ impl Sys for Sim {
         for p in std::mem::take(&mut st.pending) {
             p.apply(&mut st.durable, false);
         }
-        Self::after_call(&mut st);
+        let st = &mut *st;
+        let files: Vec<u64> = st.durable.nodes.keys().copied().collect();
+        for ino in files {
+            st.durable.take_inode_meta(&st.volatile, ino);
+        }
+        Self::after_call(st);
         Ok(())
     }
 
@@ -874,17 +991,22 @@ impl Sys for Sim {
     ) -> io::Result<()> {
         self.mutate(|st| {
             let (fd_, td) = (Self::dir_of(st, from_dir)?, Self::dir_of(st, to_dir)?);
-            child(st, fd_, from).ok_or_else(|| err(ENOENT))?;
+            let src = child(st, fd_, from).ok_or_else(|| err(ENOENT))?;
             let dst = child(st, td, to);
             match (mode, dst) {
                 (RenameMode::NoReplace, Some(_)) => return Err(err(EEXIST)),
                 (RenameMode::Exchange, None) => return Err(err(ENOENT)),
                 _ => {}
             }
+            let freed = match (mode, dst) {
+                (RenameMode::Replace, Some(d)) if d != src && st.volatile.links(d) == 1 => Some(d),
+                _ => None,
+            };
             Ok(Pending::Rename {
                 from: (fd_, from.to_owned()),
                 to: (td, to.to_owned()),
                 mode,
+                freed,
             })
         })
     }
@@ -926,10 +1048,13 @@ impl Sys for Sim {
     fn unlink(&self, dir: &Fd, name: &OsStr) -> io::Result<()> {
         self.mutate(|st| {
             let d = Self::dir_of(st, dir)?;
-            child(st, d, name).ok_or_else(|| err(ENOENT))?;
+            let ino = child(st, d, name).ok_or_else(|| err(ENOENT))?;
+            let last = st.volatile.links(ino) == 1
+                && matches!(st.volatile.nodes.get(&ino), Some(Node::File { .. }));
             Ok(Pending::Unlink {
                 dir: d,
                 name: name.to_owned(),
+                freed: last.then_some(ino),
             })
         })
     }
@@ -1016,6 +1141,49 @@ impl Sys for Sim {
         let mut st = self.lock();
         let h = Self::handle(&st, fd)?;
         Ok(Self::new_handle(&mut st, h.ino, h.append))
+    }
+
+    fn set_mtime(&self, fd: &Fd, mtime_ns: i128) -> io::Result<()> {
+        let mut st = self.lock();
+        let r = (|| {
+            let h = Self::handle(&st, fd)?;
+            match st.volatile.nodes.get_mut(&h.ino) {
+                Some(Node::File { mtime, .. }) => {
+                    *mtime = mtime_ns;
+                    Ok(())
+                }
+                _ => Err(err(EISDIR)),
+            }
+        })();
+        Self::after_call(&mut st);
+        r
+    }
+
+    fn set_xattr(&self, fd: &Fd, name: &str, value: &[u8]) -> io::Result<()> {
+        let mut st = self.lock();
+        let r = (|| {
+            let h = Self::handle(&st, fd)?;
+            match st.volatile.nodes.get_mut(&h.ino) {
+                Some(Node::File { xattrs, .. }) => {
+                    xattrs.insert(name.to_owned(), value.to_vec());
+                    Ok(())
+                }
+                _ => Err(err(EISDIR)),
+            }
+        })();
+        Self::after_call(&mut st);
+        r
+    }
+
+    fn get_xattr(&self, fd: &Fd, name: &str) -> io::Result<Vec<u8>> {
+        let st = self.lock();
+        let h = Self::handle(&st, fd)?;
+        match st.volatile.nodes.get(&h.ino) {
+            Some(Node::File { xattrs, .. }) => {
+                xattrs.get(name).cloned().ok_or_else(|| err(ENODATA))
+            }
+            _ => Err(err(EISDIR)),
+        }
     }
 
     fn euid(&self) -> u32 {

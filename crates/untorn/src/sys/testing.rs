@@ -42,6 +42,9 @@ pub enum Call {
     Umask,
     Lock,
     Duplicate,
+    SetXattr,
+    GetXattr,
+    SetMtime,
     FdPath,
 }
 
@@ -413,6 +416,28 @@ impl Sys for Probe {
         let l = self.label(fd);
         self.name(&d, l);
         Ok(d)
+    }
+    fn stat_times(&self, fd: &Fd) -> io::Result<Stat> {
+        self.enter(Call::Stat, || format!("{} (with times)", self.label(fd)))?;
+        self.inner.stat_times(fd)
+    }
+    fn set_mtime(&self, fd: &Fd, mtime_ns: i128) -> io::Result<()> {
+        self.enter(Call::SetMtime, || format!("{} {mtime_ns}", self.label(fd)))?;
+        self.inner.set_mtime(fd, mtime_ns)
+    }
+    fn set_xattr(&self, fd: &Fd, name: &str, value: &[u8]) -> io::Result<()> {
+        self.enter(Call::SetXattr, || {
+            format!(
+                "{} {name}={}",
+                self.label(fd),
+                String::from_utf8_lossy(value)
+            )
+        })?;
+        self.inner.set_xattr(fd, name, value)
+    }
+    fn get_xattr(&self, fd: &Fd, name: &str) -> io::Result<Vec<u8>> {
+        self.enter(Call::GetXattr, || format!("{} {name}", self.label(fd)))?;
+        self.inner.get_xattr(fd, name)
     }
     fn euid(&self) -> u32 {
         self.inner.euid()

@@ -105,6 +105,15 @@ impl Sys for Real {
     fn duplicate(&self, _: &Fd) -> io::Result<Fd> {
         no()
     }
+    fn set_mtime(&self, _: &Fd, _: i128) -> io::Result<()> {
+        no()
+    }
+    fn set_xattr(&self, _: &Fd, _: &str, _: &[u8]) -> io::Result<()> {
+        no()
+    }
+    fn get_xattr(&self, _: &Fd, _: &str) -> io::Result<Vec<u8>> {
+        no()
+    }
     fn euid(&self) -> u32 {
         u32::MAX
     }

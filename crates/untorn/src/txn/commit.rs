@@ -80,6 +80,8 @@ impl Transaction {
                     .stat(&s.fd)
                     .map_err(|e| Error::io(Op::Stat, &shown, e))?;
                 s.id = (st.dev, st.ino);
+                // The checksum that readers of this version (a backup, later) check it by.
+                crate::sum::record(&self.ctx, &s.fd, s.crc.clone().finalize(), &st, &shown);
                 crate::temp::set_final_metadata(
                     sys,
                     &s.fd,
