@@ -698,7 +698,7 @@ impl AtomicFile {
         }
         self.temp.name = None;
         if self.progress.backup.is_some() {
-            crate::backup::prune(
+            crate::versions::prune(
                 &*self.ctx.sys,
                 &self.target.dir,
                 &self.target.dir_path,
@@ -717,7 +717,7 @@ impl AtomicFile {
     ) -> Result<OsString> {
         let mut bump = 0;
         loop {
-            let b = crate::backup::fresh_name(&self.target.name, bump);
+            let b = crate::versions::fresh_name(&self.target.name, bump);
             match op(&*self.ctx.sys, &self.target.dir, &b) {
                 Ok(()) => return Ok(b),
                 Err(e) if e.raw_os_error() == Some(EEXIST) && bump < 1000 => bump += 1,

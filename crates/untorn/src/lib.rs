@@ -72,6 +72,7 @@ pub mod backup;
 mod ctx;
 mod edit;
 mod error;
+mod files;
 mod format;
 pub mod lock;
 mod lockfile;
@@ -84,6 +85,7 @@ mod temp;
 pub mod trust;
 pub mod txn;
 mod update;
+mod versions;
 
 pub use atomic::{
     temp_file_target, write, AtomicFile, CommitError, Durability, OpenOptions, Symlinks, TempFile,

@@ -12,9 +12,10 @@
 //! that is a symbolic link is never restored through, and every removal goes through the
 //! directory's descriptor after checking that the name is still the inode that was judged.
 
-use crate::backup::{restore_from_with, trusted_backups, Backup, Validator};
+use crate::backup::{restore_from_with, Backup, Validator};
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
+use crate::files::read_all;
 use crate::format::Format;
 use crate::lockfile::Wait;
 use crate::paths::{join, temp_file_target};
@@ -24,7 +25,7 @@ use crate::trust::trusts;
 use crate::txn::recover::{journaled_temps, recover_dir_with};
 use crate::txn::settle::Settings;
 use crate::txn::Recovered;
-use crate::update::read_all;
+use crate::versions::trusted_backups;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -582,7 +583,7 @@ pub(crate) fn read_judged(
 pub(crate) fn read_checked(path: impl AsRef<Path>) -> Result<Option<(Vec<u8>, Integrity)>> {
     let path = path.as_ref();
     let ctx = Ctx::real();
-    match crate::update::open_regular(&ctx, path)? {
+    match crate::files::open_regular(&ctx, path)? {
         Some(fd) => read_judged(&*ctx.sys, &fd, path).map(Some),
         None => Ok(None),
     }

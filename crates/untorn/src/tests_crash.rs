@@ -308,7 +308,7 @@ fn check_backups(s: &Sim, v: usize, acked: usize) -> Result<usize, String> {
     let dir = sys_
         .open_dir(None, Path::new("/d"))
         .map_err(|e| e.to_string())?;
-    let backups = crate::backup::list_in(&*sys_, &dir, Path::new("/d"), "f".as_ref())
+    let backups = crate::versions::list_in(&*sys_, &dir, Path::new("/d"), "f".as_ref())
         .map_err(|e| e.to_string())?;
     let mut versions = Vec::new();
     let mut damaged = 0;
