@@ -112,7 +112,7 @@ pub struct Backup {
     pub path: PathBuf,
     /// Its file name.
     pub name: OsString,
-    /// When the version it keeps was displaced (or, for [`backup`], taken).
+    /// When the version it keeps was displaced (or, for [`backup`](crate::backup()), taken).
     pub time: SystemTime,
     /// Its size in bytes.
     pub size: u64,
