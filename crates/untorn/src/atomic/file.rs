@@ -6,18 +6,13 @@ use crate::ctx::{is_unsupported, Ctx, Feature};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::paths::{join, resolve, temp_name, Target};
 use crate::sys::{errnos::*, Fd, FileType, FsKind, RenameMode, Stat, SyncKind, Sys};
+use crate::temp::TempWriter;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Size of the write buffer of an [`AtomicFile`].
-const BUF_CAP: usize = 64 * 1024;
-/// Large writes go to the kernel in slices of this size, each checksummed while it is still in
-/// the CPU's cache.
-const HASH_SLICE: usize = 512 * 1024;
 
 /// The temporary file of an [`AtomicFile`].
 struct Temp {
@@ -74,13 +69,10 @@ pub struct AtomicFile {
     fs: FsKind,
     temp: Temp,
     final_mode: u32,
-    buf: Vec<u8>,
-    bytes: u64,
-    /// CRC-32 of every byte written so far (unless `late_sum`).
-    hasher: crc32fast::Hasher,
-    /// The checksum of the content comes from the caller at commit (a whole buffer, hashed in
-    /// parallel), not from `hasher`.
-    pub(super) late_sum: bool,
+    /// The buffer, the checksum and the count of what was written (its `late_sum`: the
+    /// checksum of the content comes from the caller at commit, a whole buffer hashed in
+    /// parallel).
+    pub(super) w: TempWriter,
     /// The temp as it was after the last byte was written (with its modification time).
     written: Option<Stat>,
     progress: Progress,
@@ -92,7 +84,7 @@ impl fmt::Debug for AtomicFile {
         f.debug_struct("AtomicFile")
             .field("path", &self.target.path())
             .field("temp", &self.temp.name)
-            .field("bytes", &self.bytes)
+            .field("bytes", &self.w.len())
             .field("progress", &self.progress)
             .finish()
     }
@@ -229,10 +221,7 @@ impl AtomicFile {
             fs,
             temp,
             final_mode,
-            buf: Vec::new(),
-            bytes: 0,
-            hasher: crc32fast::Hasher::new(),
-            late_sum: false,
+            w: TempWriter::default(),
             written: None,
             progress: Progress::default(),
             started,
@@ -261,76 +250,18 @@ impl AtomicFile {
         self.temp_path().unwrap_or_else(|| self.target.path())
     }
 
-    /// Writes `data` to the temp file, all of it, retrying short writes.
-    fn write_through(&mut self, mut data: &[u8]) -> Result<()> {
-        while !data.is_empty() {
-            // In slices that fit the CPU's cache, each checksummed right after the kernel has
-            // copied it: the CRC reads it from the cache, not from memory again.
-            let slice = if self.late_sum {
-                data
-            } else {
-                &data[..data.len().min(HASH_SLICE)]
-            };
-            match self.ctx.sys.write(&self.temp.fd, slice) {
-                Ok(0) => {
-                    return Err(Error::io(
-                        Op::Write,
-                        self.target.path(),
-                        io::Error::from(io::ErrorKind::WriteZero),
-                    ))
-                }
-                Ok(n) => {
-                    if !self.late_sum {
-                        self.hasher.update(&data[..n]);
-                    }
-                    data = &data[n..];
-                    self.bytes += n as u64;
-                }
-                Err(e) => return Err(Error::io(Op::Write, self.target.path(), e)),
-            }
-        }
-        Ok(())
-    }
-
     /// Writes out the buffer; on error, what was not written stays buffered.
     fn flush_buf(&mut self) -> Result<()> {
-        let mut done = 0;
-        let mut result = Ok(());
-        while done < self.buf.len() {
-            match self.ctx.sys.write(&self.temp.fd, &self.buf[done..]) {
-                Ok(0) => {
-                    result = Err(Error::io(
-                        Op::Write,
-                        self.target.path(),
-                        io::Error::from(io::ErrorKind::WriteZero),
-                    ));
-                    break;
-                }
-                Ok(n) => {
-                    if !self.late_sum {
-                        self.hasher.update(&self.buf[done..done + n]);
-                    }
-                    done += n;
-                    self.bytes += n as u64;
-                }
-                Err(e) => {
-                    result = Err(Error::io(Op::Write, self.target.path(), e));
-                    break;
-                }
-            }
-        }
-        self.buf.drain(..done);
-        result
+        let shown = self.target.path();
+        self.w.flush(&*self.ctx.sys, &self.temp.fd, &shown)
     }
 
-    /// Whole-buffer write used by [`write()`]: no copy through the buffer for large data.
+    /// Whole-buffer write used by [`write()`](crate::write): no copy through the buffer for
+    /// large data.
     pub(super) fn write_all_bytes(&mut self, data: &[u8]) -> Result<()> {
-        if self.buf.len() + data.len() <= BUF_CAP {
-            self.buf.extend_from_slice(data);
-            return Ok(());
-        }
-        self.flush_buf()?;
-        self.write_through(data)
+        let shown = self.target.path();
+        self.w
+            .write_all(&*self.ctx.sys, &self.temp.fd, data, &shown)
     }
 
     /// Makes the new content visible at the target and, by default, durable. On success the
@@ -344,7 +275,7 @@ impl AtomicFile {
     }
 
     /// [`commit`](Self::commit), with the checksum of the content from `late_sum` (called once,
-    /// after the temp's fsync) when `self.late_sum` is set.
+    /// after the temp's fsync) when `self.w.late_sum` is set.
     #[allow(clippy::result_large_err)]
     pub(super) fn commit_with(
         mut self,
@@ -387,12 +318,12 @@ impl AtomicFile {
                 .map_err(|e| Error::io(Op::Sync, self.temp_display(), e))?;
             self.progress.synced = true;
         }
-        if self.late_sum && !self.progress.summed {
+        if self.w.late_sum && !self.progress.summed {
             // Recorded before the rename: the directory fsync that makes the rename durable
             // commits it too on ext4 and xfs (one journal). Where a crash could lose it, the
             // version is unverified, never damaged: its data was fsynced first.
             self.progress.summed = true;
-            let st = self.written.filter(|st| st.size == self.bytes);
+            let st = self.written.filter(|st| st.size == self.w.len());
             if let (Some(crc), Some(st)) = (late_sum(), st) {
                 crate::sum::record(&self.ctx, &self.temp.fd, crc, &st, &self.temp_display());
             }
@@ -473,10 +404,10 @@ impl AtomicFile {
             .stat(&self.temp.fd)
             .map_err(|e| Error::io(Op::Stat, self.temp_display(), e))?;
         self.written = Some(st);
-        if !self.late_sum && st.size == self.bytes {
+        if !self.w.late_sum && st.size == self.w.len() {
             // Before the owner and mode change (a read-only mode would forbid it), and before
             // the fsync, which makes it durable with the data.
-            let crc = self.hasher.clone().finalize();
+            let crc = self.w.crc();
             crate::sum::record(&self.ctx, &self.temp.fd, crc, &st, &self.temp_display());
         }
         crate::temp::set_final_metadata_from(
@@ -700,7 +631,7 @@ impl AtomicFile {
                 target: "untorn",
                 op = "write",
                 path = %path.display(),
-                bytes = self.bytes,
+                bytes = self.w.len(),
                 duration_us,
                 outcome,
                 temp = if self.temp.unnamed { "unnamed" } else { "named" },
@@ -709,7 +640,7 @@ impl AtomicFile {
                 target: "untorn",
                 op = "write",
                 path = %path.display(),
-                bytes = self.bytes,
+                bytes = self.w.len(),
                 duration_us,
                 outcome,
                 error = %e,
@@ -720,27 +651,8 @@ impl AtomicFile {
 
 impl io::Write for AtomicFile {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.buf.len() + data.len() > BUF_CAP {
-            self.flush_buf()?;
-        }
-        if data.len() >= BUF_CAP {
-            // Large writes bypass the buffer: one system call, possibly short.
-            return match self.ctx.sys.write(&self.temp.fd, data) {
-                Ok(n) => {
-                    if !self.late_sum {
-                        self.hasher.update(&data[..n]);
-                    }
-                    self.bytes += n as u64;
-                    Ok(n)
-                }
-                Err(e) => Err(Error::io(Op::Write, self.target.path(), e).into()),
-            };
-        }
-        if self.buf.capacity() == 0 {
-            self.buf.reserve(BUF_CAP);
-        }
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
+        let shown = self.target.path();
+        self.w.write(&*self.ctx.sys, &self.temp.fd, data, &shown)
     }
 
     /// Writes out the buffer to the temp file. It does not make anything visible or durable:

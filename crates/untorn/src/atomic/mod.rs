@@ -208,7 +208,7 @@ impl OpenOptions {
                 f.write_all_bytes(data)?;
                 return f.commit().map_err(|e| e.error);
             };
-            f.late_sum = true;
+            f.w.late_sum = true;
             f.write_all_bytes(data)?;
             let mut h = Some(h);
             let mut sum = || h.take().and_then(|h| h.join().ok());

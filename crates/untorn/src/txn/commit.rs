@@ -81,7 +81,7 @@ impl Transaction {
                     .map_err(|e| Error::io(Op::Stat, &shown, e))?;
                 s.id = (st.dev, st.ino);
                 // The checksum that readers of this version (a backup, later) check it by.
-                crate::sum::record(&self.ctx, &s.fd, s.crc.clone().finalize(), &st, &shown);
+                crate::sum::record(&self.ctx, &s.fd, s.w.crc(), &st, &shown);
                 crate::temp::set_final_metadata(
                     sys,
                     &s.fd,
@@ -343,8 +343,8 @@ impl Transaction {
                     target: s.target_name.clone(),
                     dev: s.id.0,
                     ino: s.id.1,
-                    size: s.len,
-                    crc: s.crc.clone().finalize(),
+                    size: s.w.len(),
+                    crc: s.w.crc(),
                 },
                 Change::Remove { dir, name, st, .. } => journal::Entry::Remove {
                     dir: *dir as u32,

@@ -7,6 +7,7 @@ use crate::lockfile::LockOptions;
 use crate::paths::Symlinks;
 use crate::paths::{join, resolve_in, split, temp_name, DirCache};
 use crate::sys::{errnos::*, Fd, FileType, Stat, Sys};
+use crate::temp::TempWriter;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -81,13 +82,11 @@ pub struct Staged {
     pub(super) path: PathBuf,
     pub(super) existing: Option<Stat>,
     pub(super) final_mode: u32,
-    buf: Vec<u8>,
     /// The temp's (device, inode), once known.
     pub(super) id: (u64, u64),
-    /// CRC-32 and length of every byte written into the temp so far: recovery checks them, so
-    /// that a temp a crash left incomplete never rolls forward.
-    pub(super) crc: crc32fast::Hasher,
-    pub(super) len: u64,
+    /// The buffer, and the CRC-32 and length of every byte written into the temp so far:
+    /// recovery checks them, so that a temp a crash left incomplete never rolls forward.
+    pub(super) w: TempWriter,
 }
 
 impl std::fmt::Debug for Staged {
@@ -98,50 +97,13 @@ impl std::fmt::Debug for Staged {
 
 impl Staged {
     pub(super) fn flush_buf(&mut self) -> Result<()> {
-        let mut done = 0;
-        while done < self.buf.len() {
-            match self.ctx.sys.write(&self.fd, &self.buf[done..]) {
-                Ok(0) => {
-                    self.buf.drain(..done);
-                    return Err(Error::io(
-                        Op::Write,
-                        &self.path,
-                        io::ErrorKind::WriteZero.into(),
-                    ));
-                }
-                Ok(n) => {
-                    self.crc.update(&self.buf[done..done + n]);
-                    self.len += n as u64;
-                    done += n;
-                }
-                Err(e) => {
-                    self.buf.drain(..done);
-                    return Err(Error::io(Op::Write, &self.path, e));
-                }
-            }
-        }
-        self.buf.clear();
-        Ok(())
+        self.w.flush(&*self.ctx.sys, &self.fd, &self.path)
     }
 }
 
 impl io::Write for Staged {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.buf.len() + data.len() > 64 * 1024 {
-            self.flush_buf()?;
-        }
-        if data.len() >= 64 * 1024 {
-            let n = self
-                .ctx
-                .sys
-                .write(&self.fd, data)
-                .map_err(|e| io::Error::from(Error::io(Op::Write, &self.path, e)))?;
-            self.crc.update(&data[..n]);
-            self.len += n as u64;
-            return Ok(n);
-        }
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
+        self.w.write(&*self.ctx.sys, &self.fd, data, &self.path)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.flush_buf().map_err(Into::into)
@@ -288,10 +250,8 @@ impl Transaction {
             path: path.to_path_buf(),
             existing: t.existing,
             final_mode,
-            buf: Vec::new(),
             id: (0, 0),
-            crc: crc32fast::Hasher::new(),
-            len: 0,
+            w: TempWriter::default(),
         })));
         match self.changes.last_mut() {
             Some(Change::Put(s)) => Ok(s),
@@ -302,10 +262,8 @@ impl Transaction {
     /// Stages `contents` as the new content of `path`.
     pub fn write(&mut self, path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> Result<()> {
         let s = self.create(path)?;
-        s.buf.extend_from_slice(contents.as_ref());
-        if s.buf.len() >= 64 * 1024 {
-            s.flush_buf()?;
-        }
+        let sys = s.ctx.sys.clone();
+        s.w.write_all(&*sys, &s.fd, contents.as_ref(), &s.path)?;
         Ok(())
     }
 
