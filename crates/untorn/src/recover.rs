@@ -22,7 +22,7 @@ use crate::paths::{join, temp_file_target};
 use crate::sum::Integrity;
 use crate::sys::{errnos::*, FileType, OpenHow};
 use crate::trust::trusts;
-use crate::txn::recover::{journaled_temps, recover_dir_with};
+use crate::txn::scan::{journaled_temps, recover_dir_with};
 use crate::txn::settle::Settings;
 use crate::txn::Recovered;
 use crate::versions::trusted_backups;

@@ -482,7 +482,7 @@ fn transactions_are_all_or_nothing_after_recovery() {
         },
         |s, acked| {
             let ctx = Ctx::new(sys(s));
-            let (_, errors) = crate::txn::recover::recover_dir_with(
+            let (_, errors) = crate::txn::scan::recover_dir_with(
                 &ctx,
                 Path::new("/d"),
                 false,

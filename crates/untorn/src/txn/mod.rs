@@ -73,6 +73,7 @@ mod commit;
 pub mod journal;
 mod manifest;
 pub(crate) mod recover;
+pub(crate) mod scan;
 pub(crate) mod settle;
 mod stage;
 
@@ -80,8 +81,8 @@ mod stage;
 pub use journal::{DecodeError, Entry, Journal};
 #[doc(hidden)]
 pub use manifest::{parse_manifest, parse_ops, ManifestOp};
-pub use recover::recover_dir;
 pub use recover::Recovered;
+pub use scan::recover_dir;
 pub use stage::{Committed, Staged, Transaction};
 
 use crate::sys::{Fd, FileType, OpenHow, Stat, Sys};

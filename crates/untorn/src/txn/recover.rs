@@ -12,16 +12,15 @@
 //! - every wait for a lock is bounded ([`Settings::wait`]), since others can hold lock files.
 
 use super::journal::{Entry, Journal};
-use super::settle::{settle_flag, Settings, Settled};
+use super::settle::Settings;
 use super::{flag_of, journal_name, look, tag_of, tag_of_size, Found};
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::lockfile::{self, Held, Want};
 use crate::paths::join;
-use crate::sys::{errnos::*, Fd, FileType, RenameMode, Stat, Sys};
+use crate::sys::{errnos::*, Fd, RenameMode, Stat, Sys};
 use crate::trust::trusts;
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,9 +65,9 @@ pub enum Recovered {
 
 /// The directory a journal copy was found in (or a flag led to), opened and identified.
 pub(super) struct Home {
-    fd: Fd,
-    st: Stat,
-    path: PathBuf,
+    pub(super) fd: Fd,
+    pub(super) st: Stat,
+    pub(super) path: PathBuf,
 }
 
 impl Home {
@@ -87,13 +86,13 @@ impl Home {
 }
 
 /// A transaction's directories, each opened and checked to be the one the journal names.
-struct Parts {
+pub(super) struct Parts {
     fds: Vec<Fd>,
     shown: Vec<PathBuf>,
 }
 
 impl Parts {
-    fn fd(&self, i: u32) -> &Fd {
+    pub(super) fn fd(&self, i: u32) -> &Fd {
         &self.fds[i as usize]
     }
     fn shown(&self, i: u32, name: &OsStr) -> PathBuf {
@@ -104,7 +103,7 @@ impl Parts {
 /// Opens the journal's directories: `home` is the one it was found in (index `home_i`); the
 /// others are found again by their recorded path and must be the same directory (device and
 /// inode), or recovery refuses: it cannot judge the transaction without all of them.
-fn open_parts(sys: &dyn Sys, j: &Journal, home: &Home, home_i: usize) -> Result<Parts> {
+pub(super) fn open_parts(sys: &dyn Sys, j: &Journal, home: &Home, home_i: usize) -> Result<Parts> {
     let mut fds = Vec::with_capacity(j.dirs.len());
     let mut shown = Vec::with_capacity(j.dirs.len());
     for (i, d) in j.dirs.iter().enumerate() {
@@ -145,7 +144,7 @@ fn open_parts(sys: &dyn Sys, j: &Journal, home: &Home, home_i: usize) -> Result<
 }
 
 /// Whether a journal copy found with metadata `st` may be acted on; `Some(why not)` otherwise.
-fn refuse_copy(euid: u32, st: &Stat) -> Option<Refusal> {
+pub(super) fn refuse_copy(euid: u32, st: &Stat) -> Option<Refusal> {
     if !trusts(euid, st.uid) {
         return Some(Refusal::Owner(st.uid));
     }
@@ -157,13 +156,13 @@ fn refuse_copy(euid: u32, st: &Stat) -> Option<Refusal> {
     None
 }
 
-enum Refusal {
+pub(super) enum Refusal {
     Owner(u32),
     Why(String),
 }
 
 impl Refusal {
-    fn into_recovered(self, path: PathBuf) -> Recovered {
+    pub(super) fn into_recovered(self, path: PathBuf) -> Recovered {
         match self {
             Refusal::Owner(owner) => Recovered::Untrusted { path, owner },
             Refusal::Why(why) => Recovered::Refused { path, why },
@@ -401,7 +400,7 @@ fn read_flag(sys: &dyn Sys, l: &Held) -> Option<u16> {
 /// copy of it is in every one of its directories (owned by a trusted user), every lock file it
 /// names carries its flag, and every temp is whole (its size and CRC as recorded) or already in
 /// place. Called under all its locks; `lock_of(k)` is the lock of `j.locks[k]`.
-fn reached_commit_point(
+pub(super) fn reached_commit_point(
     sys: &dyn Sys,
     parts: &Parts,
     j: &Journal,
@@ -610,142 +609,4 @@ fn retire(
         }
     }
     Ok(())
-}
-
-/// The (device, inode) of every temp that a journal in `dir` (among `names`, its entries) names,
-/// where that journal is one recovery would act on (its owner trusted): such temps are not
-/// orphans, their transaction may still roll them forward.
-pub(crate) fn journaled_temps(
-    sys: &dyn Sys,
-    dir: &Fd,
-    names: &[OsString],
-) -> std::collections::HashSet<(u64, u64)> {
-    let euid = sys.euid();
-    let mut out = std::collections::HashSet::new();
-    for n in names.iter().filter(|n| tag_of(n).is_some()) {
-        let Ok(Found::File(st, bytes)) = look(sys, dir, n, |st| refuse_copy(euid, st).is_none())
-        else {
-            continue;
-        };
-        if refuse_copy(euid, &st).is_some() {
-            continue;
-        }
-        if let Ok(j) = Journal::decode(&bytes) {
-            for e in &j.entries {
-                if let Entry::Put { dev, ino, .. } = e {
-                    out.insert((*dev, *ino));
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Recovers every transaction journal in `dir` (and clears stale flags of its lock files).
-/// Returns what it did, and the errors of the journals it could not recover (the others are
-/// recovered all the same).
-pub fn recover_dir(dir: impl AsRef<Path>, dry_run: bool) -> Result<Vec<Recovered>> {
-    let (done, errors) =
-        recover_dir_with(&Ctx::real(), dir.as_ref(), dry_run, &Settings::default())?;
-    match errors.into_iter().next() {
-        Some(e) => Err(e),
-        None => Ok(done),
-    }
-}
-
-/// [`recover_dir`] through `ctx`'s [`Sys`], with `s`.
-pub(crate) fn recover_dir_with(
-    ctx: &Arc<Ctx>,
-    dir: &Path,
-    dry_run: bool,
-    s: &Settings,
-) -> Result<(Vec<Recovered>, Vec<Error>)> {
-    let sys = &*ctx.sys;
-    let dfd = sys
-        .open_dir(None, dir)
-        .map_err(|e| Error::io(Op::OpenDir, dir, e))?;
-    let home = Home::open(sys, &dfd, dir)?;
-    let mut names = sys
-        .list_dir(&dfd)
-        .map_err(|e| Error::io(Op::ListDir, dir, e))?;
-    names.sort();
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    for n in names {
-        if tag_of(&n).is_some() {
-            let r = if dry_run {
-                judge(ctx, &home, &n).map(Some)
-            } else {
-                recover_txn(ctx, &home, &n, None, s)
-            };
-            match r {
-                Ok(Some(r)) => out.push(r),
-                Ok(None) => {}
-                Err(e) => errors.push(e),
-            }
-        } else if n.as_bytes().ends_with(b".lock") && !dry_run {
-            match sys.stat_at(&dfd, &n, false) {
-                Ok(st) if st.file_type() == FileType::Regular && tag_of_size(st.size).is_some() => {
-                    match settle_flag(ctx, &dfd, dir, &n, s) {
-                        Ok(Settled::Recovered(r)) if !out.contains(&r) => out.push(r),
-                        Ok(_) => {}
-                        Err(e) if e.kind() == ErrorKind::Untrusted => {
-                            // Reported through the journal itself (listed above or below).
-                            tracing::debug!(target: "untorn", error = %e, "untrusted flag");
-                        }
-                        Err(e) => errors.push(e),
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    // A journal reported untrusted once is enough.
-    out.dedup();
-    Ok((out, errors))
-}
-
-/// What recovery would decide for the journal `jname` of `home`, judged without its locks
-/// (a live transaction may be mid-commit) and changing nothing.
-fn judge(ctx: &Arc<Ctx>, home: &Home, jname: &OsStr) -> Result<Recovered> {
-    let sys = &*ctx.sys;
-    let euid = sys.euid();
-    let jpath = join(&home.path, jname);
-    let tag = tag_of(jname).expect("a journal name");
-    let (st, bytes) = match look(sys, &home.fd, jname, |st| refuse_copy(euid, st).is_none())
-        .map_err(|e| Error::io(Op::Read, &jpath, e))?
-    {
-        Found::File(st, b) => (st, b),
-        Found::NotRegular => {
-            return Ok(Recovered::Refused {
-                path: jpath,
-                why: "it is not a regular file".into(),
-            })
-        }
-        Found::Missing => return Ok(Recovered::RolledBack(jpath)),
-    };
-    if let Some(r) = refuse_copy(euid, &st) {
-        return Ok(r.into_recovered(jpath));
-    }
-    let Ok(j) = Journal::decode(&bytes) else {
-        return Ok(Recovered::RolledBack(jpath));
-    };
-    let Some(home_i) = j.dir_index(home.st.dev, home.st.ino) else {
-        return Ok(Recovered::Refused {
-            path: jpath,
-            why: "it belongs to other directories (a copy moved or linked here)".into(),
-        });
-    };
-    let parts = open_parts(sys, &j, home, home_i)?;
-    // The flags, read by name: nothing is locked or created on a dry run.
-    let by_name = |k: usize| match look(sys, parts.fd(j.locks[k].dir), &j.locks[k].name, |_| true) {
-        Ok(Found::File(_, c)) => flag_of(&c),
-        _ => None,
-    };
-    let reached = reached_commit_point(sys, &parts, &j, tag, &bytes, euid, by_name)?;
-    Ok(if reached {
-        Recovered::RolledForward(jpath)
-    } else {
-        Recovered::RolledBack(jpath)
-    })
 }
