@@ -57,6 +57,29 @@ impl fmt::Debug for Ctx {
 
 static REAL: LazyLock<Arc<Ctx>> = LazyLock::new(|| Ctx::new(Arc::new(sys::Real)));
 
+#[cfg(any(test, feature = "test-support"))]
+thread_local! {
+    static OVERRIDE: std::cell::RefCell<Option<Arc<Ctx>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with every untorn call on this thread that would reach the real file system going
+/// through `sys` instead (tests only: the simulator or the probe behind any public entry point,
+/// `backup()`, `restore()`, `recover()` included). Restores the previous one afterwards, even
+/// if `f` panics.
+#[cfg(any(test, feature = "test-support"))]
+pub fn with_sys<R>(sys: Arc<dyn Sys>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Arc<Ctx>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            OVERRIDE.with(|o| *o.borrow_mut() = prev);
+        }
+    }
+    let prev = OVERRIDE.with(|o| o.borrow_mut().replace(Ctx::new(sys)));
+    let _restore = Restore(prev);
+    f()
+}
+
 impl Ctx {
     pub(crate) fn new(sys: Arc<dyn Sys>) -> Arc<Ctx> {
         Arc::new(Ctx {
@@ -65,8 +88,14 @@ impl Ctx {
         })
     }
 
-    /// The context of the real file system, shared by the whole process.
+    /// The context of the real file system, shared by the whole process; in test builds, the
+    /// one [`with_sys`] put in place on this thread, if any. Every public entry point gets its
+    /// context here (or from its options), so the simulator and the probe can drive them all.
     pub(crate) fn real() -> Arc<Ctx> {
+        #[cfg(any(test, feature = "test-support"))]
+        if let Some(c) = OVERRIDE.with(|o| o.borrow().clone()) {
+            return c;
+        }
         REAL.clone()
     }
 

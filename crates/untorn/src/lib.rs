@@ -90,7 +90,10 @@ mod versions;
 pub use atomic::{
     temp_file_target, write, AtomicFile, CommitError, Durability, OpenOptions, Symlinks, TempFile,
 };
-pub use backup::{backup, backups, read_valid, restore, Backup, Validator, Which};
+pub use backup::{
+    backup, backup_name, backups, parse_backup_name, read_valid, restore, Backup, CheckFn,
+    Restored, ValidRead, Validator, Which,
+};
 pub use edit::{EditOptions, Edited, ForwardSignals};
 pub use error::{Error, ErrorKind, Op, Result};
 pub use format::Format;
@@ -100,14 +103,19 @@ pub use log::append_jsonl;
 #[cfg(feature = "yaml")]
 pub use log::append_to_yaml_list;
 pub use log::{
-    append, read_log, repair, tail, AppendOptions, Appended, Log, LogFormat, Torn, TornReason,
+    append, read_log, repair, tail, AppendOptions, Appended, Log, LogFormat, NotARecord, Torn,
+    TornReason,
 };
 #[allow(deprecated)]
 pub use recover::clean;
 pub use recover::integrity;
-pub use recover::{check, recover, CleanOptions, RecoverOptions};
+pub use recover::{
+    check, find_orphans, recover, Action as RecoverAction, CleanOptions, Cleaned, Orphan,
+    RecoverOptions,
+};
 pub use sum::Integrity;
-pub use txn::{Committed, Staged, Transaction};
+pub use trust::trust_owner;
+pub use txn::{recover_dir, Committed, Recovered, Staged, Transaction};
 pub use update::{read, update, UpdateOptions};
 #[cfg(feature = "json")]
 pub use update::{read_json, update_json};
@@ -122,6 +130,8 @@ mod tests;
 mod tests_backup;
 #[cfg(test)]
 mod tests_crash;
+#[cfg(test)]
+mod tests_crash_ops;
 #[cfg(test)]
 mod tests_lock;
 #[cfg(test)]

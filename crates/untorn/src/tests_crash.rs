@@ -14,15 +14,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// What one exploration found.
-struct Report {
-    op: &'static str,
-    crash_points: usize,
-    states: usize,
-    violations: Vec<String>,
+pub(crate) struct Report {
+    pub(crate) op: &'static str,
+    pub(crate) crash_points: usize,
+    pub(crate) states: usize,
+    pub(crate) violations: Vec<String>,
 }
 
 impl Report {
-    fn print(&self) {
+    pub(crate) fn print(&self) {
         let line = format!(
             "PROOF sim op={} crash_points={} states={} violations={}\n",
             self.op,
@@ -48,7 +48,7 @@ fn sys(sim: &Sim) -> Arc<dyn Sys> {
 
 /// Runs `work` on a fresh simulated tree (after `setup`), then checks `check` on every crash
 /// state of every crash point, after untorn's recovery.
-fn explore(
+pub(crate) fn explore(
     op: &'static str,
     setup: impl Fn(&Sim),
     work: impl Fn(&Sim),
@@ -104,7 +104,7 @@ fn content(sim: &Sim, p: &str) -> Option<Vec<u8>> {
 
 /// Writes `data` at `path` through untorn (so it has a checksum), then makes everything
 /// durable: for setting up a test.
-fn put_by_untorn(s: &Sim, path: &str, data: &[u8]) {
+pub(crate) fn put_by_untorn(s: &Sim, path: &str, data: &[u8]) {
     let mut o = OpenOptions::new();
     o.sys(sys(s)).write(path, data).unwrap();
     let sys_ = sys(s);
@@ -113,7 +113,7 @@ fn put_by_untorn(s: &Sim, path: &str, data: &[u8]) {
 }
 
 /// Reads the file at `path` of the simulated file system and judges it by its checksum.
-fn judged(s: &Sim, path: &Path) -> Result<(Vec<u8>, Integrity), String> {
+pub(crate) fn judged(s: &Sim, path: &Path) -> Result<(Vec<u8>, Integrity), String> {
     let sys_ = sys(s);
     let dir = sys_
         .open_dir(None, path.parent().unwrap())

@@ -66,6 +66,7 @@ pub(super) fn line_start(data: &[u8], end: usize) -> usize {
 /// assert_eq!(valid_prefix(b"{}\n[1]", j), Ok((6, None))); // JSON: kept
 /// assert_eq!(valid_prefix(b"{}\nnotes\n{}\n", j).unwrap_err().offset, 3);
 /// ```
+#[doc(hidden)]
 pub fn valid_prefix(
     data: &[u8],
     format: LogFormat,

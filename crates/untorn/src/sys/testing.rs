@@ -3,6 +3,7 @@
 //! chosen errno, in the spirit of SQLite's fault-injection VFS.
 
 use super::{Fd, FsKind, LockKind, OpenHow, RenameMode, Stat, SyncKind, Sys};
+pub use crate::ctx::with_sys;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fmt;
