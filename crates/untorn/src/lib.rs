@@ -137,4 +137,4 @@ mod tests_lock;
 #[cfg(test)]
 mod tests_log;
 #[cfg(test)]
-mod tests_txn;
+mod tests_order;

@@ -76,6 +76,10 @@ pub(crate) mod recover;
 pub(crate) mod scan;
 pub(crate) mod settle;
 mod stage;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_journal;
 
 #[doc(hidden)]
 pub use journal::{DecodeError, Entry, Journal};
