@@ -51,7 +51,9 @@ use torn::{judge_end, refusal, truncate_durably};
 pub use torn::{valid_prefix, NotARecord};
 
 use crate::ctx::Ctx;
-use crate::error::{Error, ErrorKind, Op, Result};
+#[cfg(any(feature = "json", feature = "yaml"))]
+use crate::error::{Error, ErrorKind};
+use crate::error::{Op, Result};
 use crate::lock::LockOptions;
 use std::path::Path;
 
