@@ -94,6 +94,12 @@ pub use backup::{
     backup, backup_name, backups, parse_backup_name, read_valid, restore, Backup, CheckFn,
     Restored, ValidRead, Validator, Which,
 };
+pub use ctx::allow_shared_fs;
+/// Runs `f` with every untorn call on this thread going through another [`sys::Sys`] (tests
+/// only: the `test-support` feature).
+#[cfg(any(test, feature = "test-support"))]
+#[doc(hidden)]
+pub use ctx::with_sys;
 pub use edit::{EditOptions, Edited, ForwardSignals};
 pub use error::{Error, ErrorKind, Op, Result};
 pub use format::Format;
