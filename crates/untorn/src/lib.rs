@@ -143,4 +143,6 @@ mod tests_lock;
 #[cfg(test)]
 mod tests_log;
 #[cfg(test)]
+mod tests_mounts;
+#[cfg(test)]
 mod tests_order;
