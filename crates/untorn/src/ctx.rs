@@ -307,3 +307,54 @@ pub(crate) fn is_unsupported(errno: Option<i32>) -> bool {
     use sys::errnos::*;
     matches!(errno, Some(EOPNOTSUPP | EINVAL | ENOSYS | EISDIR))
 }
+
+/// Renames `from` to `to` in `dir` unless `to` exists (`EEXIST`), by the first way the mount
+/// `dev` has: `RENAME_NOREPLACE`; where the file system lacks it (bindfs, exfat-fuse), a link
+/// and an unlink; where it lacks hard links too (exFAT), a rename to a name checked free just
+/// before (for names no other process picks: fresh backup names, random journal tags). What it
+/// lacks is learned once per mount.
+pub(crate) fn rename_new(
+    ctx: &Ctx,
+    dev: u64,
+    dir: &sys::Fd,
+    from: &std::ffi::OsStr,
+    to: &std::ffi::OsStr,
+) -> std::io::Result<()> {
+    let os = &*ctx.sys;
+    if ctx.has(dev, Feature::NoReplace) != Some(false) {
+        match os.rename(dir, from, dir, to, sys::RenameMode::NoReplace) {
+            Ok(()) => {
+                ctx.learn(dev, Feature::NoReplace, true);
+                return Ok(());
+            }
+            Err(e) if is_unsupported(e.raw_os_error()) => ctx.learn(dev, Feature::NoReplace, false),
+            Err(e) => return Err(e),
+        }
+    }
+    if ctx.has(dev, Feature::Link) != Some(false) {
+        match os.link(dir, from, dir, to) {
+            Ok(()) => {
+                ctx.learn(dev, Feature::Link, true);
+                if let Err(e) = os.unlink(dir, from) {
+                    tracing::warn!(target: "untorn", error = %e, "could not remove a temp name");
+                }
+                return Ok(());
+            }
+            // `from` is this process's own new file: a refusal is the file system's.
+            Err(e) if no_links(e.raw_os_error()) => ctx.learn(dev, Feature::Link, false),
+            Err(e) => return Err(e),
+        }
+    }
+    match os.stat_at(dir, to, false) {
+        Ok(_) => return Err(sys::os_error(sys::errnos::EEXIST)),
+        Err(e) if e.raw_os_error() == Some(sys::errnos::ENOENT) => {}
+        Err(e) => return Err(e),
+    }
+    os.rename(dir, from, dir, to, sys::RenameMode::Replace)
+}
+
+/// Whether an errno from `link` of a file this process owns means "this file system has no
+/// hard links" (exFAT through FUSE answers `EPERM`).
+pub(crate) fn no_links(errno: Option<i32>) -> bool {
+    errno == Some(sys::errnos::EPERM) || is_unsupported(errno)
+}

@@ -4,14 +4,13 @@
 //! feature: `atomic` keeps a version here as it replaces a file, and `backup` builds taking,
 //! listing and restoring backups on it. See [`crate::backup`] for what is promised.
 
-use crate::ctx::{is_unsupported, Ctx, Feature};
+use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::files::read_all;
 use crate::paths::{join, split};
 use crate::sum::Integrity;
-use crate::sys::{errnos::*, Fd, FileType, OpenHow, RenameMode, SyncKind, Sys};
+use crate::sys::{errnos::*, Fd, FileType, OpenHow, SyncKind, Sys};
 use std::ffi::{OsStr, OsString};
-use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -413,7 +412,7 @@ pub(crate) fn publish_backup(
     let mut bump = 0;
     loop {
         let b = fresh_name(name, bump);
-        match rename_new(ctx, dev, dir, tmp, &b) {
+        match crate::ctx::rename_new(ctx, dev, dir, tmp, &b) {
             Ok(()) => return Ok(b),
             Err(e) if e.raw_os_error() == Some(EEXIST) && bump < 1000 => bump += 1,
             Err(e) => {
@@ -423,48 +422,6 @@ pub(crate) fn publish_backup(
             }
         }
     }
-}
-
-/// Renames `from` to `to` in `dir` unless `to` exists (`EEXIST`), by the first way the mount
-/// `dev` has (see [`publish_backup`]); what it lacks is learned once per mount.
-fn rename_new(ctx: &Ctx, dev: u64, dir: &Fd, from: &OsStr, to: &OsStr) -> io::Result<()> {
-    let sys = &*ctx.sys;
-    if ctx.has(dev, Feature::NoReplace) != Some(false) {
-        match sys.rename(dir, from, dir, to, RenameMode::NoReplace) {
-            Ok(()) => {
-                ctx.learn(dev, Feature::NoReplace, true);
-                return Ok(());
-            }
-            Err(e) if is_unsupported(e.raw_os_error()) => ctx.learn(dev, Feature::NoReplace, false),
-            Err(e) => return Err(e),
-        }
-    }
-    if ctx.has(dev, Feature::Link) != Some(false) {
-        match sys.link(dir, from, dir, to) {
-            Ok(()) => {
-                ctx.learn(dev, Feature::Link, true);
-                if let Err(e) = sys.unlink(dir, from) {
-                    tracing::warn!(target: "untorn", error = %e, "could not remove a backup's temp name");
-                }
-                return Ok(());
-            }
-            // `from` is this process's own new file: a refusal is the file system's.
-            Err(e) if no_links(e.raw_os_error()) => ctx.learn(dev, Feature::Link, false),
-            Err(e) => return Err(e),
-        }
-    }
-    match sys.stat_at(dir, to, false) {
-        Ok(_) => return Err(crate::sys::os_error(EEXIST)),
-        Err(e) if e.raw_os_error() == Some(ENOENT) => {}
-        Err(e) => return Err(e),
-    }
-    sys.rename(dir, from, dir, to, RenameMode::Replace)
-}
-
-/// Whether an errno from `link` of a file this process owns means "this file system has no
-/// hard links" (exFAT through FUSE answers `EPERM`).
-pub(crate) fn no_links(errno: Option<i32>) -> bool {
-    errno == Some(EPERM) || is_unsupported(errno)
 }
 
 /// Records the checksum of the copy `dst` of `src`: the source's own, if it has one that still

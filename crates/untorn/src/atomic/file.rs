@@ -495,7 +495,7 @@ impl AtomicFile {
             // No RENAME_NOREPLACE here: link (fails if the target exists), then drop the temp
             // name. Without hard links either (exFAT), no create is atomic: refused.
             sys.link(dir, &tname, dir, name).map_err(|e| {
-                let no_links = crate::versions::no_links(e.raw_os_error());
+                let no_links = crate::ctx::no_links(e.raw_os_error());
                 let err = Error::io(Op::Create, self.target.path(), e);
                 if err.kind() == ErrorKind::AlreadyExists {
                     err.with_note("no-clobber: it exists")

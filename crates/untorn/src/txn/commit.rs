@@ -434,16 +434,30 @@ impl Transaction {
                 let tag = fastrand::u16(1..=MAX_TAG);
                 let name = journal_name(tag);
                 for (i, d) in self.dirs.list.iter().enumerate() {
-                    if let Err(e) = sys.link(&first.fd, &tmp, &d.fd, &name) {
+                    let mut r = sys.link(&first.fd, &tmp, &d.fd, &name);
+                    let no_links = matches!(&r, Err(e) if crate::ctx::no_links(e.raw_os_error()));
+                    if no_links && self.dirs.list.len() == 1 {
+                        // No hard links (exFAT): one directory needs none, the journal can
+                        // appear whole by a rename that replaces nothing.
+                        r = crate::ctx::rename_new(&self.ctx, first.st.dev, &first.fd, &tmp, &name);
+                    }
+                    if let Err(e) = r {
                         for d in &self.dirs.list[..i] {
                             let _ = sys.unlink(&d.fd, &name);
                         }
                         if e.raw_os_error() == Some(EEXIST) {
                             continue 'tags;
                         }
-                        return Err(
-                            Error::io(Op::Link, join(&d.path, &name), e).with_other(&tmp_path)
-                        );
+                        let err =
+                            Error::io(Op::Link, join(&d.path, &name), e).with_other(&tmp_path);
+                        return Err(if no_links {
+                            err.with_kind(ErrorKind::Unsupported).with_note(
+                                "this file system has no hard links, and a transaction across \
+                                 directories links its journal into each",
+                            )
+                        } else {
+                            err
+                        });
                     }
                 }
                 return Ok((tag, name));

@@ -24,7 +24,7 @@ impl AtomicFile {
                 let euid = self.sys().euid();
                 let owner = self.target.existing.map(|s| s.uid);
                 let errno = e.os_error().and_then(|e| e.raw_os_error());
-                crate::versions::no_links(errno) && (euid == 0 || owner == Some(euid))
+                crate::ctx::no_links(errno) && (euid == 0 || owner == Some(euid))
             };
             match linked {
                 Err(e) if no_links(&e) => self.ctx.learn(self.dev, Feature::Link, false),
