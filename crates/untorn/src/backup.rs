@@ -42,7 +42,7 @@ use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::format::Format;
 use crate::sum::Integrity;
-use crate::sys::errnos::*;
+use crate::sys::{errnos::*, Stat};
 #[cfg(test)]
 pub(crate) use crate::versions::no_more_readable;
 pub use crate::versions::{backup_name, parse_backup_name, Backup};
@@ -81,8 +81,20 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
         .sys
         .stat(&dir)
         .map_err(|e| Error::io(Op::Stat, &dir_path, e))?;
-    let allowed = false;
-    ctx.check_durability(dst.dev, &dir, path, Op::Backup, true, true, allowed)?;
+    if dst.attrs & (Stat::IMMUTABLE | Stat::APPEND_ONLY) != 0 {
+        // The copy could be made but never renamed, nor removed again.
+        return Err(Error::new(
+            Op::Backup,
+            path,
+            ErrorKind::PermissionDenied,
+            format!(
+                "its directory '{}' is immutable or append-only (chattr +i/+a): nothing in it \
+                 can be renamed or removed (checked before anything was created)",
+                dir_path.display()
+            ),
+        ));
+    }
+    ctx.check_durability(dst.dev, &dir, path, Op::Backup, true, true, false)?;
     let b = copy_backup(&ctx, &dir, &dir_path, &name, path, true)?;
     prune(&*ctx.sys, &dir, &dir_path, &name, keep.max(1));
     tracing::debug!(target: "untorn", op = "backup", path = %path.display(), backup = %b.path.display(), bytes = b.size);

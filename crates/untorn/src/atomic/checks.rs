@@ -12,8 +12,23 @@ use std::path::Path;
 /// Refuses, before anything is created, a write that a file attribute would make fail after
 /// other steps succeeded: a directory marked immutable or append-only (`chattr +i`/`+a`: the
 /// temp could be created, or linked as a backup, but never renamed or removed again), or a
-/// target so marked (it cannot be replaced). `dir` is the target's directory.
-pub(super) fn attributes(dir: &Stat, target: &Target) -> Result<()> {
+/// target so marked (it cannot be replaced). `dir` is the target's directory. One write works
+/// in an append-only directory, and is let through: a no-clobber create through an unnamed
+/// temp (`O_TMPFILE`, linked once, straight to the new name); `named_temp` refuses it again
+/// where the file system has no `O_TMPFILE`.
+pub(super) fn attributes(
+    dir: &Stat,
+    target: &Target,
+    opts: &OpenOptions,
+    named_temp: bool,
+) -> Result<()> {
+    let creates_by_link = opts.no_clobber
+        && target.existing.is_none()
+        && opts.temp != super::TempFile::Named
+        && !named_temp;
+    if dir.attrs & Stat::APPEND_ONLY != 0 && dir.attrs & Stat::IMMUTABLE == 0 && creates_by_link {
+        return Ok(());
+    }
     if dir.attrs & Stat::IMMUTABLE != 0 {
         return Err(Error::new(
             Op::Resolve,
@@ -120,7 +135,7 @@ pub(crate) fn before_lock(opts: &OpenOptions, path: &Path) -> Result<()> {
         .sys
         .stat(&target.dir)
         .map_err(|e| Error::io(Op::Stat, &target.dir_path, e))?;
-    attributes(&dst, &target)?;
+    attributes(&dst, &target, opts, false)?;
     durability(ctx, opts, dst.dev, &target.dir, &target.path()).map(|_| ())
 }
 

@@ -163,7 +163,7 @@ impl AtomicFile {
         let fs = ctx.fs_kind(dev, &target.dir);
         // What would make a later step fail, or the result weaker than asked, refused before
         // the first change: nothing is left behind.
-        super::checks::attributes(&dst, &target)?;
+        super::checks::attributes(&dst, &target, opts, false)?;
         let achieved = super::checks::durability(&ctx, opts, dev, &target.dir, &target.path())?;
 
         let final_mode = match (opts.mode, target.existing) {
@@ -204,6 +204,7 @@ impl AtomicFile {
         let temp = match temp {
             Some(t) => t,
             None => {
+                super::checks::attributes(&dst, &target, opts, true)?;
                 let mut tries = 0;
                 loop {
                     let name = temp_name(&target.name);
