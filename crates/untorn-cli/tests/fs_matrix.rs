@@ -206,6 +206,22 @@ impl Matrix {
             _tmp: tempfile::tempdir().expect("temp dir"),
         };
         let t = m._tmp.path().to_path_buf();
+        // What this kernel cannot mount at all is said, not failed: no tool installs it.
+        let kernel = fs::read_to_string("/proc/filesystems").unwrap_or_default();
+        for (fs, what) in [
+            ("vfat", "FAT (USB sticks, SD cards)"),
+            (
+                "exfat",
+                "the kernel's exFAT (exFAT runs here through exfat-fuse)",
+            ),
+            ("f2fs", "F2FS"),
+        ] {
+            if !kernel.split_whitespace().any(|k| k == fs) {
+                say(&format!(
+                    "fs_matrix: {fs}: {what} cannot be had here (not in /proc/filesystems): not run"
+                ));
+            }
+        }
         let backing = Bed::new(&ext4).expect("the backing ext4");
         let b = backing.path().to_path_buf();
         m._beds.push(backing);

@@ -20,7 +20,10 @@
 //!   and group as far as the process may set them); symlinks are followed.
 //! - **Never silently weaker**: a rename across file systems is an error, never a copy; a file
 //!   system that cannot fsync a directory gives an error unless the caller chose a weaker
-//!   [`Durability`].
+//!   [`Durability`]. Durability is what the mount can give: where nothing survives a power cut
+//!   (tmpfs, overlayfs `volatile`) a write returns [`Durability::None`] (and warns through
+//!   `tracing`); on a FUSE mount whose daemon untorn does not know to pass `fsync` through, it
+//!   is refused unless allowed ([`allow_shared_fs`], [`OpenOptions::allow_shared_fs`]).
 //!
 //! # What is not
 //!
