@@ -70,7 +70,7 @@ pub fn backups(path: impl AsRef<Path>) -> Result<Vec<Backup>> {
 ///
 /// It gets its name without replacing anything: `RENAME_NOREPLACE`, or where the file system
 /// lacks it (bindfs, exfat-fuse), a link and an unlink, or where it lacks hard links too
-/// (exFAT), a rename to a name checked free just before (see [`crate::backup`]).
+/// (exFAT), a rename to a name checked free just before (see [the module docs](mod@crate::backup)).
 pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
     let path = path.as_ref();
     let ctx = Ctx::real();
@@ -94,8 +94,9 @@ pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
             ),
         ));
     }
-    ctx.check_durability(dst.dev, &dir, path, Op::Backup, true, true, false)?;
+    ctx.check_durability(dst.dev, &dir, path, Op::Backup, true, false)?;
     let b = copy_backup(&ctx, &dir, &dir_path, &name, path, true)?;
+    ctx.warn_if_volatile(dst.dev, &dir, path);
     prune(&*ctx.sys, &dir, &dir_path, &name, keep.max(1));
     tracing::debug!(target: "untorn", op = "backup", path = %path.display(), backup = %b.path.display(), bytes = b.size);
     Ok(b)

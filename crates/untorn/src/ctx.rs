@@ -260,13 +260,12 @@ impl Ctx {
         judged
     }
 
-    /// Before a change at `path` (in `dir`, on the mount `dev`) that asks for durability:
-    /// `syncs` (its data synced: `Durability::File` or `Full`), `full` (its name too). Returns
-    /// whether the change will be durable as asked. On a mount that keeps nothing it will not
-    /// (the change is still atomic): a full durability gets one warning per mount. On a FUSE
-    /// mount of an unknown daemon it is refused ([`ErrorKind::Unsupported`], before anything
-    /// changed) unless `allowed` (or [`allow_shared_fs`]).
-    #[allow(clippy::too_many_arguments)]
+    /// Before a change at `path` (in `dir`, on the mount `dev`) that asks for durability
+    /// (`syncs`: its data synced, `Durability::File` or `Full`): returns whether the change will
+    /// be durable as asked. On a mount that keeps nothing it will not (the change is still
+    /// atomic; [`Ctx::warn_if_volatile`] says so once it is done). On a FUSE mount of an
+    /// unknown daemon it is refused ([`ErrorKind::Unsupported`], before anything changed)
+    /// unless `allowed` (or [`allow_shared_fs`]).
     pub(crate) fn check_durability(
         &self,
         dev: u64,
@@ -274,7 +273,6 @@ impl Ctx {
         path: &Path,
         op: Op,
         syncs: bool,
-        full: bool,
         allowed: bool,
     ) -> Result<bool> {
         if !syncs {
@@ -282,12 +280,7 @@ impl Ctx {
         }
         match self.keeps(dev, dir).0 {
             Keeps::Durable => Ok(true),
-            Keeps::Volatile(why) => {
-                if full && !self.warn_once(dev) {
-                    tracing::warn!(target: "untorn", "warning: '{}' is on {why}: the change is atomic but will not survive a power cut (--durability file or none silences this)", path.display());
-                }
-                Ok(false)
-            }
+            Keeps::Volatile(_) => Ok(false),
             Keeps::Unverified(_) if shared_fs_allowed(allowed) => Ok(false),
             Keeps::Unverified(why) => Err(Error::new(
                 op,
@@ -298,6 +291,18 @@ impl Ctx {
                      UNTORN_ALLOW_SHARED_FS=1) accepts what it gives, --durability none asks for none"
                 ),
             )),
+        }
+    }
+
+    /// After a change at `path` that asked for full durability (the default) succeeded on the
+    /// mount `dev` (holding `dir`): if the mount keeps nothing across a power cut, one warning
+    /// (a `tracing` event; the CLI prints it) per mount and process. `--durability file` or
+    /// `none` ask for less, and are not warned.
+    pub(crate) fn warn_if_volatile(&self, dev: u64, dir: &sys::Fd, path: &Path) {
+        if let Keeps::Volatile(why) = self.keeps(dev, dir).0 {
+            if !self.warn_once(dev) {
+                tracing::warn!(target: "untorn", "warning: '{}' is on {why}: the change is atomic but will not survive a power cut (--durability file or none silences this)", path.display());
+            }
         }
     }
 

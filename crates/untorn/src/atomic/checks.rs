@@ -74,8 +74,9 @@ pub(super) fn attributes(
 
 /// Judges, before anything is created, what durability a write with `opts` gets on the mount
 /// `dev` of `target`'s directory: the level asked for, or [`Durability::None`] on a mount that
-/// keeps nothing across a power cut (with a warning for the default full durability) or on a
-/// FUSE mount untorn cannot vouch for (refused unless allowed).
+/// keeps nothing across a power cut (said once the write is done, see
+/// [`Ctx::warn_if_volatile`]) or on a FUSE mount untorn cannot vouch for (refused unless
+/// allowed).
 pub(super) fn durability(
     ctx: &Ctx,
     opts: &OpenOptions,
@@ -90,7 +91,6 @@ pub(super) fn durability(
         path,
         Op::Resolve,
         asked != Durability::None,
-        asked == Durability::Full,
         opts.allow_shared_fs,
     )?;
     Ok(if durable { asked } else { Durability::None })
@@ -142,14 +142,14 @@ pub(crate) fn before_lock(opts: &OpenOptions, path: &Path) -> Result<()> {
 /// Before an append to the log `path` in `dir` (nothing created yet, not even its lock file):
 /// refuses a log marked immutable (`chattr +i`: the open would fail after the lock file was
 /// made) and judges the durability `asked` on its mount as for a write (see
-/// [`durability`]). Returns the durability the append achieves.
+/// [`durability`]). Returns the durability the append achieves, and the mount's device.
 pub(crate) fn before_append(
     ctx: &Ctx,
     dir: &Fd,
     path: &Path,
     asked: Durability,
     allowed: bool,
-) -> Result<Durability> {
+) -> Result<(Durability, u64)> {
     let dst = ctx
         .sys
         .stat(dir)
@@ -172,8 +172,7 @@ pub(crate) fn before_append(
         path,
         Op::Append,
         asked != Durability::None,
-        asked == Durability::Full,
         allowed,
     )?;
-    Ok(if durable { asked } else { Durability::None })
+    Ok((if durable { asked } else { Durability::None }, dst.dev))
 }

@@ -302,6 +302,10 @@ impl AtomicFile {
         match self.commit_steps(late_sum) {
             Ok(()) => {
                 self.progress.finished = true;
+                if self.opts.durability == Durability::Full {
+                    self.ctx
+                        .warn_if_volatile(self.dev, &self.target.dir, &self.target.path());
+                }
                 self.trace("committed", None);
                 Ok(())
             }

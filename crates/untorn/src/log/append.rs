@@ -158,7 +158,7 @@ impl AppendOptions {
             .open_dir(None, &dir_path)
             .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
         let allowed = self.lock.how.allow_shared_fs;
-        let durability =
+        let (durability, dev) =
             crate::atomic::checks::before_append(&self.ctx, &dir, path, self.durability, allowed)?;
         let appended = Appended {
             bytes: buf.len() as u64,
@@ -170,6 +170,9 @@ impl AppendOptions {
         let lock = self.lock.clone().shared(false).lock(path)?;
         let (fd, created) = open_log_in(sys, &dir, path, true)?;
         let r = self.append_open(&dir, &fd, created, path, buf, appended);
+        if r.is_ok() && self.durability == Durability::Full {
+            self.ctx.warn_if_volatile(dev, &dir, path);
+        }
         let r = match r {
             // An append that fails leaves no log it created (an empty file is not "nothing
             // changed").

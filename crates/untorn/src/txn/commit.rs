@@ -55,7 +55,6 @@ impl Transaction {
             &first.path,
             Op::Transaction,
             true,
-            true,
             self.lock.how.allow_shared_fs,
         )?;
         self.finish_temps()?; // end of step 1
@@ -75,6 +74,9 @@ impl Transaction {
         self.sync_dirs()?;
         let mut out = out?;
         out.durable = durable;
+        let first = &self.dirs.list[0];
+        self.ctx
+            .warn_if_volatile(first.st.dev, &first.fd, &first.path);
         self.unpublish(&name); // step 8
         clear_flags(&*self.ctx.sys, &locks);
         for c in &mut self.changes {
