@@ -641,6 +641,7 @@ impl AtomicFile {
                 duration_us,
                 outcome,
                 temp = if self.temp.unnamed { "unnamed" } else { "named" },
+                durability = ?self.achieved,
             ),
             Some(e) => tracing::debug!(
                 target: "untorn",
