@@ -14,7 +14,7 @@
 //! exactly where the table says so; what a success leaves (the content, the backup, the
 //! restored file); that a refusal changes nothing in the directory (no temp, no backup, no
 //! lock file); that a dry run changes nothing at all. A second test cuts the power of the
-//! backing ext4 under overlayfs and under bindfs.
+//! backing ext4 under overlayfs, bindfs and fuse-overlayfs.
 //!
 //! Needs root, loop devices, and the tools `scripts/test` installs (e2fsprogs, xfsprogs,
 //! btrfs-progs, bindfs, fuse-overlayfs, exfat-fuse, exfatprogs). A row whose file system
@@ -689,6 +689,7 @@ fn each_file_system_gives_what_the_readme_says() {
 enum Layer {
     Overlay,
     Bindfs,
+    FuseOverlayfs,
 }
 
 /// What the cycles of one layer found.
@@ -710,6 +711,7 @@ fn cut_cycle(bed: &mut Bed, tmp: &Path, layer: Layer, c: usize, r: &mut CutRepor
     let base = bed.path().join(format!("cycle{c}"));
     let (below, mnt) = match layer {
         Layer::Overlay => (base.join("lower"), tmp.join(format!("ov{c}"))),
+        Layer::FuseOverlayfs => (base.join("lower"), tmp.join(format!("fov{c}"))),
         Layer::Bindfs => (base.join("src"), tmp.join(format!("bf{c}"))),
     };
     fs::create_dir_all(&below).unwrap();
@@ -735,6 +737,20 @@ fn cut_cycle(bed: &mut Bed, tmp: &Path, layer: Layer, c: usize, r: &mut CutRepor
                 )
                 .unwrap();
         }
+        Layer::FuseOverlayfs => {
+            let (u, w) = (base.join("upper"), base.join("work"));
+            fs::create_dir_all(&u).unwrap();
+            fs::create_dir_all(&w).unwrap();
+            let o = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                s(&below),
+                s(&u),
+                s(&w)
+            );
+            mounts
+                .mount("fuse-overlayfs", &["-o", &o, s(&mnt)], &mnt)
+                .unwrap();
+        }
         Layer::Bindfs => mounts.mount("bindfs", &[s(&below), s(&mnt)], &mnt).unwrap(),
     }
     bed.sync().unwrap();
@@ -753,9 +769,15 @@ fn cut_cycle(bed: &mut Bed, tmp: &Path, layer: Layer, c: usize, r: &mut CutRepor
         let f = f.clone();
         std::thread::spawn(move || {
             let mut acks = Vec::new();
+            // The opt-in only where untorn refuses without it; a known daemon is durable as is.
+            let allow = if layer == Layer::Bindfs {
+                "--allow-shared-fs"
+            } else {
+                "-v"
+            };
             for i in 1u32.. {
                 let ok = Command::new(untorn())
-                    .args(["write", "--allow-shared-fs", s(&f), &i.to_string()])
+                    .args(["write", allow, s(&f), &i.to_string()])
                     .output()
                     .is_ok_and(|o| o.status.success());
                 if !ok {
@@ -787,7 +809,7 @@ fn cut_cycle(bed: &mut Bed, tmp: &Path, layer: Layer, c: usize, r: &mut CutRepor
     r.acked += acks.iter().filter(|(_, t)| *t < cut_at).count();
     // Overlayfs: the upper layer's copy if it was copied up, else the lower file.
     let dirs = match layer {
-        Layer::Overlay => vec![base.join("upper"), below.clone()],
+        Layer::Overlay | Layer::FuseOverlayfs => vec![base.join("upper"), below.clone()],
         Layer::Bindfs => vec![below.clone()],
     };
     let found = dirs.iter().map(|d| d.join("f")).find(|p| p.exists());
@@ -817,7 +839,7 @@ fn cut_cycle(bed: &mut Bed, tmp: &Path, layer: Layer, c: usize, r: &mut CutRepor
 }
 
 #[test]
-fn a_power_cut_of_the_backing_ext4_under_overlayfs_and_bindfs() {
+fn a_power_cut_of_the_backing_ext4_under_overlayfs_bindfs_and_fuse_overlayfs() {
     let cfg = FsConfig::ext4_noauto_da_alloc();
     if let Some(why) = unavailable(&cfg) {
         skip("power cuts", &why);
@@ -828,9 +850,17 @@ fn a_power_cut_of_the_backing_ext4_under_overlayfs_and_bindfs() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(6);
     let tmp = tempfile::tempdir().unwrap();
-    for layer in [Layer::Overlay, Layer::Bindfs] {
-        if layer == Layer::Bindfs && !have("bindfs") {
-            skip("power cut under bindfs", "`bindfs` is not installed");
+    for layer in [Layer::Overlay, Layer::Bindfs, Layer::FuseOverlayfs] {
+        let tool = match layer {
+            Layer::Overlay => "mount",
+            Layer::Bindfs => "bindfs",
+            Layer::FuseOverlayfs => "fuse-overlayfs",
+        };
+        if !have(tool) {
+            skip(
+                &format!("power cut under {layer:?}"),
+                &format!("`{tool}` is not installed"),
+            );
             continue;
         }
         let mut bed = Bed::new(&cfg).unwrap();
@@ -842,7 +872,7 @@ fn a_power_cut_of_the_backing_ext4_under_overlayfs_and_bindfs() {
             "fs_matrix power cut of the backing ext4 under {layer:?}: {r:?}"
         ));
         assert_eq!(r.torn, 0, "a file came back neither old nor new: {r:?}");
-        if layer == Layer::Overlay {
+        if layer != Layer::Bindfs {
             // Durable: every write that returned before the cut is there.
             assert_eq!(r.lost, 0, "{r:?}");
         }

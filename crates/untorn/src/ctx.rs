@@ -113,8 +113,8 @@ pub(crate) fn judge(kind: FsKind, m: Option<&MountInfo>) -> (Keeps, bool) {
 
 /// Whether untorn may use file systems it cannot vouch for, process-wide: locks on NFS, CIFS
 /// and FUSE (which may exclude only this machine's processes), and durability on FUSE mounts
-/// whose daemon it does not know. From `UNTORN_ALLOW_SHARED_FS=1` at start, or
-/// [`allow_shared_fs`].
+/// whose daemon it does not know. From `UNTORN_ALLOW_SHARED_FS=1` (`yes`, `true`), read once,
+/// at the first use; or [`allow_shared_fs`].
 static ALLOW_SHARED_FS: LazyLock<AtomicBool> = LazyLock::new(|| {
     let v = std::env::var("UNTORN_ALLOW_SHARED_FS").unwrap_or_default();
     AtomicBool::new(matches!(v.trim(), "1" | "yes" | "true"))

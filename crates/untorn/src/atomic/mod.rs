@@ -20,6 +20,11 @@ use std::time::Instant;
 ///
 /// Whatever the level, a reader never sees a half-written file: the replacement is atomic. The
 /// level decides what a power cut (or kernel crash) can do to a write that has returned.
+///
+/// A level is what the file system can give, never just what was asked: [`write()`] returns
+/// the level it achieved, [`Durability::None`] on a mount that keeps nothing across a power cut
+/// (tmpfs, ramfs, overlayfs mounted `volatile`) or on a FUSE mount untorn cannot vouch for
+/// (where asking for more is refused unless allowed, see [`OpenOptions::allow_shared_fs`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Durability {
     /// No `fsync` at all. After a power cut the file may be the old content, the new content,
