@@ -233,3 +233,97 @@ fn a_transaction_on_fuse_syncs_each_file_since_syncfs_reaches_no_daemon() {
     assert_eq!(fs::read(&a).unwrap(), b"new a");
     assert_no_leftovers(d.path());
 }
+
+/// `EPERM` from `link` of this process's own file: what exFAT through FUSE answers.
+const NO_LINKS: i32 = crate::sys::errnos::EPERM;
+
+fn names(d: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn without_hard_links_a_write_keeps_its_backup_by_copy() {
+    let d = dir();
+    let f = d.path().join("f");
+    fs::write(&f, "old").unwrap();
+    let p = Probe::real();
+    p.fail_nth(Some(Call::Link), 1, NO_LINKS);
+    let mut o = probe_opts(&p);
+    o.backups(2);
+    o.write(&f, "new").unwrap();
+    assert_eq!(fs::read(&f).unwrap(), b"new");
+    let b = backups(&f).unwrap();
+    assert_eq!(b.len(), 1, "{:?}", names(d.path()));
+    assert_eq!(fs::read(&b[0].path).unwrap(), b"old");
+    assert!(p
+        .events()
+        .iter()
+        .any(|e| e.call == Call::CopyRange || e.call == Call::CloneFile));
+    assert_no_leftovers(d.path());
+}
+
+#[test]
+fn without_hard_links_or_noreplace_no_clobber_is_refused_naming_both() {
+    let d = dir();
+    let p = Probe::real();
+    let mut o = probe_opts(&p);
+    o.no_clobber(true).temp_file(TempFile::Named);
+    // No RENAME_NOREPLACE (learned once per mount): the create falls back to link + unlink.
+    p.fail_nth(Some(Call::Rename), 1, crate::sys::errnos::EINVAL);
+    o.write(d.path().join("first"), "1").unwrap();
+    // No hard links either (exFAT): no atomic create is left.
+    p.fail_nth(Some(Call::Link), 1, NO_LINKS);
+    let f = d.path().join("f");
+    let e = o.write(&f, "1").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(
+        e.to_string()
+            .contains("neither RENAME_NOREPLACE nor hard links"),
+        "{e}"
+    );
+    assert!(!f.exists());
+    assert_no_leftovers(d.path());
+}
+
+#[test]
+fn a_backup_names_its_copy_without_noreplace_or_links() {
+    let d = dir();
+    let f = d.path().join("f");
+    fs::write(&f, "v1").unwrap();
+    let p = Probe::real();
+    let sys = Arc::new(p.clone()) as Arc<dyn Sys>;
+    let (b1, b2) = with_sys(sys, || {
+        // No RENAME_NOREPLACE (bindfs, exfat-fuse): link + unlink; learned for the mount.
+        p.fail_nth(Some(Call::Rename), 1, crate::sys::errnos::EINVAL);
+        let b1 = backup(&f, 5).unwrap();
+        // No hard links either (exFAT): a rename to a name checked free.
+        p.fail_nth(Some(Call::Link), 1, NO_LINKS);
+        let b2 = backup(&f, 5).unwrap();
+        (b1, b2)
+    });
+    assert_ne!(b1.name, b2.name);
+    for b in [&b1, &b2] {
+        assert_eq!(fs::read(&b.path).unwrap(), b"v1");
+    }
+    assert_eq!(backups(&f).unwrap().len(), 2);
+    assert_no_leftovers(d.path());
+}
+
+#[test]
+fn without_hard_links_a_one_directory_transaction_renames_its_journal_in() {
+    let d = dir();
+    let a = d.path().join("a");
+    let p = Probe::real();
+    let mut tx = Transaction::new();
+    tx.sys(Arc::new(p.clone()) as Arc<dyn Sys>);
+    tx.write(&a, "new").unwrap();
+    p.fail_nth(Some(Call::Link), 1, NO_LINKS);
+    tx.commit().unwrap();
+    assert_eq!(fs::read(&a).unwrap(), b"new");
+    assert_eq!(names(d.path()), ["a", "a.lock"]);
+}
