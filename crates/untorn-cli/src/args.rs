@@ -37,6 +37,14 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "USER", value_parser = parse_user)]
     pub trust_user: Vec<u32>,
 
+    /// Use file systems untorn cannot vouch for: take locks on NFS, CIFS and FUSE (they may
+    /// exclude only this machine's processes), and write with durability on a FUSE mount whose
+    /// daemon is not known to pass fsync through (bindfs, sshfs, ...), accepting what it
+    /// gives. Without it, both exit 9 and create nothing. The environment variable
+    /// UNTORN_ALLOW_SHARED_FS=1 does the same.
+    #[arg(long, global = true)]
+    pub allow_shared_fs: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -320,10 +328,6 @@ pub struct LockArgs {
     #[arg(long, value_name = "PATH")]
     pub lock_file: Option<PathBuf>,
 
-    /// Lock even on NFS, CIFS or FUSE, where the lock may exclude only this machine's processes.
-    #[arg(long)]
-    pub allow_shared_fs: bool,
-
     /// Exit with this code (instead of 10 or 11) when the lock cannot be had, like flock -E.
     #[arg(long, short = 'E', value_name = "CODE")]
     pub conflict_exit_code: Option<u8>,
@@ -583,6 +587,36 @@ mod tests {
     }
 
     #[test]
+    fn every_command_accepts_allow_shared_fs() {
+        let cases: &[&[&str]] = &[
+            &["write", "f", "x"],
+            &["lock", "f", "--", "true"],
+            &["edit", "f", "--", "cat"],
+            &["read", "f"],
+            &["append", "f", "x"],
+            &["repair", "f"],
+            &["tail", "f"],
+            &["backup", "f"],
+            &["backups", "f"],
+            &["restore", "f"],
+            &["check", "f"],
+            &["clean", "d"],
+            &["recover", "d"],
+            &["txn", "rm", "f"],
+        ];
+        for args in cases {
+            for at in [0, 1] {
+                let mut v = vec!["untorn"];
+                v.extend_from_slice(&args[..at]);
+                v.push("--allow-shared-fs");
+                v.extend_from_slice(&args[at..]);
+                let cli = Cli::try_parse_from(&v).unwrap_or_else(|e| panic!("{v:?}: {e}"));
+                assert!(cli.allow_shared_fs, "{v:?}");
+            }
+        }
+    }
+
+    #[test]
     fn durations() {
         use std::time::Duration;
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
@@ -620,7 +654,7 @@ mod tests {
         .unwrap() else {
             panic!()
         };
-        assert!(l.shared && l.allow_shared_fs);
+        assert!(l.shared);
         assert_eq!(l.wait.timeout, Some(std::time::Duration::from_millis(200)));
         assert_eq!(l.conflict_exit_code, Some(9));
         assert_eq!(l.lock_file, Some(PathBuf::from("x.lck")));

@@ -25,7 +25,9 @@ pub const EXISTS: u8 = 7;
 /// symlink, a name too long, an invalid path.
 pub const BAD_TARGET: u8 = 8;
 /// The file system cannot give the guarantee asked for (no directory fsync, no `O_TMPFILE`
-/// when forced, a rename across file systems).
+/// when forced, a rename across file systems, durability or locks on a FUSE mount untorn cannot
+/// vouch for, no hard links or `RENAME_NOREPLACE` where they are needed, a mode it does not
+/// keep).
 pub const UNSUPPORTED: u8 = 9;
 /// The lock is held by another process and `--nonblock` was given.
 pub const LOCKED: u8 = 10;
@@ -66,7 +68,9 @@ pub const TABLE: &[(u8, &str)] = &[
     ),
     (
         UNSUPPORTED,
-        "the file system cannot give the guarantee (directory fsync, O_TMPFILE, cross-device)",
+        "the file system cannot give the guarantee (directory fsync, O_TMPFILE, cross-device, \
+         durability or locks on a FUSE mount untorn cannot vouch for, no hard links or \
+         RENAME_NOREPLACE where they are needed, a --mode it does not keep)",
     ),
     (LOCKED, "the lock is held by another process (--nonblock)"),
     (TIMEOUT, "the lock was not free within --timeout"),

@@ -42,6 +42,9 @@ fn main() -> ExitCode {
     for uid in &cli.trust_user {
         untorn::trust::trust_owner(*uid);
     }
+    if cli.allow_shared_fs {
+        untorn::allow_shared_fs(true);
+    }
     let result = match cli.command {
         Command::Write(a) => cmd_write(a),
         Command::Lock(a) => cmd_lock(a),
@@ -162,7 +165,7 @@ fn cmd_write(a: WriteArgs) -> Result<u8, Failure> {
 
 fn cmd_lock(a: LockArgs) -> Result<u8, Failure> {
     let mut opts = a.wait.lock_options();
-    opts.shared(a.shared).allow_shared_fs(a.allow_shared_fs);
+    opts.shared(a.shared);
     let lock = match &a.lock_file {
         Some(f) => opts.lock_file(f),
         None => opts.lock(&a.file),

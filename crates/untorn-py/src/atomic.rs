@@ -80,7 +80,9 @@ pub(crate) fn write(
     symlinks: &str,
 ) -> PyResult<()> {
     let o = open_options(backups, perm, durability, no_clobber, symlinks)?;
-    py.detach(|| o.write(&path, &data)).map_err(to_py)
+    py.detach(|| o.write(&path, &data))
+        .map(|_| ())
+        .map_err(to_py)
 }
 
 /// An atomic replacement in progress: write into it, then `commit()` (or `discard()`).

@@ -136,7 +136,9 @@ impl Workload for UntornBackups {
     }
 
     fn setup(&self, dir: &Path) -> Result<(), String> {
-        untorn::write(dir.join(FILE), backup_version(0)).map_err(|e| e.to_string())
+        untorn::write(dir.join(FILE), backup_version(0))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     fn run(&self, dir: &Path, ops: &Ops) -> Result<(), String> {

@@ -72,6 +72,7 @@ impl FsConfig {
         let mkfs_pkg = match self.fstype {
             "xfs" => "xfsprogs",
             "ext4" => "e2fsprogs",
+            "btrfs" => "btrfs-progs",
             _ => "?",
         };
         vec![

@@ -40,16 +40,15 @@
 use crate::atomic::{OpenOptions, Symlinks};
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
-use crate::files::read_all;
 use crate::format::Format;
-use crate::paths::join;
 use crate::sum::Integrity;
-use crate::sys::{errnos::*, Fd, FileType, OpenHow, RenameMode, SyncKind, Sys};
+use crate::sys::{errnos::*, Stat};
+#[cfg(test)]
+pub(crate) use crate::versions::no_more_readable;
 pub use crate::versions::{backup_name, parse_backup_name, Backup};
 use crate::versions::{
-    damaged, file_of, fresh_name, list_in, prune, read_backup_judged, trusted_backups,
+    copy_backup, damaged, file_of, list_in, prune, read_backup_judged, trusted_backups,
 };
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -68,179 +67,39 @@ pub fn backups(path: impl AsRef<Path>) -> Result<Vec<Backup>> {
 /// file's owner and group where the process may set them (else its own user, and the file's
 /// group if the process is a member of it, else its own group), and the file's mode narrowed so
 /// that it is never more readable than the file, by anyone; it is durable when this returns.
+///
+/// It gets its name without replacing anything: `RENAME_NOREPLACE`, or where the file system
+/// lacks it (bindfs, exfat-fuse), a link and an unlink, or where it lacks hard links too
+/// (exFAT), a rename to a name checked free just before (see [the module docs](mod@crate::backup)).
 pub fn backup(path: impl AsRef<Path>, keep: usize) -> Result<Backup> {
     let path = path.as_ref();
     let ctx = Ctx::real();
-    let sys = &*ctx.sys;
     let (dir, dir_path, name) = file_of(&ctx, path)?;
-    // O_NONBLOCK: a FIFO would block the open until a writer came; the fstat below refuses it.
-    let src = sys
-        .open_file(
-            &dir,
-            &name,
-            OpenHow {
-                read: true,
-                nonblock: true,
-                ..OpenHow::default()
-            },
-            0,
-        )
-        .map_err(|e| Error::io(Op::Open, path, e))?;
-    let st = sys.stat(&src).map_err(|e| Error::io(Op::Stat, path, e))?;
-    if st.file_type() != FileType::Regular {
+    // Durable when this returns, or said (tmpfs), or refused (a FUSE mount untorn cannot
+    // vouch for), before the copy is made.
+    let dst = ctx
+        .sys
+        .stat(&dir)
+        .map_err(|e| Error::io(Op::Stat, &dir_path, e))?;
+    if dst.attrs & (Stat::IMMUTABLE | Stat::APPEND_ONLY) != 0 {
+        // The copy could be made but never renamed, nor removed again.
         return Err(Error::new(
             Op::Backup,
             path,
-            ErrorKind::NotAFile,
-            "not a regular file".into(),
+            ErrorKind::PermissionDenied,
+            format!(
+                "its directory '{}' is immutable or append-only (chattr +i/+a): nothing in it \
+                 can be renamed or removed (checked before anything was created)",
+                dir_path.display()
+            ),
         ));
     }
-    let tmp = crate::paths::temp_name(&name);
-    let tmp_path = join(&dir_path, &tmp);
-    let dst = sys
-        .create_temp(&dir, &tmp, 0o600)
-        .map_err(|e| Error::io(Op::CreateTemp, path, e))?;
-    let result = (|| -> Result<Backup> {
-        copy_into(sys, &src, &dst, st.size, path)?;
-        sum_copy(&ctx, &src, &dst, (&dir, &tmp), &tmp_path);
-        // Same owner and group as the original where the process may set them (a member of
-        // the group may keep at least the group); then a mode that gives nobody access they
-        // did not have to the original, whoever the copy belongs to.
-        if sys.set_owner(&dst, Some(st.uid), Some(st.gid)).is_err() {
-            let _ = sys.set_owner(&dst, None, Some(st.gid));
-        }
-        let copy = sys
-            .stat(&dst)
-            .map_err(|e| Error::io(Op::Stat, &tmp_path, e))?;
-        sys.set_mode(&dst, no_more_readable(&st, copy.uid, copy.gid))
-            .map_err(|e| Error::io(Op::SetMode, &tmp_path, e))?;
-        sys.sync(&dst, SyncKind::All)
-            .map_err(|e| Error::io(Op::Sync, &tmp_path, e))?;
-        let mut bump = 0;
-        let bname = loop {
-            let b = fresh_name(&name, bump);
-            match sys.rename(&dir, &tmp, &dir, &b, RenameMode::NoReplace) {
-                Ok(()) => break b,
-                Err(e) if e.raw_os_error() == Some(EEXIST) && bump < 1000 => bump += 1,
-                Err(e) => {
-                    return Err(Error::io(Op::Rename, &tmp_path, e).with_other(join(&dir_path, &b)))
-                }
-            }
-        };
-        sys.sync_dir(&dir)
-            .map_err(|e| Error::io(Op::SyncDir, &dir_path, e))?;
-        let copy = sys
-            .stat(&dst)
-            .map_err(|e| Error::io(Op::Stat, &tmp_path, e))?;
-        Ok(Backup {
-            path: join(&dir_path, &bname),
-            time: parse_backup_name(&bname).expect("fresh name parses").1,
-            name: bname,
-            size: st.size,
-            id: (copy.dev, copy.ino),
-        })
-    })();
-    match result {
-        Ok(b) => {
-            prune(sys, &dir, &dir_path, &name, keep.max(1));
-            tracing::debug!(target: "untorn", op = "backup", path = %path.display(), backup = %b.path.display(), bytes = b.size);
-            Ok(b)
-        }
-        Err(e) => {
-            let _ = sys.unlink(&dir, &tmp);
-            Err(e)
-        }
-    }
-}
-
-/// Records the checksum of the copy `dst` of `src`: the source's own, if it has one that still
-/// describes it (untorn wrote it and nothing changed it since: O(1), no read, and a copy of a
-/// damaged source is damaged too), else the CRC of what `dst` now holds (a read of it).
-fn sum_copy(ctx: &Ctx, src: &Fd, dst: &Fd, (dir, name): (&Fd, &OsStr), dst_path: &Path) {
-    let sys = &*ctx.sys;
-    let Ok(now) = sys.stat(dst) else {
-        return;
-    };
-    let crc = match (crate::sum::recorded(sys, src), sys.stat_times(src)) {
-        (Ok(sum), Ok(st)) if sum.size == now.size && sum.describes(&st) => sum.crc,
-        _ => {
-            // `dst` is open for writing only: read it through its name.
-            let how = OpenHow {
-                read: true,
-                no_follow: true,
-                ..OpenHow::default()
-            };
-            let Ok(r) = sys.open_file(dir, name, how, 0) else {
-                return;
-            };
-            match read_all(sys, &r, dst_path) {
-                Ok(c) if c.len() as u64 == now.size => crc32fast::hash(&c),
-                _ => return,
-            }
-        }
-    };
-    crate::sum::record(ctx, dst, crc, &now, dst_path);
-}
-
-/// The mode for a copy of `orig` that belongs to `uid`:`gid`, so that nobody gets access they
-/// lacked to the original: each class of the copy gets at most what every user it may hold had
-/// on the original. The owner keeps the owner's bits (the copy's owner made it, so could read
-/// the original, and may chmod the copy anyway). A group that is not the original's gets no
-/// more than everyone had (its members may be anyone), and everyone gets no more than what the
-/// original's owner and group had, if those can now fall among everyone. Setuid and setgid
-/// go when the owner or group they refer to is not kept.
-pub(crate) fn no_more_readable(orig: &crate::sys::Stat, uid: u32, gid: u32) -> u32 {
-    let m = orig.permissions();
-    let (owner, group, other) = ((m >> 6) & 7, (m >> 3) & 7, m & 7);
-    let (uid_kept, gid_kept) = (uid == orig.uid, gid == orig.gid);
-    let if_not = |kept: bool, bits: u32| if kept { 7 } else { bits };
-    let other2 = other & if_not(uid_kept, owner) & if_not(gid_kept, group);
-    let group2 = if gid_kept {
-        group & if_not(uid_kept, owner)
-    } else {
-        other2
-    };
-    let mut special = m & 0o7000;
-    if !uid_kept {
-        special &= !0o4000;
-    }
-    if !gid_kept {
-        special &= !0o2000;
-    }
-    special | owner << 6 | group2 << 3 | other2
-}
-
-/// Copies `len` bytes of `src` into the empty `dst`: reflink, else `copy_file_range`, else
-/// read and write.
-fn copy_into(sys: &dyn Sys, src: &Fd, dst: &Fd, len: u64, path: &Path) -> Result<()> {
-    if sys.clone_file(src, dst).is_ok() {
-        return Ok(());
-    }
-    let mut off = 0u64;
-    while off < len {
-        let want = (len - off).min(1 << 30) as usize;
-        match sys.copy_range(src, dst, off, want) {
-            Ok(0) => break,
-            Ok(n) => off += n as u64,
-            Err(e)
-                if crate::ctx::is_unsupported(e.raw_os_error())
-                    || e.raw_os_error() == Some(EXDEV) =>
-            {
-                // Plain read and write from where copy_file_range stopped.
-                let data = read_all(sys, src, path)?;
-                let mut done = off as usize;
-                while done < data.len() {
-                    let n = sys
-                        .write(dst, &data[done..])
-                        .map_err(|e| Error::io(Op::Backup, path, e))?;
-                    done += n;
-                }
-                return Ok(());
-            }
-            Err(e) => return Err(Error::io(Op::Backup, path, e)),
-        }
-    }
-    Ok(())
+    ctx.check_durability(dst.dev, &dir, path, Op::Backup, true, false)?;
+    let b = copy_backup(&ctx, &dir, &dir_path, &name, path, true)?;
+    ctx.warn_if_volatile(dst.dev, &dir, path);
+    prune(&*ctx.sys, &dir, &dir_path, &name, keep.max(1));
+    tracing::debug!(target: "untorn", op = "backup", path = %path.display(), backup = %b.path.display(), bytes = b.size);
+    Ok(b)
 }
 
 /// Which backup to use.

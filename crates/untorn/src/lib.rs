@@ -20,7 +20,10 @@
 //!   and group as far as the process may set them); symlinks are followed.
 //! - **Never silently weaker**: a rename across file systems is an error, never a copy; a file
 //!   system that cannot fsync a directory gives an error unless the caller chose a weaker
-//!   [`Durability`].
+//!   [`Durability`]. Durability is what the mount can give: where nothing survives a power cut
+//!   (tmpfs, overlayfs `volatile`) a write returns [`Durability::None`] (and warns through
+//!   `tracing`); on a FUSE mount whose daemon untorn does not know to pass `fsync` through, it
+//!   is refused unless allowed ([`allow_shared_fs`], [`OpenOptions::allow_shared_fs`]).
 //!
 //! # What is not
 //!
@@ -94,6 +97,12 @@ pub use backup::{
     backup, backup_name, backups, parse_backup_name, read_valid, restore, Backup, CheckFn,
     Restored, ValidRead, Validator, Which,
 };
+pub use ctx::allow_shared_fs;
+/// Runs `f` with every untorn call on this thread going through another [`sys::Sys`] (tests
+/// only: the `test-support` feature).
+#[cfg(any(test, feature = "test-support"))]
+#[doc(hidden)]
+pub use ctx::with_sys;
 pub use edit::{EditOptions, Edited, ForwardSignals};
 pub use error::{Error, ErrorKind, Op, Result};
 pub use format::Format;
@@ -136,5 +145,7 @@ mod tests_crash_ops;
 mod tests_lock;
 #[cfg(test)]
 mod tests_log;
+#[cfg(test)]
+mod tests_mounts;
 #[cfg(test)]
 mod tests_order;

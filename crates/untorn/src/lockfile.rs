@@ -111,7 +111,9 @@ impl LockOptions {
     }
 
     /// Lock even on a file system shared between machines (NFS, CIFS, FUSE), where the lock may
-    /// exclude only the processes of this machine. Off by default: there, locking is an error.
+    /// exclude only the processes of this machine. Off by default: there, locking is an error
+    /// (and no lock file is created). [`crate::allow_shared_fs`] and
+    /// `UNTORN_ALLOW_SHARED_FS=1` allow it process-wide.
     pub fn allow_shared_fs(&mut self, yes: bool) -> &mut Self {
         self.how.allow_shared_fs = yes;
         self
@@ -206,8 +208,22 @@ pub(crate) fn open(
     };
     // 0644 less the umask: readable (so others can take shared locks), never world-writable.
     // Changed only by transactions (its size flags their journal while they commit); a lock file
-    // we may only read is still good for locking.
-    let fd = match sys.open_file(dir, name, how, 0o644) {
+    // we may only read is still good for locking. An existing one is opened first: a lock the
+    // file system refuses (below) then leaves no lock file created for nothing; only a missing
+    // one is created, once its directory's file system is judged.
+    how.create = false;
+    let opened = match sys.open_file(dir, name, how, 0o644) {
+        Err(e) if e.raw_os_error() == Some(ENOENT) => {
+            let dst = sys
+                .stat(dir)
+                .map_err(|e| Error::io(Op::Stat, dir_path, e))?;
+            refuse_shared(ctx, dst.dev, dir, &path, allow_shared_fs)?;
+            how.create = true;
+            sys.open_file(dir, name, how, 0o644)
+        }
+        r => r,
+    };
+    let fd = match opened {
         Err(e) if matches!(e.raw_os_error(), Some(EACCES | EPERM | EROFS)) => {
             how.write = false;
             how.create = false;
@@ -234,19 +250,34 @@ pub(crate) fn open(
             "the lock file is not a regular file".into(),
         ));
     }
-    let kind = ctx.fs_kind(st.dev, &fd);
-    if kind.is_shared_between_machines() && !allow_shared_fs {
+    refuse_shared(ctx, st.dev, &fd, &path, allow_shared_fs)?;
+    Ok(Opened { fd, st, path })
+}
+
+/// A lock on a file system shared between machines (NFS, CIFS, FUSE: `flock` may exclude only
+/// this machine's processes, or nothing), refused unless allowed (`allow_shared_fs`, or
+/// process-wide: [`crate::allow_shared_fs`], `UNTORN_ALLOW_SHARED_FS=1`). The FUSE daemons
+/// untorn knows ([`crate::ctx::KNOWN_FUSE`]: fuse-overlayfs, exfat-fuse) serve local storage
+/// only, and the kernel's `flock` excludes every process of this machine there: allowed.
+fn refuse_shared(ctx: &Ctx, dev: u64, fd: &Fd, path: &Path, allowed: bool) -> Result<()> {
+    let kind = ctx.fs_kind(dev, fd);
+    let known_local = || ctx.keeps(dev, fd) == (crate::ctx::Keeps::Durable, true);
+    if kind.is_shared_between_machines()
+        && !crate::ctx::shared_fs_allowed(allowed)
+        && !(kind == crate::sys::FsKind::Fuse && known_local())
+    {
         return Err(Error::new(
             Op::Lock,
-            &path,
+            path,
             ErrorKind::Unsupported,
             format!(
                 "it is on a file system shared between machines ({kind:?}), where flock may \
-                 exclude only this machine's processes; allow it explicitly if that is enough"
+                 exclude only this machine's processes; --allow-shared-fs (or \
+                 UNTORN_ALLOW_SHARED_FS=1) allows it if that is enough"
             ),
         ));
     }
-    Ok(Opened { fd, st, path })
+    Ok(())
 }
 
 /// A held lock. Dropping it releases the lock (and so does the death of the process).

@@ -1,14 +1,14 @@
 //! Crash states of the operations beyond writes and transactions: taking a backup, restoring,
 //! `read_valid` with restore, `recover --restore-invalid`, `clean` and `repair`, each driven
-//! through its public entry point on the simulator (`sys::testing::with_sys`), every crash
+//! through its public entry point on the simulator (`untorn::with_sys`), every crash
 //! point and every allowed combination of lost effects, then the invariant of what the
 //! operation promises.
 
 use crate::sum::Integrity;
 use crate::sys::sim::Sim;
-use crate::sys::testing::with_sys;
 use crate::sys::Sys;
 use crate::tests_crash::{explore, judged, put_by_untorn, Report};
+use crate::with_sys;
 use crate::*;
 use std::path::Path;
 use std::sync::Arc;

@@ -204,7 +204,7 @@ fn fail_one(t: TempFile, exists: bool, nth: usize, errno: i32) -> (Option<Error>
         .last()
         .is_some_and(|e| e.failed && e.call == Call::Unlink);
     match &r {
-        Ok(()) => {
+        Ok(_) => {
             assert_eq!(now.as_deref(), Some(&b"new content"[..]), "{tr}");
         }
         Err(_) if after_commit => {}

@@ -79,6 +79,9 @@ impl UpdateOptions {
         E: From<Error>,
     {
         let path = path.as_ref();
+        // What the write would refuse (an immutable file, a mount untorn cannot vouch for) is
+        // refused before the lock file is created.
+        crate::atomic::checks::before_lock(&self.write, path)?;
         let _lock = self.exclusive(path)?;
         let old = read_file(&self.write.ctx, path)?;
         match f(old.as_deref())? {

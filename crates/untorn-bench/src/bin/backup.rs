@@ -202,8 +202,12 @@ impl Target {
 
     fn write(&mut self, data: &[u8]) -> Res<()> {
         match self.kind {
-            Kind::Without => untorn::write(&self.path, data)?,
-            Kind::With => self.with_backups.write(&self.path, data)?,
+            Kind::Without => {
+                untorn::write(&self.path, data)?;
+            }
+            Kind::With => {
+                self.with_backups.write(&self.path, data)?;
+            }
             Kind::CopyThenWrite => {
                 self.seq += 1;
                 let copy = self.dir.join(format!("{NAME}.{:06}.copy", self.seq));

@@ -287,11 +287,15 @@ impl Contender {
 
     fn write(&self, data: &[u8], laps: &mut Laps) -> Res<()> {
         match self.kind {
-            Kind::Untorn => untorn::write(&self.target, data)?,
-            Kind::UntornWith(t, d) => OpenOptions::new()
-                .temp_file(t)
-                .durability(d)
-                .write(&self.target, data)?,
+            Kind::Untorn => {
+                untorn::write(&self.target, data)?;
+            }
+            Kind::UntornWith(t, d) => {
+                OpenOptions::new()
+                    .temp_file(t)
+                    .durability(d)
+                    .write(&self.target, data)?;
+            }
             Kind::Floor => floor_write(&self.dir, &self.temp, &self.name, data)?,
             Kind::Manual(steps) if steps.exact => {
                 let mut rng = Rng(self.seed.get());

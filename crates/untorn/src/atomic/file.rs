@@ -7,12 +7,14 @@ use crate::error::{Error, ErrorKind, Op, Result};
 use crate::paths::{join, resolve, temp_name, Target};
 use crate::sys::{errnos::*, Fd, FileType, FsKind, RenameMode, Stat, SyncKind, Sys};
 use crate::temp::TempWriter;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+
+mod keep;
 
 /// The temporary file of an [`AtomicFile`].
 struct Temp {
@@ -67,6 +69,8 @@ pub struct AtomicFile {
     target: Target,
     dev: u64,
     fs: FsKind,
+    /// The durability this write gets on its mount (see [`AtomicFile::durability`]).
+    achieved: Durability,
     temp: Temp,
     final_mode: u32,
     /// The buffer, the checksum and the count of what was written (its `late_sum`: the
@@ -157,6 +161,10 @@ impl AtomicFile {
             .map_err(|e| Error::io(Op::Stat, &target.dir_path, e))?;
         let dev = dst.dev;
         let fs = ctx.fs_kind(dev, &target.dir);
+        // What would make a later step fail, or the result weaker than asked, refused before
+        // the first change: nothing is left behind.
+        super::checks::attributes(&dst, &target, opts, false)?;
+        let achieved = super::checks::durability(&ctx, opts, dev, &target.dir, &target.path())?;
 
         let final_mode = match (opts.mode, target.existing) {
             (Some(m), _) => m,
@@ -196,6 +204,7 @@ impl AtomicFile {
         let temp = match temp {
             Some(t) => t,
             None => {
+                super::checks::attributes(&dst, &target, opts, true)?;
                 let mut tries = 0;
                 loop {
                     let name = temp_name(&target.name);
@@ -219,6 +228,7 @@ impl AtomicFile {
             target,
             dev,
             fs,
+            achieved,
             temp,
             final_mode,
             w: TempWriter::default(),
@@ -231,6 +241,14 @@ impl AtomicFile {
     /// The path this file will replace (after following symlinks).
     pub fn target_path(&self) -> PathBuf {
         self.target.path()
+    }
+
+    /// The durability a successful [`commit`](Self::commit) gives: the level asked for where
+    /// the file system keeps what is synced, else [`Durability::None`] (tmpfs, ramfs, overlayfs
+    /// mounted `volatile`, a FUSE mount untorn cannot vouch for and was allowed to use). The
+    /// replacement is atomic either way.
+    pub fn durability(&self) -> Durability {
+        self.achieved
     }
 
     /// The temp file's path, if it has a name (a named temp, or an `O_TMPFILE` being
@@ -284,6 +302,10 @@ impl AtomicFile {
         match self.commit_steps(late_sum) {
             Ok(()) => {
                 self.progress.finished = true;
+                if self.opts.durability == Durability::Full {
+                    self.ctx
+                        .warn_if_volatile(self.dev, &self.target.dir, &self.target.path());
+                }
                 self.trace("committed", None);
                 Ok(())
             }
@@ -378,26 +400,6 @@ impl AtomicFile {
         Ok(())
     }
 
-    /// Gives the displaced version a backup name through `op` (a rename or a link), retrying
-    /// with a later time if the name is taken.
-    fn new_backup_name(
-        &self,
-        op: impl Fn(&dyn Sys, &Fd, &OsStr) -> io::Result<()>,
-    ) -> Result<OsString> {
-        let mut bump = 0;
-        loop {
-            let b = crate::versions::fresh_name(&self.target.name, bump);
-            match op(&*self.ctx.sys, &self.target.dir, &b) {
-                Ok(()) => return Ok(b),
-                Err(e) if e.raw_os_error() == Some(EEXIST) && bump < 1000 => bump += 1,
-                Err(e) => {
-                    return Err(Error::io(Op::Backup, self.target.path(), e)
-                        .with_other(join(&self.target.dir_path, &b)))
-                }
-            }
-        }
-    }
-
     fn set_metadata(&mut self) -> Result<()> {
         let sys = &*self.ctx.sys;
         let st = sys
@@ -418,7 +420,8 @@ impl AtomicFile {
             self.target.existing,
             self.opts.keep_owner,
             self.final_mode,
-        )
+        )?;
+        super::checks::mode_kept(sys, &self.temp.fd, &self.temp_display(), self.opts.mode)
     }
 
     /// Gives an `O_TMPFILE` temp a name: the target itself for no-clobber, else a temp name.
@@ -495,11 +498,17 @@ impl AtomicFile {
                 }
             }
             // No RENAME_NOREPLACE here: link (fails if the target exists), then drop the temp
-            // name.
+            // name. Without hard links either (exFAT), no create is atomic: refused.
             sys.link(dir, &tname, dir, name).map_err(|e| {
+                let no_links = crate::ctx::no_links(e.raw_os_error());
                 let err = Error::io(Op::Create, self.target.path(), e);
                 if err.kind() == ErrorKind::AlreadyExists {
                     err.with_note("no-clobber: it exists")
+                } else if no_links {
+                    err.with_kind(ErrorKind::Unsupported).with_note(
+                        "this file system has neither RENAME_NOREPLACE nor hard links, so \
+                         no-clobber cannot be atomic here",
+                    )
                 } else {
                     err
                 }
@@ -523,10 +532,7 @@ impl AtomicFile {
             .existing
             .is_some_and(|s| s.file_type() == FileType::Regular);
         if regular && self.opts.backups > 0 && self.progress.backup.is_none() {
-            // Keep the version about to be displaced: a second name for its inode, made durable
-            // by the same directory fsync as the write. Whatever subset of these directory
-            // operations a crash keeps, the backup name holds the old version, never the new.
-            match self.new_backup_name(|sys, dir, b| sys.link(dir, name, dir, b)) {
+            match self.keep_backup() {
                 Ok(b) => self.progress.backup = Some(b),
                 // The target went away since we looked: nothing to keep.
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -635,6 +641,7 @@ impl AtomicFile {
                 duration_us,
                 outcome,
                 temp = if self.temp.unnamed { "unnamed" } else { "named" },
+                durability = ?self.achieved,
             ),
             Some(e) => tracing::debug!(
                 target: "untorn",

@@ -1,6 +1,7 @@
 //! Atomic, durable replacement of one file: [`write()`] and [`OpenOptions`] here, the streaming
 //! [`AtomicFile`] in `file.rs`.
 
+pub(crate) mod checks;
 mod file;
 
 pub use file::{AtomicFile, CommitError};
@@ -19,6 +20,11 @@ use std::time::Instant;
 ///
 /// Whatever the level, a reader never sees a half-written file: the replacement is atomic. The
 /// level decides what a power cut (or kernel crash) can do to a write that has returned.
+///
+/// A level is what the file system can give, never just what was asked: [`write()`] returns
+/// the level it achieved, [`Durability::None`] on a mount that keeps nothing across a power cut
+/// (tmpfs, ramfs, overlayfs mounted `volatile`) or on a FUSE mount untorn cannot vouch for
+/// (where asking for more is refused unless allowed, see [`OpenOptions::allow_shared_fs`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Durability {
     /// No `fsync` at all. After a power cut the file may be the old content, the new content,
@@ -70,6 +76,7 @@ pub struct OpenOptions {
     pub(super) temp: TempFile,
     pub(super) backups: usize,
     pub(super) wait: crate::lockfile::Wait,
+    pub(super) allow_shared_fs: bool,
     pub(crate) ctx: Arc<Ctx>,
 }
 
@@ -84,6 +91,7 @@ impl fmt::Debug for OpenOptions {
             .field("temp", &self.temp)
             .field("backups", &self.backups)
             .field("wait", &self.wait)
+            .field("allow_shared_fs", &self.allow_shared_fs)
             .finish()
     }
 }
@@ -107,6 +115,7 @@ impl OpenOptions {
             temp: TempFile::Auto,
             backups: 0,
             wait: crate::lockfile::Wait::Timeout(crate::txn::settle::DEFAULT_WAIT),
+            allow_shared_fs: false,
             ctx: Ctx::real(),
         }
     }
@@ -170,6 +179,17 @@ impl OpenOptions {
         self
     }
 
+    /// Write with durability even on a FUSE mount whose daemon untorn does not know to pass
+    /// `fsync` through (bindfs, sshfs, ...), accepting what it gives: the write then reports
+    /// [`Durability::None`], the level untorn can vouch for. Off by default: there, a write
+    /// that asks for durability fails with [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported)
+    /// before anything is created. [`crate::allow_shared_fs`] and `UNTORN_ALLOW_SHARED_FS=1`
+    /// allow it process-wide.
+    pub fn allow_shared_fs(&mut self, yes: bool) -> &mut Self {
+        self.allow_shared_fs = yes;
+        self
+    }
+
     /// How the temporary file is made (default [`TempFile::Auto`]).
     pub fn temp_file(&mut self, t: TempFile) -> &mut Self {
         self.temp = t;
@@ -191,9 +211,18 @@ impl OpenOptions {
 
     /// Replaces the file at `path` with `contents`, atomically and (by default) durably.
     /// See [`write()`](crate::write) for the protocol and what a crash leaves behind.
-    pub fn write(&self, path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> Result<()> {
+    ///
+    /// Returns the durability the write achieved: the level asked for, or
+    /// [`Durability::None`] where the file system cannot keep it (see
+    /// [`AtomicFile::durability`]).
+    pub fn write(&self, path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> Result<Durability> {
         let data = contents.as_ref();
-        let mut f = self.open(path)?;
+        let f = self.open(path)?;
+        let achieved = f.durability();
+        self.write_data(f, data).map(|()| achieved)
+    }
+
+    fn write_data(&self, mut f: AtomicFile, data: &[u8]) -> Result<()> {
         if data.len() < crate::sum::PARALLEL_MIN {
             f.write_all_bytes(data)?;
             return f.commit().map_err(|e| e.error);
@@ -276,6 +305,15 @@ impl OpenOptions {
 ///    the new content, and possibly the old one under a temp name.*
 ///
 /// On any error the target is left as it was and the temp file is removed.
-pub fn write(path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> Result<()> {
+///
+/// # Where the file system cannot keep it
+///
+/// Returns the durability achieved: [`Durability::Full`] where the file system keeps what is
+/// synced, [`Durability::None`] on a mount that keeps nothing across a power cut (tmpfs, ramfs,
+/// overlayfs mounted `volatile`: the write is still atomic, and a `tracing` warning says so
+/// once per mount) or on a FUSE mount whose daemon untorn does not know, where the write is
+/// refused with [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) unless allowed
+/// ([`OpenOptions::allow_shared_fs`]).
+pub fn write(path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> Result<Durability> {
     OpenOptions::new().write(path, contents)
 }

@@ -23,6 +23,9 @@ pub struct Appended {
     pub repaired: Option<Torn>,
     /// The log's last line had no newline and was kept: one was written before the records.
     pub terminated: bool,
+    /// The durability achieved: the level asked for, or [`Durability::None`] where the file
+    /// system cannot keep it (see [`crate::AtomicFile::durability`]).
+    pub durability: Durability,
 }
 
 /// Options for appending to a log.
@@ -69,6 +72,14 @@ impl AppendOptions {
     /// Waits at most `d` for the lock.
     pub fn timeout(&mut self, d: Duration) -> &mut Self {
         self.lock.timeout(d);
+        self
+    }
+
+    /// Appends even on a file system untorn cannot vouch for: locks on NFS, CIFS and FUSE, and
+    /// durability on a FUSE mount whose daemon it does not know (see
+    /// [`OpenOptions::allow_shared_fs`](crate::OpenOptions::allow_shared_fs)).
+    pub fn allow_shared_fs(&mut self, yes: bool) -> &mut Self {
+        self.lock.allow_shared_fs(yes);
         self
     }
 
@@ -141,20 +152,27 @@ impl AppendOptions {
 
     fn append_bytes(&self, path: &Path, buf: Vec<u8>) -> Result<Appended> {
         let sys = &*self.ctx.sys;
-        let appended = Appended {
-            bytes: buf.len() as u64,
-            repaired: None,
-            terminated: false,
-        };
         // One directory descriptor for the lock file and the log (they sit side by side).
         let (dir_path, _) = split(path)?;
         let dir = sys
             .open_dir(None, &dir_path)
             .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+        let allowed = self.lock.how.allow_shared_fs;
+        let (durability, dev) =
+            crate::atomic::checks::before_append(&self.ctx, &dir, path, self.durability, allowed)?;
+        let appended = Appended {
+            bytes: buf.len() as u64,
+            repaired: None,
+            terminated: false,
+            durability,
+        };
         // The lock of the file the path leads to (one lock whatever name a writer uses).
         let lock = self.lock.clone().shared(false).lock(path)?;
         let (fd, created) = open_log_in(sys, &dir, path, true)?;
         let r = self.append_open(&dir, &fd, created, path, buf, appended);
+        if r.is_ok() && self.durability == Durability::Full {
+            self.ctx.warn_if_volatile(dev, &dir, path);
+        }
         let r = match r {
             // An append that fails leaves no log it created (an empty file is not "nothing
             // changed").

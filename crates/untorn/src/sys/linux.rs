@@ -1,7 +1,7 @@
 //! The kernel, on Linux, through `rustix` (safe wrappers over the raw system calls: no libc
 //! buffering, no `unsafe` here).
 
-use super::{Fd, FsKind, LockKind, OpenHow, RenameMode, Stat, SyncKind, Sys};
+use super::{Fd, FsKind, LockKind, MountInfo, OpenHow, RenameMode, Stat, SyncKind, Sys};
 use rustix::fs::{self as rfs, AtFlags, FlockOperation, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 use std::ffi::OsStr;
@@ -378,6 +378,39 @@ impl Sys for Real {
         })
     }
 
+    fn mount_info(&self, fd: &Fd) -> io::Result<Option<MountInfo>> {
+        let f = fd.os()?;
+        let x = match retry(|| rfs::statx(f, "", AtFlags::EMPTY_PATH, rfs::StatxFlags::MNT_ID)) {
+            Ok(x) => x,
+            Err(e) if e.raw_os_error() == Some(Errno::NOSYS.raw_os_error()) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+            return Ok(None);
+        };
+        let dev = (x.stx_dev_major, x.stx_dev_minor);
+        let by_id = x.stx_mask & rfs::StatxFlags::MNT_ID.bits() != 0;
+        let mut found = None;
+        for (id, d, m) in table.lines().filter_map(MountInfo::parse_line) {
+            if by_id && id == x.stx_mnt_id {
+                found = Some((d, m));
+                break;
+            }
+            // Without a mount id (before Linux 5.8): the last mount of the device, the one on
+            // top.
+            if !by_id && d == dev {
+                found = Some((d, m));
+            }
+        }
+        let Some((d, mut m)) = found else {
+            return Ok(None);
+        };
+        if m.fs_type == "fuseblk" || m.fs_type.starts_with("fuseblk.") {
+            m.device_fs = device_fs(&m.source, d);
+        }
+        Ok(Some(m))
+    }
+
     fn open_inodes(&self) -> io::Result<std::collections::HashSet<(u64, u64)>> {
         use std::os::unix::fs::MetadataExt;
         let mut out = std::collections::HashSet::new();
@@ -440,4 +473,28 @@ impl Sys for Real {
         let p = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd()))?;
         Ok(p)
     }
+}
+
+/// The file system name in the boot sector of the block device `source` (bytes 3..11: `EXFAT`,
+/// `NTFS`, `MSDOS5.0`), if `source` is the block device `dev` and this process may read it. A
+/// FUSE daemon names its source as it likes: only a block device whose number is the mount's
+/// own is read, without waiting (`O_NONBLOCK`: a FIFO named there cannot block).
+fn device_fs(source: &str, dev: (u32, u32)) -> Option<String> {
+    if !source.starts_with('/') {
+        return None;
+    }
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let fd = retry(|| rfs::open(source, flags, Mode::empty())).ok()?;
+    let st = retry(|| rfs::fstat(&fd)).ok()?;
+    let is_block = rfs::FileType::from_raw_mode(st.st_mode as _) == rfs::FileType::BlockDevice;
+    if !is_block || st.st_rdev != rfs::makedev(dev.0, dev.1) {
+        return None;
+    }
+    let mut sector = [0u8; 512];
+    let n = retry(|| rustix::io::pread(&fd, &mut sector, 0)).ok()?;
+    let name = sector.get(3..11.min(n))?;
+    let name = std::str::from_utf8(name)
+        .ok()?
+        .trim_end_matches([' ', '\0']);
+    (!name.is_empty() && name.bytes().all(|c| c.is_ascii_graphic())).then(|| name.to_string())
 }

@@ -168,6 +168,92 @@ impl FsKind {
     }
 }
 
+/// A mount as `/proc/self/mountinfo` describes it: what untorn judges a file system's
+/// durability by (its type, a FUSE mount's subtype, its options), beyond the magic number of
+/// [`Sys::fs_kind`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MountInfo {
+    /// The file system type, with a FUSE mount's subtype: `ext4`, `overlay`, `tmpfs`, `fuse`,
+    /// `fuse.fuse-overlayfs`, `fuseblk`.
+    pub fs_type: String,
+    /// What was mounted (a device, or what a FUSE daemon calls itself).
+    pub source: String,
+    /// Where it is mounted.
+    pub mount_point: PathBuf,
+    /// The options of this mount (`ro`, `nosuid`, ...).
+    pub mount_options: String,
+    /// The options of the file system (overlayfs `volatile` shows here as `fsync=volatile`).
+    pub super_options: String,
+    /// A FUSE mount on a block device (`fuseblk`): the name its boot sector gives the file
+    /// system on it (`EXFAT`, `NTFS`), if this process may read the device. A FUSE daemon can
+    /// call itself anything; the device's own first sector tells what it serves.
+    pub device_fs: Option<String>,
+}
+
+impl MountInfo {
+    /// Parses one line of `/proc/self/mountinfo` (`proc(5)`): the mount's id, its device
+    /// (major, minor) and what it is. `None` for a line that does not parse.
+    pub fn parse_line(line: &str) -> Option<(u64, (u32, u32), MountInfo)> {
+        let (left, right) = line.split_once(" - ")?;
+        let mut l = left.split(' ');
+        let id = l.next()?.parse().ok()?;
+        let _parent = l.next()?;
+        let (major, minor) = l.next()?.split_once(':')?;
+        let dev = (major.parse().ok()?, minor.parse().ok()?);
+        let _root = l.next()?;
+        let mount_point = PathBuf::from(unescape(l.next()?));
+        let mount_options = l.next()?.to_string();
+        let mut r = right.split(' ');
+        let fs_type = unescape(r.next()?);
+        let source = unescape(r.next()?);
+        let super_options = r.next().unwrap_or("").to_string();
+        Some((
+            id,
+            dev,
+            MountInfo {
+                fs_type,
+                source,
+                mount_point,
+                mount_options,
+                super_options,
+                device_fs: None,
+            },
+        ))
+    }
+
+    /// Whether `opt` is one of the mount's or the file system's options (`ro`, `volatile`,
+    /// `fsync=volatile`).
+    pub fn has_option(&self, opt: &str) -> bool {
+        self.mount_options
+            .split(',')
+            .chain(self.super_options.split(','))
+            .any(|o| o == opt)
+    }
+}
+
+/// `\040`-style octal escapes of mountinfo (space, tab, newline, backslash) decoded.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// How a regular file is opened by [`Sys::open_file`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OpenHow {
@@ -260,6 +346,12 @@ pub trait Sys: Send + Sync + fmt::Debug {
     fn copy_range(&self, src: &Fd, dst: &Fd, off: u64, len: usize) -> io::Result<usize>;
     /// `fstatfs(fd)`, reduced to the kinds untorn cares about.
     fn fs_kind(&self, fd: &Fd) -> io::Result<FsKind>;
+    /// The mount that holds `fd`, from `/proc/self/mountinfo` (found by the mount id `statx`
+    /// reports, else by device number); `None` where that cannot be known (no `/proc`, or an
+    /// implementation without mounts: the simulator).
+    fn mount_info(&self, _fd: &Fd) -> io::Result<Option<MountInfo>> {
+        Ok(None)
+    }
     /// The (device, inode) of every file some process on this machine has open, as far as this
     /// process may see (`/proc/*/fd`): how cleanup tells a live writer's temp file from an orphan.
     fn open_inodes(&self) -> io::Result<std::collections::HashSet<(u64, u64)>>;

@@ -2,8 +2,7 @@
 //! real one), records every call in order, and can fail the Nth call of a chosen kind with a
 //! chosen errno, in the spirit of SQLite's fault-injection VFS.
 
-use super::{Fd, FsKind, LockKind, OpenHow, RenameMode, Stat, SyncKind, Sys};
-pub use crate::ctx::with_sys;
+use super::{Fd, FsKind, LockKind, MountInfo, OpenHow, RenameMode, Stat, SyncKind, Sys};
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fmt;
@@ -36,6 +35,7 @@ pub enum Call {
     SetMode,
     SetOwner,
     FsKind,
+    MountInfo,
     ListDir,
     CloneFile,
     CopyRange,
@@ -89,6 +89,8 @@ struct State {
     labels: HashMap<i32, String>,
     /// What `fs_kind` answers instead of asking the kernel.
     fs_kind: Option<FsKind>,
+    /// What `mount_info` answers instead of asking the kernel (`Some(None)`: no mount known).
+    mount: Option<Option<MountInfo>>,
 }
 
 /// Records calls and injects failures; wraps another [`Sys`].
@@ -156,6 +158,12 @@ impl Probe {
     /// Makes `fs_kind` answer `kind` (e.g. to pretend the files are on NFS).
     pub fn pretend_fs(&self, kind: FsKind) {
         self.state.lock().unwrap().fs_kind = Some(kind);
+    }
+
+    /// Makes `mount_info` answer `m` (e.g. a tmpfs, or a FUSE mount of some daemon); with
+    /// [`Probe::pretend_fs`] alone it answers `None`, so that the kind decides.
+    pub fn pretend_mount(&self, m: Option<MountInfo>) {
+        self.state.lock().unwrap().mount = Some(m);
     }
 
     /// Whether the planned failure has been injected.
@@ -395,6 +403,18 @@ impl Sys for Probe {
             return Ok(k);
         }
         self.inner.fs_kind(fd)
+    }
+    fn mount_info(&self, fd: &Fd) -> io::Result<Option<MountInfo>> {
+        self.enter(Call::MountInfo, || self.label(fd))?;
+        let st = self.state.lock().unwrap();
+        if let Some(m) = &st.mount {
+            return Ok(m.clone());
+        }
+        if st.fs_kind.is_some() {
+            return Ok(None);
+        }
+        drop(st);
+        self.inner.mount_info(fd)
     }
     fn open_inodes(&self) -> io::Result<std::collections::HashSet<(u64, u64)>> {
         self.enter(Call::OpenInodes, String::new)?;

@@ -41,8 +41,22 @@ impl Transaction {
 
     fn commit_steps(&mut self, started: Instant) -> Result<Committed> {
         if self.changes.is_empty() {
-            return Ok(Committed::default());
+            return Ok(Committed {
+                durable: true,
+                ..Committed::default()
+            });
         }
+        // A mount that cannot keep the transaction durable: said (tmpfs, overlayfs volatile) or
+        // refused (a FUSE daemon untorn does not know), before any lock file is created.
+        let first = &self.dirs.list[0];
+        let durable = self.ctx.check_durability(
+            first.st.dev,
+            &first.fd,
+            &first.path,
+            Op::Transaction,
+            true,
+            self.lock.how.allow_shared_fs,
+        )?;
         self.finish_temps()?; // end of step 1
         let keys = self.order_keys();
         let locks = self.take_locks(&keys, started)?; // step 2
@@ -58,7 +72,11 @@ impl Transaction {
         self.commit_point(&locks, &name)?; // step 6
         let out = self.apply(); // step 7
         self.sync_dirs()?;
-        let out = out?;
+        let mut out = out?;
+        out.durable = durable;
+        let first = &self.dirs.list[0];
+        self.ctx
+            .warn_if_volatile(first.st.dev, &first.fd, &first.path);
         self.unpublish(&name); // step 8
         clear_flags(&*self.ctx.sys, &locks);
         for c in &mut self.changes {
@@ -418,16 +436,30 @@ impl Transaction {
                 let tag = fastrand::u16(1..=MAX_TAG);
                 let name = journal_name(tag);
                 for (i, d) in self.dirs.list.iter().enumerate() {
-                    if let Err(e) = sys.link(&first.fd, &tmp, &d.fd, &name) {
+                    let mut r = sys.link(&first.fd, &tmp, &d.fd, &name);
+                    let no_links = matches!(&r, Err(e) if crate::ctx::no_links(e.raw_os_error()));
+                    if no_links && self.dirs.list.len() == 1 {
+                        // No hard links (exFAT): one directory needs none, the journal can
+                        // appear whole by a rename that replaces nothing.
+                        r = crate::ctx::rename_new(&self.ctx, first.st.dev, &first.fd, &tmp, &name);
+                    }
+                    if let Err(e) = r {
                         for d in &self.dirs.list[..i] {
                             let _ = sys.unlink(&d.fd, &name);
                         }
                         if e.raw_os_error() == Some(EEXIST) {
                             continue 'tags;
                         }
-                        return Err(
-                            Error::io(Op::Link, join(&d.path, &name), e).with_other(&tmp_path)
-                        );
+                        let err =
+                            Error::io(Op::Link, join(&d.path, &name), e).with_other(&tmp_path);
+                        return Err(if no_links {
+                            err.with_kind(ErrorKind::Unsupported).with_note(
+                                "this file system has no hard links, and a transaction across \
+                                 directories links its journal into each",
+                            )
+                        } else {
+                            err
+                        });
                     }
                 }
                 return Ok((tag, name));
@@ -475,7 +507,12 @@ impl Transaction {
     fn commit_point(&mut self, locks: &[Held], name: &OsStr) -> Result<()> {
         let sys = &*self.ctx.sys;
         let first = &self.dirs.list[0];
-        if let Err(e) = sys.sync_fs(&first.fd) {
+        let synced = if self.ctx.keeps(first.st.dev, &first.fd).1 {
+            self.sync_each(locks, name)
+        } else {
+            sys.sync_fs(&first.fd)
+        };
+        if let Err(e) = synced {
             // Part of it may be durable already: make the journal's removal durable too (best
             // effort: the file system just failed), so that no recovery rolls forward a
             // transaction reported as failed.
@@ -488,6 +525,33 @@ impl Transaction {
         }
         self.committed = true;
         tracing::trace!(target: "untorn", journal = %join(&first.path, name).display(), "transaction committed (journal durable)");
+        Ok(())
+    }
+
+    /// Step 6 on FUSE, where `syncfs` reaches no daemon (the kernel sends it only to
+    /// virtiofs): each temp, lock file (its flag) and the journal fsynced, then every
+    /// directory (their new names): what the one `syncfs` does elsewhere, one file at a time.
+    fn sync_each(&self, locks: &[Held], name: &OsStr) -> io::Result<()> {
+        use crate::sys::{OpenHow, SyncKind};
+        let sys = &*self.ctx.sys;
+        for c in &self.changes {
+            if let Change::Put(s) = c {
+                sys.sync(&s.fd, SyncKind::All)?;
+            }
+        }
+        for l in locks {
+            sys.sync(l.fd(), SyncKind::All)?;
+        }
+        let first = &self.dirs.list[0];
+        let how = OpenHow {
+            read: true,
+            no_follow: true,
+            ..OpenHow::default()
+        };
+        sys.sync(&sys.open_file(&first.fd, name, how, 0)?, SyncKind::All)?;
+        for d in &self.dirs.list {
+            sys.sync_dir(&d.fd)?;
+        }
         Ok(())
     }
 

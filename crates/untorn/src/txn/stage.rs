@@ -139,6 +139,10 @@ pub struct Committed {
     pub removed: Vec<PathBuf>,
     /// Files renamed (from, to).
     pub renamed: Vec<(PathBuf, PathBuf)>,
+    /// Whether the changes are durable: `false` on a mount that keeps nothing across a power
+    /// cut (tmpfs, ramfs, overlayfs mounted `volatile`: they are still all or nothing) or on a
+    /// FUSE mount untorn cannot vouch for and was allowed to use.
+    pub durable: bool,
 }
 
 /// A set of changes to several files that become visible and durable together, or not at all.
@@ -223,6 +227,7 @@ impl Transaction {
         let sys = &*ctx.sys;
         let t = resolve_in(&ctx, path, Symlinks::Follow, Some(&mut self.dir_cache))?;
         let dir = self.dirs.add(sys, t.dir.clone(), &t.dir_path)?;
+        refuse_attrs(&self.dirs.list[dir], t.existing.as_ref(), path)?;
         self.claim(dir, &t.name, path)?;
         let final_mode = match t.existing {
             Some(st) if st.file_type() == FileType::Regular => st.permissions(),
@@ -291,6 +296,7 @@ impl Transaction {
     pub fn remove(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let (dir, name, st) = self.existing(path)?;
+        refuse_attrs(&self.dirs.list[dir], Some(&st), path)?;
         self.claim(dir, &name, path)?;
         self.changes.push(Change::Remove {
             path: path.to_path_buf(),
@@ -307,6 +313,10 @@ impl Transaction {
         let (from_dir, from_name, st) = self.existing(from)?;
         let (to_path, to_name) = split(to)?;
         let to_dir = self.dirs.open(&*self.ctx.sys, &to_path)?;
+        refuse_attrs(&self.dirs.list[from_dir], Some(&st), from)?;
+        let dst = self.dirs.list[to_dir].fd.clone();
+        let to_st = self.ctx.sys.stat_at(&dst, &to_name, false).ok();
+        refuse_attrs(&self.dirs.list[to_dir], to_st.as_ref(), to)?;
         self.claim(from_dir, &from_name, from)?;
         if let Err(e) = self.claim(to_dir, &to_name, to) {
             self.touched.remove(&(from_dir, from_name));
@@ -354,4 +364,29 @@ impl Drop for Transaction {
             let _ = self.discard_temps();
         }
     }
+}
+
+/// Refuses to stage a change that a file attribute would make fail at commit, after the temps
+/// and lock files were made: a directory marked immutable or append-only (`chattr +i`/`+a`:
+/// nothing in it can be renamed or removed, so neither a staged temp nor the change could be
+/// undone or applied), or an `entry` so marked. The commit checks again under the locks.
+fn refuse_attrs(dir: &PartDir, entry: Option<&Stat>, path: &Path) -> Result<()> {
+    let marked = Stat::IMMUTABLE | Stat::APPEND_ONLY;
+    let why = if dir.st.attrs & marked != 0 {
+        format!(
+            "its directory '{}' is immutable or append-only (chattr +i/+a): nothing in it can be \
+             renamed or removed",
+            dir.path.display()
+        )
+    } else if entry.is_some_and(|st| st.attrs & marked != 0) {
+        "the file is immutable or append-only (chattr +i/+a)".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(Error::new(
+        Op::Transaction,
+        path,
+        ErrorKind::PermissionDenied,
+        format!("{why} (checked before anything was staged)"),
+    ))
 }
