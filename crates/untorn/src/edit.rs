@@ -359,13 +359,33 @@ fn run_filter_forwarding(
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
+    // The filter's own process ended; the rest of its group (a pipeline, a job in the
+    // background) was passed the signal too: wait until none of it runs any more, so that no
+    // part of the filter outlives the edit (bounded: a process that ignores the signal is left,
+    // and said).
+    let mut left = false;
+    if forwarded.is_some() {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while crate::sys::process_group_running(group) {
+            if std::time::Instant::now() >= deadline {
+                left = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
     // Leave the last signal for the caller to see.
     if let Some(sig) = forwarded.or_else(|| fwd.received()) {
         fwd.received.store(sig, Ordering::SeqCst);
-        let how = match &status {
+        let mut how = match &status {
             Some(Ok(st)) => format!("; '{prog}' was passed it and ended ({st})"),
             _ => format!("; '{prog}' was passed it"),
         };
+        if left {
+            how.push_str(&format!(
+                ", but a process of its group ({group}) still runs after 5 s"
+            ));
+        }
         return Err(interrupted(sig, how));
     }
     let status = match status {

@@ -18,6 +18,7 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 #[cfg(target_os = "linux")]
@@ -438,6 +439,29 @@ pub fn signal_process_group(pgid: u32, sig: i32) -> io::Result<()> {
     let sig = Signal::from_named_raw(sig).ok_or_else(|| os_error(errnos::EINVAL))?;
     Ok(kill_process_group(pid, sig)?)
 }
+/// Whether a process of the process group `pgid` is still running (a zombie, which has ended
+/// and only waits to be reaped, does not count): from `/proc/*/stat`, as far as this process
+/// may see.
+pub fn process_group_running(pgid: u32) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|e| {
+        let name = e.file_name();
+        if !name.as_bytes().iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            return false;
+        };
+        // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        let mut fields = stat.rsplit(')').next().unwrap_or("").split_whitespace();
+        let state = fields.next().unwrap_or("");
+        let pgrp = fields.nth(1).and_then(|f| f.parse::<u32>().ok());
+        pgrp == Some(pgid) && !matches!(state, "Z" | "X" | "x")
+    })
+}
+
 /// The crash simulator (tests only: the `test-support` feature).
 #[cfg(any(test, feature = "test-support"))]
 pub mod sim;
