@@ -38,6 +38,8 @@ pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
 pub(crate) struct Client {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) s3: Option<AmazonS3>,
+    /// For the signed requests, made when first needed.
+    http: OnceLock<object_store::client::HttpClient>,
 }
 
 fn clients() -> &'static Mutex<HashMap<String, Arc<Client>>> {
@@ -67,7 +69,14 @@ pub(crate) fn client(url: &Url) -> Result<Arc<Client>> {
         .as_deref()
         .is_some_and(|e| e.starts_with("http://"))
     {
-        b = b.with_allow_http(true);
+        // Plain HTTP, as asked: and no TLS, so no need to load the system's certificates
+        // (tens of milliseconds a process).
+        use object_store::aws::AmazonS3ConfigKey;
+        use object_store::ClientConfigKey;
+        b = b.with_allow_http(true).with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::NoSystemCertificates),
+            "true",
+        );
     }
     let s3 = b.build().map_err(|e| {
         Error::new(
@@ -80,6 +89,7 @@ pub(crate) fn client(url: &Url) -> Result<Arc<Client>> {
     let c = Arc::new(Client {
         store: Arc::new(s3.clone()),
         s3: Some(s3),
+        http: OnceLock::new(),
     });
     map.insert(url.bucket().to_string(), c.clone());
     Ok(c)
@@ -88,10 +98,14 @@ pub(crate) fn client(url: &Url) -> Result<Arc<Client>> {
 /// Puts `store` in place of the S3 client for `bucket` (tests: an in-memory store).
 #[cfg(test)]
 pub(crate) fn install(bucket: &str, store: Arc<dyn ObjectStore>) {
-    clients()
-        .lock()
-        .unwrap()
-        .insert(bucket.to_string(), Arc::new(Client { store, s3: None }));
+    clients().lock().unwrap().insert(
+        bucket.to_string(),
+        Arc::new(Client {
+            store,
+            s3: None,
+            http: OnceLock::new(),
+        }),
+    );
 }
 
 /// When an operation must end.
@@ -121,6 +135,11 @@ pub(crate) async fn backoff(attempt: u32, deadline: &Deadline) {
     tokio::time::sleep(d).await;
 }
 
+/// Whether a failed read is worth another try.
+fn retryable(c: Class) -> bool {
+    matches!(c, Class::Transient | Class::Unavailable)
+}
+
 /// A version as read: content, identity and untorn's metadata.
 #[derive(Clone, Debug)]
 pub(crate) struct Got {
@@ -142,8 +161,12 @@ pub(crate) enum Class {
     Denied,
     /// A condition failed (412, or 409: a conflicting conditional write).
     Condition,
-    /// No answer, or a server error (5xx, 429, 408): a write may or may not have landed.
+    /// No answer, or a server error (500, 502, 504, 408): a write may or may not have landed.
     Transient,
+    /// The store did not take the request: no connection could be made, or it answered 503
+    /// (Slow Down, Service Unavailable) or 429 (throttled), which S3 sends for a request it
+    /// did not process. Worth retrying; a write did not land.
+    Unavailable,
     /// Any other refusal: nothing was done.
     Fatal,
     /// The deadline passed while waiting.
@@ -164,7 +187,7 @@ impl Failed {
             Class::NotFound | Class::NoBucket => ErrorKind::NotFound,
             Class::Denied => ErrorKind::PermissionDenied,
             Class::Condition => ErrorKind::AlreadyExists,
-            Class::Transient => ErrorKind::Io,
+            Class::Transient | Class::Unavailable => ErrorKind::Io,
             Class::Fatal => ErrorKind::Other,
             Class::Timeout => ErrorKind::TimedOut,
         };
@@ -200,8 +223,12 @@ pub(crate) fn classify(e: &object_store::Error, url: &Url) -> Failed {
     let mut status: Option<u16> = None;
     let mut body = String::new();
     let mut innermost = None;
+    let mut connect = false;
     while let Some(s) = source {
         let text = s.to_string();
+        if let Some(h) = s.downcast_ref::<object_store::client::HttpError>() {
+            connect |= matches!(h.kind(), object_store::client::HttpErrorKind::Connect);
+        }
         if let Some(rest) = text.strip_prefix("Server returned non-2xx status code: ") {
             status = rest.get(..3).and_then(|d| d.parse().ok());
             body = rest.to_string();
@@ -240,10 +267,18 @@ pub(crate) fn classify(e: &object_store::Error, url: &Url) -> Failed {
             ),
         ),
         _ => match status {
-            Some(s) if s >= 500 || s == 429 || s == 408 => {
-                (Class::Transient, answered("the store failed"))
+            Some(s) if s == 503 || s == 429 => {
+                (Class::Unavailable, answered("the store is unavailable"))
             }
+            Some(s) if s >= 500 || s == 408 => (Class::Transient, answered("the store failed")),
             Some(_) => (Class::Fatal, answered("the store refused the request")),
+            None if connect => (
+                Class::Unavailable,
+                format!(
+                    "cannot connect to the store: {}",
+                    one_line(innermost.as_deref().unwrap_or("connection failed"))
+                ),
+            ),
             None if matches!(e, E::Generic { .. }) => (
                 Class::Transient,
                 format!(
@@ -258,6 +293,73 @@ pub(crate) fn classify(e: &object_store::Error, url: &Url) -> Failed {
 }
 
 impl Client {
+    /// A GET of the bucket itself with `query` (a listing `object_store` has no call for),
+    /// signed with the client's credentials: the status and the body. `Unsupported` for a
+    /// store that is not S3.
+    pub(crate) async fn signed_get(
+        &self,
+        url: &Url,
+        query: &[(&str, &str)],
+        op: Op,
+        deadline: &Deadline,
+    ) -> Result<(http::StatusCode, String)> {
+        use object_store::client::{
+            ClientOptions, HttpConnector, HttpRequestBody, ReqwestConnector,
+        };
+        use object_store::signer::{SignedUrlOptions, Signer};
+        let fail = |kind, why: String| Error::new(op, url.as_path(), kind, why);
+        let Some(s3) = &self.s3 else {
+            return Err(fail(
+                ErrorKind::Unsupported,
+                "this store takes no signed listings".into(),
+            ));
+        };
+        let signed = s3
+            .signed_url_opts(
+                http::Method::GET,
+                &ObjectPath::from(""),
+                Duration::from_secs(600),
+                &SignedUrlOptions::new().with_query(query.iter().copied()),
+            )
+            .await
+            .map_err(|e| fail(ErrorKind::Other, one_line(&e.to_string())))?;
+        let http = match self.http.get() {
+            Some(h) => h.clone(),
+            None => {
+                let mut o = ClientOptions::new().with_allow_http(signed.scheme() == "http");
+                if signed.scheme() == "http" {
+                    o = o.with_config(object_store::ClientConfigKey::NoSystemCertificates, "true");
+                }
+                let h = ReqwestConnector::default()
+                    .connect(&o)
+                    .map_err(|e| fail(ErrorKind::Other, one_line(&e.to_string())))?;
+                self.http.get_or_init(|| h).clone()
+            }
+        };
+        let request = http::Request::builder()
+            .method(http::Method::GET)
+            .uri(signed.as_str())
+            .body(HttpRequestBody::empty())
+            .map_err(|e| fail(ErrorKind::InvalidInput, e.to_string()))?;
+        let fut = async {
+            let resp = http.execute(request).await?;
+            let status = resp.status();
+            let body = resp.into_body().bytes().await?;
+            Ok::<_, object_store::client::HttpError>((status, body))
+        };
+        match tokio::time::timeout(deadline.remaining(), fut).await {
+            Err(_) => Err(fail(
+                ErrorKind::TimedOut,
+                "no answer from the store in time".into(),
+            )),
+            Ok(Err(e)) => Err(fail(
+                ErrorKind::Io,
+                format!("no answer from the store: {}", one_line(&e.to_string())),
+            )),
+            Ok(Ok((status, body))) => Ok((status, String::from_utf8_lossy(&body).into_owned())),
+        }
+    }
+
     /// Fails unless credentials can be had (from the environment, a role, instance metadata):
     /// a clear error up front instead of a refused request.
     pub(crate) async fn credentials(&self, url: &Url, op: Op, deadline: &Deadline) -> Result<()> {
@@ -348,12 +450,12 @@ impl Client {
         let mut attempt = 0;
         loop {
             match self.get_once(url, key, version, deadline).await {
-                Err(f) if f.class == Class::Transient && !deadline.passed() => {
+                Err(f) if retryable(f.class) && !deadline.passed() => {
                     tracing::debug!(target: "untorn", url = %url, why = %f.why, "read failed; retrying");
                     backoff(attempt, deadline).await;
                     attempt += 1;
                 }
-                Err(f) if f.class == Class::Transient => {
+                Err(f) if retryable(f.class) => {
                     return Err(Failed {
                         class: Class::Timeout,
                         why: format!("the store did not answer in time ({})", f.why),

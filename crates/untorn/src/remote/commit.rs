@@ -47,6 +47,21 @@ fn unknown(url: &Url, why: &str) -> Error {
     )
 }
 
+/// The error when the time ran out while the store would not take a write: unknown if an
+/// earlier attempt of it went unanswered (`sent`), else nothing was written.
+pub(crate) fn gave_up(op: Op, url: &Url, sent: bool, why: &str) -> Error {
+    if sent {
+        unknown(url, "the time ran out while it may still land")
+    } else {
+        Error::new(
+            op,
+            url.as_path(),
+            ErrorKind::TimedOut,
+            format!("{why}, until the timeout; nothing was written"),
+        )
+    }
+}
+
 /// The deadline for reading the object after a lost answer: what is left, or [`GRACE`].
 fn resolve_deadline(deadline: &Deadline) -> Deadline {
     Deadline::after(deadline.remaining().max(GRACE))
@@ -146,6 +161,13 @@ pub(crate) fn write(opts: &RemoteOptions, url: &Url, data: &[u8], create: bool) 
                 )
             };
             match fail.class {
+                Class::Unavailable if deadline.passed() => {
+                    return Err(gave_up(Op::Write, url, sent, &fail.why))
+                }
+                Class::Unavailable => {
+                    backoff(outcome.attempts, &deadline).await;
+                    continue;
+                }
                 Class::Condition if !sent => return Err(exists()),
                 Class::Condition => {}
                 Class::Transient | Class::Timeout => {
@@ -291,6 +313,14 @@ async fn put_update(
             Err(f) => f,
         };
         match fail.class {
+            Class::Unavailable if deadline.passed() => {
+                return Err(gave_up(Op::Write, url, sent, &fail.why))
+            }
+            Class::Unavailable => {
+                backoff(retries, deadline).await;
+                retries += 1;
+                continue;
+            }
             Class::Condition => {}
             Class::Transient | Class::Timeout => {
                 sent = true;

@@ -117,6 +117,54 @@ async fn list(
     Ok(out)
 }
 
+/// The number of the newest batch (0: none yet): one listing of at most one name (S3's
+/// `max-keys=1`; on another store, the first page of an ordinary listing).
+async fn newest(c: &super::client::Client, url: &Url, deadline: &Deadline) -> Result<u64> {
+    if c.s3.is_none() {
+        return Ok(list(c, url, true, deadline)
+            .await?
+            .first()
+            .map_or(0, |b| b.0));
+    }
+    let p = prefix(url);
+    let (status, body) = c
+        .signed_get(
+            url,
+            &[("list-type", "2"), ("prefix", &p), ("max-keys", "1")],
+            Op::ListDir,
+            deadline,
+        )
+        .await?;
+    if !status.is_success() {
+        let code = super::versions::field(&body, "Code").unwrap_or_default();
+        let (kind, why) = match (status.as_u16(), code.as_str()) {
+            (404, "NoSuchBucket") => (
+                ErrorKind::NotFound,
+                format!("no such bucket '{}'", url.bucket()),
+            ),
+            (401 | 403, _) => (
+                ErrorKind::PermissionDenied,
+                format!("permission denied by the store (HTTP {status}, {code})"),
+            ),
+            (s, _) if s >= 500 || s == 429 => (
+                ErrorKind::Io,
+                format!("the store failed (HTTP {status}, {code})"),
+            ),
+            _ => (
+                ErrorKind::Other,
+                format!("the store refused the listing (HTTP {status}, {code})"),
+            ),
+        };
+        return Err(Error::new(Op::ListDir, url.as_path(), kind, why));
+    }
+    // The first <Contents> holds the first name: the newest batch.
+    let first = body
+        .split("<Contents>")
+        .nth(1)
+        .and_then(|c| super::versions::field(c, "Key"));
+    Ok(first.and_then(|k| batch_number(url, &k)).unwrap_or(0))
+}
+
 pub(crate) fn append<R: AsRef<[u8]>>(
     opts: &RemoteOptions,
     url: &Url,
@@ -131,10 +179,7 @@ pub(crate) fn append<R: AsRef<[u8]>>(
         let id = new_id();
         let lineage = Lineage::child(None, &id);
         let mut outcome = Outcome::default();
-        let mut n = list(&c, url, true, &deadline)
-            .await?
-            .first()
-            .map_or(1, |(n, _)| n + 1);
+        let mut n = newest(&c, url, &deadline).await? + 1;
         let mut taken_in_a_row = 0;
         let mut sent = false;
         loop {
@@ -152,16 +197,20 @@ pub(crate) fn append<R: AsRef<[u8]>>(
                 Err(f) => f,
             };
             match fail.class {
+                Class::Unavailable if deadline.passed() => {
+                    return Err(super::commit::gave_up(Op::Append, url, sent, &fail.why))
+                }
+                Class::Unavailable => {
+                    backoff(outcome.attempts.min(8), &deadline).await;
+                    continue;
+                }
                 Class::Condition if !sent => {
                     // Another writer's batch is there: the next place (after a run of them,
                     // look up the newest again rather than walk).
                     taken_in_a_row += 1;
                     outcome.conflicts += 1;
                     n = if taken_in_a_row % 16 == 0 {
-                        list(&c, url, true, &deadline)
-                            .await?
-                            .first()
-                            .map_or(n + 1, |(m, _)| (m + 1).max(n + 1))
+                        (newest(&c, url, &deadline).await? + 1).max(n + 1)
                     } else {
                         n + 1
                     };

@@ -2,15 +2,11 @@
 //! `ListObjectVersions` (a signed request: `object_store` has no call for it), read by version
 //! id, and restored as an update of the current version.
 
-use super::client::{block_on, client, matches_sum, one_line, Client, Deadline};
+use super::client::{block_on, client, matches_sum, Client, Deadline};
 use super::commit::Outcome;
 use super::{RemoteOptions, Url};
 use crate::backup::Which;
 use crate::error::{Error, ErrorKind, Op, Result};
-use object_store::client::{ClientOptions, HttpConnector, HttpRequestBody, ReqwestConnector};
-use object_store::path::Path as ObjectPath;
-use object_store::signer::{SignedUrlOptions, Signer};
-use std::time::Duration;
 
 /// A version of an object that the bucket keeps.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,7 +35,7 @@ pub struct RemoteRestored {
 }
 
 /// Decodes the five XML entities.
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     s.replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&quot;", "\"")
@@ -47,7 +43,7 @@ fn unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
-fn field(block: &str, tag: &str) -> Option<String> {
+pub(crate) fn field(block: &str, tag: &str) -> Option<String> {
     let open = format!("<{tag}>");
     let start = block.find(&open)? + open.len();
     let end = block[start..].find(&format!("</{tag}>"))? + start;
@@ -90,51 +86,15 @@ pub(crate) fn parse_versions(xml: &str, key: &str) -> Vec<(Version, bool)> {
 /// Every version of the object (newest first), with whether each is the latest.
 async fn all_versions(c: &Client, url: &Url, deadline: &Deadline) -> Result<Vec<(Version, bool)>> {
     let fail = |kind, why: String| Error::new(Op::ListDir, url.as_path(), kind, why);
-    let Some(s3) = &c.s3 else {
-        return Err(fail(
-            ErrorKind::Unsupported,
-            "this store has no version listing".into(),
-        ));
-    };
-    let signed = s3
-        .signed_url_opts(
-            http::Method::GET,
-            &ObjectPath::from(""),
-            Duration::from_secs(600),
-            &SignedUrlOptions::new().with_query([("versions", ""), ("prefix", url.key())]),
+    let (status, body) = c
+        .signed_get(
+            url,
+            &[("versions", ""), ("prefix", url.key())],
+            Op::ListDir,
+            deadline,
         )
-        .await
-        .map_err(|e| fail(ErrorKind::Other, one_line(&e.to_string())))?;
-    let http = ReqwestConnector::default()
-        .connect(&ClientOptions::new().with_allow_http(signed.scheme() == "http"))
-        .map_err(|e| fail(ErrorKind::Other, one_line(&e.to_string())))?;
-    let request = http::Request::builder()
-        .method(http::Method::GET)
-        .uri(signed.as_str())
-        .body(HttpRequestBody::empty())
-        .map_err(|e| fail(ErrorKind::InvalidInput, e.to_string()))?;
-    let fut = async {
-        let resp = http.execute(request).await?;
-        let status = resp.status();
-        let body = resp.into_body().bytes().await?;
-        Ok::<_, object_store::client::HttpError>((status, body))
-    };
-    let (status, body) = match tokio::time::timeout(deadline.remaining(), fut).await {
-        Err(_) => {
-            return Err(fail(
-                ErrorKind::TimedOut,
-                "no answer from the store in time".into(),
-            ))
-        }
-        Ok(Err(e)) => {
-            return Err(fail(
-                ErrorKind::Io,
-                format!("no answer from the store: {}", one_line(&e.to_string())),
-            ))
-        }
-        Ok(Ok(x)) => x,
-    };
-    let text = String::from_utf8_lossy(&body);
+        .await?;
+    let text = body;
     if !status.is_success() {
         let code = field(&text, "Code").unwrap_or_default();
         let kind = match (status.as_u16(), code.as_str()) {
