@@ -124,6 +124,12 @@ impl Deadline {
     pub(crate) fn passed(&self) -> bool {
         self.remaining().is_zero()
     }
+
+    /// Too little time left to start another attempt of a write that did not land: one that
+    /// the deadline cut short might land after all, and turn "nothing written" into "unknown".
+    pub(crate) fn nearly_passed(&self) -> bool {
+        self.remaining() < Duration::from_millis(250)
+    }
 }
 
 /// Full-jitter exponential backoff: attempt 0 waits up to 10 ms, doubling to at most 1 s.

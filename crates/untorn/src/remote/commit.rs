@@ -161,11 +161,14 @@ pub(crate) fn write(opts: &RemoteOptions, url: &Url, data: &[u8], create: bool) 
                 )
             };
             match fail.class {
-                Class::Unavailable if deadline.passed() => {
+                Class::Unavailable if deadline.nearly_passed() => {
                     return Err(gave_up(Op::Write, url, sent, &fail.why))
                 }
                 Class::Unavailable => {
                     backoff(outcome.attempts, &deadline).await;
+                    if deadline.nearly_passed() {
+                        return Err(gave_up(Op::Write, url, sent, &fail.why));
+                    }
                     continue;
                 }
                 Class::Condition if !sent => return Err(exists()),
@@ -313,12 +316,15 @@ async fn put_update(
             Err(f) => f,
         };
         match fail.class {
-            Class::Unavailable if deadline.passed() => {
+            Class::Unavailable if deadline.nearly_passed() => {
                 return Err(gave_up(Op::Write, url, sent, &fail.why))
             }
             Class::Unavailable => {
                 backoff(retries, deadline).await;
                 retries += 1;
+                if deadline.nearly_passed() {
+                    return Err(gave_up(Op::Write, url, sent, &fail.why));
+                }
                 continue;
             }
             Class::Condition => {}

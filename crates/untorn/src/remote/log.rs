@@ -197,11 +197,14 @@ pub(crate) fn append<R: AsRef<[u8]>>(
                 Err(f) => f,
             };
             match fail.class {
-                Class::Unavailable if deadline.passed() => {
+                Class::Unavailable if deadline.nearly_passed() => {
                     return Err(super::commit::gave_up(Op::Append, url, sent, &fail.why))
                 }
                 Class::Unavailable => {
                     backoff(outcome.attempts.min(8), &deadline).await;
+                    if deadline.nearly_passed() {
+                        return Err(super::commit::gave_up(Op::Append, url, sent, &fail.why));
+                    }
                     continue;
                 }
                 Class::Condition if !sent => {
