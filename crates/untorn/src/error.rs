@@ -63,7 +63,7 @@ pub enum ErrorKind {
     /// that stopped a wait); nothing was changed.
     Interrupted,
     /// A change was sent to an object store and its answer was lost, and the store could not
-    /// tell whether it was applied (see [`crate::remote`]): it was applied once or not at
+    /// tell whether it was applied (see `untorn::remote`): it was applied once or not at
     /// all, and untorn did not retry it. Look before running it again.
     OutcomeUnknown,
     /// Anything else; the source error says what.

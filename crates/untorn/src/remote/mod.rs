@@ -17,7 +17,7 @@
 //! | [`RemoteOptions::read_log`] | list `KEY/`, read the batches in order | a consistent prefix of the log |
 //! | [`RemoteOptions::versions`], [`RemoteOptions::restore`] | the bucket's own versions (S3 versioning) | a restore is an update: `If-Match` on the version it replaces |
 //!
-//! There are no locks: [`crate::lock`] on a URL is refused. A lease built on compare-and-swap
+//! There are no locks: [`crate::lock()`] on a URL is refused (`untorn lock s3://...` too). A lease built on compare-and-swap
 //! without a fencing token is unsafe (a paused holder wakes up after its lease ran out and
 //! writes anyway); an update that re-runs on conflict is what a lock would have been used for.
 //!
@@ -67,6 +67,7 @@ pub use versions::{RemoteRestored, Version};
 
 use crate::edit::{EditOptions, Edited};
 use crate::error::{Error, ErrorKind, Op, Result};
+#[cfg(any(feature = "json", feature = "yaml", feature = "toml"))]
 use crate::format::Format;
 use crate::log::{Log, LogFormat};
 use std::fmt;
