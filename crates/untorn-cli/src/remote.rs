@@ -89,9 +89,35 @@ fn run(_command: Command, url: &str) -> Result<u8, Failure> {
     ))
 }
 
+/// `untorn-remote` (the same program, see Cargo.toml) runs the command; `untorn` hands it
+/// over to `untorn-remote` beside itself, with the same arguments (exec: the same process,
+/// standard streams and signals). The branch is decided at compile time, so the `untorn`
+/// binary links none of the remote code.
 #[cfg(feature = "remote")]
 fn run(command: Command, url: &str) -> Result<u8, Failure> {
-    handlers::run(command, url)
+    if env!("CARGO_BIN_NAME") == "untorn-remote" {
+        handlers::run(command, url)
+    } else {
+        hand_over(url)
+    }
+}
+
+#[cfg(feature = "remote")]
+fn hand_over(url: &str) -> Result<u8, Failure> {
+    use std::os::unix::process::CommandExt;
+    let helper = std::env::current_exe()
+        .map(|p| p.with_file_name("untorn-remote"))
+        .map_err(|e| Failure::Other(format!("'{url}': {e}"), exit::FAILURE))?;
+    let e = std::process::Command::new(&helper)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(Failure::Other(
+        format!(
+            "'{url}': cannot run '{}', which handles object URLs: {e} (install it beside untorn:              it is built with untorn's 'remote' feature)",
+            helper.display()
+        ),
+        exit::UNSUPPORTED,
+    ))
 }
 
 #[cfg(feature = "remote")]

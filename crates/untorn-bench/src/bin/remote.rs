@@ -50,7 +50,10 @@ fn start_moto() -> (Child, String) {
         .expect("python3 with moto[server] (pip install 'moto[server]')");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "moto did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "moto did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     (child, format!("http://127.0.0.1:{port}"))
@@ -208,17 +211,28 @@ fn main() {
             "{what}: untorn {:.0} us, bare object_store {:.0} us, ratio {r:.3}{ci} {}",
             median(u),
             median(b),
-            if r <= 1.1 { "PASS (goal <= 1.1)" } else { "FAIL (goal <= 1.1)" }
+            if r <= 1.1 {
+                "PASS (goal <= 1.1)"
+            } else {
+                "FAIL (goal <= 1.1)"
+            }
         );
     };
     println!("remote latency against {endpoint}, {n} interleaved rounds (medians):");
     show("write 1 KiB (one PUT)", &uw, &bw, &mut rng);
-    show("edit of a JSON counter (GET + PUT If-Match)", &ue, &be, &mut rng);
+    show(
+        "edit of a JSON counter (GET + PUT If-Match)",
+        &ue,
+        &be,
+        &mut rng,
+    );
 
     // Contention: writer processes on one object.
     let me = std::env::current_exe().unwrap();
     let url_c = Url::parse(&format!("s3://{BUCKET}/contended.json")).unwrap();
-    let per = arg("--updates").and_then(|s| s.parse().ok()).unwrap_or(50usize);
+    let per = arg("--updates")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50usize);
     println!("update throughput on one object, {per} updates per writer:");
     for writers in [1, 2, 4, 8] {
         o.write(&url_c, b"{\"n\": 0}").unwrap();
@@ -242,7 +256,8 @@ fn main() {
         }
         let secs = t.elapsed().as_secs_f64();
         let done = (writers * per) as f64;
-        let v: serde_json::Value = serde_json::from_slice(&o.read(&url_c).unwrap().unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&o.read(&url_c).unwrap().unwrap()).unwrap();
         println!(
             "  {writers} writer(s): {:.0} updates/s, {conflicts} conflicts for {done} updates ({:.2} re-runs per update, {:.0}% of {attempts} PUTs refused), final n = {} (want {done})",
             done / secs,
