@@ -41,6 +41,9 @@ pub const FILTER_FAILED: u8 = 13;
 /// Acting would mean trusting state that another user left (a transaction journal or flag, a
 /// temp, a backup, a symlink in a sticky directory): refused.
 pub const UNTRUSTED: u8 = 14;
+/// A change was sent to an object store, its answer was lost, and the store could not tell
+/// whether it was applied: applied once or not at all, and not retried (`s3://` URLs).
+pub const OUTCOME_UNKNOWN: u8 = 15;
 /// `untorn lock`: COMMAND was found but could not be run (the shell's convention).
 pub const CANNOT_EXECUTE: u8 = 126;
 /// `untorn lock`: COMMAND was not found (the shell's convention).
@@ -84,6 +87,11 @@ pub const TABLE: &[(u8, &str)] = &[
         UNTRUSTED,
         "refused to act on state another user left (see --trust-user)",
     ),
+    (
+        OUTCOME_UNKNOWN,
+        "s3:// URLs: a change was sent and its answer lost, and the store cannot tell whether it \
+         was applied (once or not at all; not retried)",
+    ),
     (CANNOT_EXECUTE, "lock: the command could not be executed"),
     (COMMAND_NOT_FOUND, "lock: the command was not found"),
     (HANGUP, "hung up (SIGHUP)"),
@@ -124,6 +132,7 @@ pub fn for_kind(kind: ErrorKind) -> u8 {
         ErrorKind::FilterFailed => FILTER_FAILED,
         ErrorKind::Untrusted => UNTRUSTED,
         ErrorKind::Interrupted => INTERRUPTED,
+        ErrorKind::OutcomeUnknown => OUTCOME_UNKNOWN,
         _ => FAILURE,
     }
 }
@@ -192,6 +201,7 @@ mod tests {
             FilterFailed,
             Untrusted,
             Interrupted,
+            OutcomeUnknown,
             Other,
         ] {
             let c = for_kind(k);

@@ -3,6 +3,7 @@
 
 mod args;
 mod exit;
+mod remote;
 
 use args::{
     AppendArgs, BackupNowArgs, BackupsArgs, CheckArgs, CheckFormat, CleanArgs, Cli, Command,
@@ -45,7 +46,12 @@ fn main() -> ExitCode {
     if cli.allow_shared_fs {
         untorn::allow_shared_fs(true);
     }
-    let result = match cli.command {
+    // s3:// URLs are handled in remote.rs; local paths go on as before.
+    let command = match remote::route(cli.command) {
+        Ok(local) => local,
+        Err(code) => return code,
+    };
+    let result = match command {
         Command::Write(a) => cmd_write(a),
         Command::Lock(a) => cmd_lock(a),
         Command::Edit(a) => cmd_edit(a),

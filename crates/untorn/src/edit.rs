@@ -166,65 +166,89 @@ impl EditOptions {
     /// ```
     pub fn run(&self, path: impl AsRef<Path>, filter: &mut Command) -> Result<Edited> {
         let path = path.as_ref();
-        let format = self.format.unwrap_or_else(|| Format::from_path(path));
-        let _handling = self.signals.as_ref().map(Handling);
-        let written = self.update.update(path, |old| {
-            let input = match (old, &self.default) {
-                (Some(b), _) => b,
-                (None, Some(d)) => &d[..],
-                (None, None) => {
-                    return Err(Error::io(Op::Filter, path, crate::sys::os_error(ENOENT))
-                        .with_note("give a default content to start from"))
-                }
-            };
-            let output = match &self.signals {
-                None => run_filter(filter, input, path)?,
-                Some(fwd) => {
-                    fwd.default_action.store(false, Ordering::SeqCst);
-                    run_filter_forwarding(filter, input, path, fwd)?
-                }
-            };
-            let unchanged = old == Some(&output[..]);
-            if !self.allow_empty && !unchanged && output.iter().all(u8::is_ascii_whitespace) {
-                return Err(Error::new(
-                    Op::Filter,
-                    path,
-                    ErrorKind::InvalidContent,
-                    format!(
-                        "the output of '{}' is empty{}; the file is unchanged (pass \
-                         --allow-empty to empty it)",
-                        program(filter),
-                        if output.is_empty() {
-                            ""
-                        } else {
-                            " (only whitespace)"
-                        }
-                    ),
-                ));
-            }
-            if let Err(e) = format.check(&output, path) {
-                let mut err = Error::new(
-                    Op::Filter,
-                    path,
-                    ErrorKind::InvalidContent,
-                    format!(
-                        "the output of '{}' is not valid {format}: {}; the file is unchanged",
-                        program(filter),
-                        e.detail()
-                    ),
-                );
-                if let Some((l, c)) = e.location() {
-                    err = err.with_location(l, c);
-                }
-                return Err(err);
-            }
-            Ok((!unchanged).then_some(output))
-        })?;
+        let format = self.format_for(path);
+        let _handling = self.signal_guard();
+        let written = self
+            .update
+            .update(path, |old| self.transform(path, format, old, filter))?;
         Ok(if written {
             Edited::Written
         } else {
             Edited::Unchanged
         })
+    }
+
+    /// The format the output must have: the one set, or the one `path`'s extension implies.
+    pub(crate) fn format_for(&self, path: &Path) -> Format {
+        self.format.unwrap_or_else(|| Format::from_path(path))
+    }
+
+    /// Sets the signals' default action back when dropped (see [`ForwardSignals`]).
+    pub(crate) fn signal_guard(&self) -> Option<impl Drop + '_> {
+        self.signals.as_ref().map(Handling)
+    }
+
+    /// One run of the filter on `old` (the default content if `None`): its output if it is to
+    /// replace `old`, `None` if it is the same, or why it may not (filter failed, output empty
+    /// or invalid). The local edit runs it under the lock; the remote one (`crate::remote`)
+    /// once per version it tries to replace.
+    pub(crate) fn transform(
+        &self,
+        path: &Path,
+        format: Format,
+        old: Option<&[u8]>,
+        filter: &mut Command,
+    ) -> Result<Option<Vec<u8>>> {
+        let input = match (old, &self.default) {
+            (Some(b), _) => b,
+            (None, Some(d)) => &d[..],
+            (None, None) => {
+                return Err(Error::io(Op::Filter, path, crate::sys::os_error(ENOENT))
+                    .with_note("give a default content to start from"))
+            }
+        };
+        let output = match &self.signals {
+            None => run_filter(filter, input, path)?,
+            Some(fwd) => {
+                fwd.default_action.store(false, Ordering::SeqCst);
+                run_filter_forwarding(filter, input, path, fwd)?
+            }
+        };
+        let unchanged = old == Some(&output[..]);
+        if !self.allow_empty && !unchanged && output.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::new(
+                Op::Filter,
+                path,
+                ErrorKind::InvalidContent,
+                format!(
+                    "the output of '{}' is empty{}; the file is unchanged (pass \
+                     --allow-empty to empty it)",
+                    program(filter),
+                    if output.is_empty() {
+                        ""
+                    } else {
+                        " (only whitespace)"
+                    }
+                ),
+            ));
+        }
+        if let Err(e) = format.check(&output, path) {
+            let mut err = Error::new(
+                Op::Filter,
+                path,
+                ErrorKind::InvalidContent,
+                format!(
+                    "the output of '{}' is not valid {format}: {}; the file is unchanged",
+                    program(filter),
+                    e.detail()
+                ),
+            );
+            if let Some((l, c)) = e.location() {
+                err = err.with_location(l, c);
+            }
+            return Err(err);
+        }
+        Ok((!unchanged).then_some(output))
     }
 }
 

@@ -62,6 +62,10 @@ pub enum ErrorKind {
     /// The caller was interrupted (a signal, passed on to an edit's filter, or a cancel flag
     /// that stopped a wait); nothing was changed.
     Interrupted,
+    /// A change was sent to an object store and its answer was lost, and the store could not
+    /// tell whether it was applied (see `untorn::remote`): it was applied once or not at
+    /// all, and untorn did not retry it. Look before running it again.
+    OutcomeUnknown,
     /// Anything else; the source error says what.
     Other,
 }
@@ -131,6 +135,7 @@ impl ErrorKind {
             ErrorKind::FilterFailed => io::ErrorKind::Other,
             ErrorKind::Untrusted => io::ErrorKind::PermissionDenied,
             ErrorKind::Interrupted => io::ErrorKind::Interrupted,
+            ErrorKind::OutcomeUnknown => io::ErrorKind::Other,
         }
     }
 }

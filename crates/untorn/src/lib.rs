@@ -82,6 +82,8 @@ mod lockfile;
 pub mod log;
 mod paths;
 pub mod recover;
+#[cfg(feature = "remote")]
+pub mod remote;
 mod sum;
 pub mod sys;
 mod temp;

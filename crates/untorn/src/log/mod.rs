@@ -47,6 +47,8 @@ mod torn;
 
 use append::{fstat_regular, open_log};
 pub use append::{AppendOptions, Appended};
+#[cfg(feature = "remote")]
+pub(crate) use torn::not_a_record;
 use torn::{judge_end, refusal, truncate_durably};
 pub use torn::{valid_prefix, NotARecord};
 

@@ -19,7 +19,7 @@ pub struct NotARecord {
 }
 
 /// Why `line` is not a record of `format`, if it is not.
-pub(super) fn not_a_record(line: &[u8], format: LogFormat) -> Option<(usize, String)> {
+pub(crate) fn not_a_record(line: &[u8], format: LogFormat) -> Option<(usize, String)> {
     if let Some(i) = line.iter().position(|&b| b == 0) {
         return Some((i + 1, "holds NUL bytes".into()));
     }
