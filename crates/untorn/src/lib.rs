@@ -76,6 +76,7 @@ mod format;
 pub mod lock;
 mod lockfile;
 pub mod log;
+mod output_path;
 mod paths;
 pub mod recover;
 mod sum;
@@ -100,6 +101,7 @@ pub use log::append_to_yaml_list;
 pub use log::{
     append, read_log, repair, tail, AppendOptions, Appended, Log, LogFormat, Torn, TornReason,
 };
+pub use output_path::{write_via_path, OutputPath};
 #[allow(deprecated)]
 pub use recover::clean;
 pub use recover::integrity;
