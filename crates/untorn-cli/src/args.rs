@@ -91,7 +91,9 @@ pub enum Command {
     /// --exec, a program writes the new content to a path untorn gives it.
     #[command(
         after_help = help::after_help(Some("write")),
-        after_long_help = help::after_long_help(Some("write"))
+        after_long_help = help::after_long_help(Some("write")),
+        override_usage = "untorn write [OPTIONS] <FILE> [CONTENT]\n       \
+                          untorn write [OPTIONS] --exec <FILE> [--] <COMMAND>..."
     )]
     Write(WriteArgs),
     /// Run COMMAND while holding FILE's lock (FILE.lock, as flock(1) locks it).
@@ -566,7 +568,7 @@ pub struct EditArgs {
     #[command(flatten)]
     pub backup: BackupArg,
 
-    /// The filter and its arguments; it reads FILE on stdin and writes the new content on stdout.
+    /// The filter and its arguments: FILE on its stdin, the new content on its stdout.
     #[arg(last = true, required = true, value_name = "FILTER")]
     pub filter: Vec<OsString>,
 }
@@ -629,9 +631,11 @@ pub struct WriteArgs {
     /// The new content, exactly as given (no newline added). Default: standard input.
     ///
     /// Any bytes. Without it, standard input is streamed into the temp file, and FILE is
-    /// replaced only once all of it has been read.
-    #[arg(conflicts_with = "exec")]
-    pub content: Option<OsString>,
+    /// replaced only once all of it has been read. With --exec: the program and its
+    /// arguments, one of them containing {} (put `--` before the program if any argument
+    /// starts with `-`).
+    #[arg(value_name = "CONTENT")]
+    pub content: Vec<OsString>,
 
     /// Permission bits of the written file, in octal (e.g. 600, 0644).
     ///
@@ -705,7 +709,7 @@ pub struct WriteArgs {
     /// is valid for FILE's format (.json, .yaml/.yml, .toml; see --format, --no-check), FILE
     /// is replaced with it, atomically and durably; otherwise FILE stays as it was (exit 13,
     /// or 12 for invalid output) and the output is removed.
-    #[arg(long, requires = "command")]
+    #[arg(long)]
     pub exec: bool,
 
     /// With --exec: the text that stands for the path (default {}).
@@ -734,10 +738,6 @@ pub struct WriteArgs {
     /// With --exec: do not check the output's format.
     #[arg(long, requires = "exec")]
     pub no_check: bool,
-
-    /// With --exec: the program and its arguments, one of them containing {}.
-    #[arg(last = true, value_name = "COMMAND")]
-    pub command: Vec<OsString>,
 }
 
 /// Keeping the versions a write displaces.
@@ -1075,8 +1075,16 @@ mod tests {
     fn file_and_optional_content() {
         let w = write(&["f.json", "{}"]).unwrap();
         assert_eq!(w.file, PathBuf::from("f.json"));
-        assert_eq!(w.content.as_deref(), Some(std::ffi::OsStr::new("{}")));
-        assert_eq!(write(&["f.json"]).unwrap().content, None);
+        assert_eq!(w.content, ["{}"]);
+        assert!(write(&["f.json"]).unwrap().content.is_empty());
+        let w = write(&["--", "-f", "-x"]).unwrap();
+        assert_eq!(
+            (w.file, w.content),
+            (PathBuf::from("-f"), vec!["-x".into()])
+        );
+        let w = write(&["--exec", "o.pdf", "--", "pandoc", "-o", "{}"]).unwrap();
+        assert!(w.exec);
+        assert_eq!(w.content, ["pandoc", "-o", "{}"]);
         assert!(write(&[]).is_err());
     }
 

@@ -225,16 +225,14 @@ where
     }
 }
 
-/// The content argument of `write`: CONTENT, or the one argument after `--` (`untorn write f
-/// -- -x` writes `-x`), or `None` for standard input.
+/// The content argument of `write`: CONTENT, or `None` for standard input.
 fn write_content(a: &mut WriteArgs) -> Result<Option<OsString>, Failure> {
-    match (a.content.take(), a.command.len()) {
-        (c, 0) => Ok(c),
-        (None, 1) => Ok(a.command.pop()),
+    match a.content.len() {
+        0 | 1 => Ok(a.content.pop()),
         _ => Err(Failure::Other(
             format!(
-                "cannot write '{}': unexpected arguments after `--` (a program to run? that is \
-                 `untorn write --exec {} -- PROGRAM ... {{}}`)",
+                "cannot write '{}': more than one CONTENT (quote it as one argument; a program \
+                 to run is `untorn write --exec {} -- PROGRAM ... {{}}`)",
                 a.file.display(),
                 a.file.display()
             ),
@@ -247,14 +245,24 @@ fn cmd_write(mut a: WriteArgs) -> Result<u8, Failure> {
     if a.exec {
         return cmd_write_exec(a);
     }
+    for (flag, set) in [
+        ("--format", a.format.is_some()),
+        ("--no-check", a.no_check),
+        ("--placeholder", a.placeholder != "{}"),
+    ] {
+        if set {
+            return Err(Failure::Other(
+                format!("{flag} goes with --exec"),
+                exit::USAGE,
+            ));
+        }
+    }
     let opts = a.options();
     if let Some(c) = write_content(&mut a)? {
         opts.write(&a.file, c.into_vec())?;
         return Ok(exit::OK);
     }
-    // Like sponge, the file is replaced only once all input is read (`jq . f | untorn write
-    // f` is safe); the input is streamed into the temp file meanwhile, so memory stays flat.
-    let mut stdin = io::stdin().lock();
+    let stdin = io::stdin().lock();
     if stdin.is_terminal() {
         return Err(Failure::Other(
             format!(
@@ -265,7 +273,60 @@ fn cmd_write(mut a: WriteArgs) -> Result<u8, Failure> {
             exit::USAGE,
         ));
     }
-    let mut f = opts.open(&a.file)?;
+    write_stdin(&opts, &a.file, stdin)
+}
+
+/// Like sponge, FILE is replaced only once all of standard input is read (`jq . f | untorn
+/// write f` is safe); the input is streamed into the temp file meanwhile, so memory stays
+/// flat. A signal (SIGINT, SIGTERM, SIGHUP) while reading removes the temp, if it has a name,
+/// and ends untorn with 128 + the signal, FILE unchanged; during the commit it is held until
+/// the commit is done.
+fn write_stdin(
+    opts: &untorn::OpenOptions,
+    file: &std::path::Path,
+    mut stdin: io::StdinLock<'_>,
+) -> Result<u8, Failure> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    // Registered before the temp exists: until then a signal simply ends untorn. `pending` is
+    // set by the handler itself (so a signal is never missed at EOF); the watcher thread acts
+    // on one that comes while a read blocks.
+    let pending = Arc::new(AtomicUsize::new(0));
+    let sigs = [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ];
+    for sig in sigs {
+        let _ = signal_hook::flag::register_usize(sig, pending.clone(), sig as usize);
+    }
+    let signals = signal_hook::iterator::Signals::new(sigs).ok();
+    let mut f = opts.open(file)?;
+    // Some(temp's path) while reading: the watcher may act; None once committing.
+    let reading = Arc::new(Mutex::new(Some(f.temp_path())));
+    let interrupted = |shown: &std::path::Path| {
+        eprintln!(
+            "untorn: interrupted while reading standard input; '{}' is unchanged",
+            shown.display()
+        )
+    };
+    if let Some(mut signals) = signals {
+        let reading = reading.clone();
+        let shown = file.to_path_buf();
+        std::thread::spawn(move || {
+            for sig in signals.forever() {
+                let guard = reading.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(temp) = &*guard {
+                    if let Some(t) = temp {
+                        let _ = std::fs::remove_file(t);
+                    }
+                    interrupted(&shown);
+                    // The mutex stays held: the main thread never gets to commit.
+                    std::process::exit(i32::from(exit::for_signal(sig as usize)));
+                }
+            }
+        });
+    }
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = match stdin.read(&mut buf) {
@@ -278,7 +339,7 @@ fn cmd_write(mut a: WriteArgs) -> Result<u8, Failure> {
                     format!(
                         "cannot write '{}': reading standard input failed: {}; the file is \
                          unchanged",
-                        a.file.display(),
+                        file.display(),
                         plain(&e)
                     ),
                     exit::FAILURE,
@@ -287,11 +348,30 @@ fn cmd_write(mut a: WriteArgs) -> Result<u8, Failure> {
         };
         if let Err(e) = f.write_all(&buf[..n]) {
             let _ = f.discard();
-            return Err(untorn_error(e, &a.file));
+            return Err(untorn_error(e, file));
         }
     }
+    {
+        let mut guard = reading.lock().unwrap_or_else(|p| p.into_inner());
+        let sig = pending.load(Ordering::SeqCst);
+        if sig != 0 {
+            drop(f); // discards the temp
+            interrupted(file);
+            return Ok(exit::for_signal(sig));
+        }
+        *guard = None;
+    }
     f.commit().map_err(|e| e.error)?;
-    Ok(exit::OK)
+    match pending.load(Ordering::SeqCst) {
+        0 => Ok(exit::OK),
+        sig => {
+            eprintln!(
+                "untorn: signal {sig} came during the commit; '{}' is written",
+                file.display()
+            );
+            Ok(exit::for_signal(sig))
+        }
+    }
 }
 
 /// An `io::Error` from the library's `Write` impls: the `untorn::Error` inside it.
@@ -319,7 +399,14 @@ fn cmd_write_exec(a: WriteArgs) -> Result<u8, Failure> {
         return Err(usage("--placeholder cannot be empty".into()));
     }
     let has = |arg: &OsString| arg.as_bytes().windows(ph.len()).any(|w| w == ph);
-    if !a.command.iter().any(has) {
+    if a.content.is_empty() {
+        return Err(usage(format!(
+            "--exec needs a command: untorn write --exec {} -- PROGRAM ... {}",
+            a.file.display(),
+            a.placeholder
+        )));
+    }
+    if !a.content.iter().any(has) {
         return Err(usage(format!(
             "--exec: no argument of the command contains '{}', where the output path goes \
              (e.g. untorn write --exec {} -- pandoc in.md -o {})",
@@ -342,7 +429,7 @@ fn cmd_write_exec(a: WriteArgs) -> Result<u8, Failure> {
     };
     let out = untorn::OutputPath::new(&a.file, &a.options())?;
     let args: Vec<OsString> = a
-        .command
+        .content
         .iter()
         .map(|arg| replace_bytes(arg.as_bytes(), ph, out.path().as_os_str().as_bytes()))
         .collect();
