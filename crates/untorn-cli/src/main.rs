@@ -581,7 +581,7 @@ fn cmd_edit(a: EditArgs) -> Result<u8, Failure> {
     opts.allow_empty(a.allow_empty);
     // For the warning below: was the YAML file in block style before?
     let block_yaml_before = format == untorn::Format::Yaml
-        && std::fs::read(&a.file).is_ok_and(|b| !looks_like_json(&b));
+        && read_regular(&a.file).is_some_and(|b| !looks_like_json(&b));
     // SIGINT, SIGTERM and SIGHUP while the filter runs go on to it (its process group); untorn
     // waits for it and exits 128 + the signal, the file unchanged. While waiting for the lock
     // they act as usual (nothing was changed yet).
@@ -602,7 +602,7 @@ fn cmd_edit(a: EditArgs) -> Result<u8, Failure> {
         Ok(done) => {
             if block_yaml_before
                 && done == untorn::Edited::Written
-                && std::fs::read(&a.file).is_ok_and(|b| looks_like_json(&b))
+                && read_regular(&a.file).is_some_and(|b| looks_like_json(&b))
             {
                 eprintln!(
                     "untorn: warning: '{}' was YAML in block style and the filter's output is \
@@ -643,6 +643,22 @@ fn cmd_edit(a: EditArgs) -> Result<u8, Failure> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The content of `path` if it is a regular file (never blocks on a FIFO or device).
+fn read_regular(path: &std::path::Path) -> Option<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut v = Vec::new();
+    (&f).read_to_end(&mut v).ok()?;
+    Some(v)
 }
 
 /// Whether `b` starts (after white space) like a JSON object or array: YAML in flow style.
@@ -703,7 +719,9 @@ fn cmd_append(a: AppendArgs) -> Result<u8, Failure> {
     } else {
         a.lines.into_iter().map(OsStringExt::into_vec).collect()
     };
-    if let Some(i) = lines.iter().position(|l| l.contains(&b'\n')) {
+    // A record may end in one newline (the library ends it anyway); one inside is refused.
+    let inner_newline = |l: &Vec<u8>| l.strip_suffix(b"\n").unwrap_or(l).contains(&b'\n');
+    if let Some(i) = lines.iter().position(inner_newline) {
         return Err(Failure::Other(
             format!(
                 "cannot append to '{}': record {} contains a newline, and a record is one \
