@@ -24,7 +24,20 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// A path for a program to write a file's new content to. See the [module](self) docs.
+/// A path for a program to write a file's new content to (`pandoc -o`, `sqlite3 .backup`,
+/// `pg_dump -f`, a compiler's `-o`), committed to the target atomically and durably, or
+/// discarded.
+///
+/// The path is the target's own name inside a private directory beside it
+/// (`.NAME.untorn-XXXXXXXX.tmp/NAME`, mode 0700): the same file system as the target, the same
+/// extension (tools that pick a format by the extension work), and nobody else can plant a
+/// symlink or a file there. The program may create the file or replace it (as `gcc -o`
+/// does); [`commit`](Self::commit) opens it only after the program is done, without following
+/// symlinks, and copies it into an [`AtomicFile`](crate::AtomicFile) for the target, so it
+/// gets the target's mode, owner, backups and checksum like every write. The directory is
+/// removed afterwards, whatever happened (also when the `OutputPath` is dropped). A crash can
+/// leave it behind: [`clean`](crate::CleanOptions::clean) removes only files, so remove it by
+/// hand. [`write_via_path`] is the scoped form.
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
