@@ -90,6 +90,9 @@ def test_output_path_changes_nothing_on_failure(tmp_path: Path) -> None:
             raise KeyboardInterrupt
     assert target.read_text() == "a: 1\n"
     assert os.listdir(tmp_path) == ["out.yaml"]
+    with pytest.raises(ValueError):
+        with untorn.output_path(target, check="xml"):
+            pass
     # check=None takes anything.
     with untorn.output_path(target, check=None) as out:
         out.write_text("not: [yaml")

@@ -651,8 +651,10 @@ def output_path(
         fmt = _untorn.format_for_path(path)
     elif check is None:
         fmt = "raw"
-    else:
+    elif check in ("json", "yaml", "toml", "raw"):
         fmt = check
+    else:
+        raise ValueError(f"check must be 'auto', 'json', 'yaml', 'toml' or None, not {check!r}")
     native = _untorn.output_path(
         path, backups=backups, perm=perm, durability=durability, symlinks=symlinks
     )

@@ -245,18 +245,6 @@ fn cmd_write(mut a: WriteArgs) -> Result<u8, Failure> {
     if a.exec {
         return cmd_write_exec(a);
     }
-    for (flag, set) in [
-        ("--format", a.format.is_some()),
-        ("--no-check", a.no_check),
-        ("--placeholder", a.placeholder != "{}"),
-    ] {
-        if set {
-            return Err(Failure::Other(
-                format!("{flag} goes with --exec"),
-                exit::USAGE,
-            ));
-        }
-    }
     let opts = a.options();
     if let Some(c) = write_content(&mut a)? {
         opts.write(&a.file, c.into_vec())?;
@@ -444,7 +432,10 @@ fn cmd_write_exec(a: WriteArgs) -> Result<u8, Failure> {
         let _ = signal_hook::flag::register_usize(sig, got.clone(), sig as usize);
     }
     let (prog, rest) = args.split_first().expect("checked above");
-    let status = std::process::Command::new(prog).args(rest).status();
+    let status = std::process::Command::new(prog)
+        .args(rest)
+        .spawn()
+        .and_then(|mut child| wait_passing_signals(&mut child, &got));
     let signal = got.load(Ordering::SeqCst);
     let unchanged = format!("'{}' is unchanged", a.file.display());
     let shown = prog.to_string_lossy();
@@ -490,6 +481,30 @@ fn cmd_write_exec(a: WriteArgs) -> Result<u8, Failure> {
     }
     out.commit()?;
     Ok(exit::OK)
+}
+
+/// Waits for `child`, passing on to it each signal untorn receives meanwhile (a SIGTERM or
+/// SIGHUP sent to untorn alone; a terminal's Ctrl-C reaches both already).
+fn wait_passing_signals(
+    child: &mut std::process::Child,
+    got: &std::sync::atomic::AtomicUsize,
+) -> io::Result<std::process::ExitStatus> {
+    let mut passed = 0;
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(st);
+        }
+        let sig = got.load(std::sync::atomic::Ordering::SeqCst);
+        if sig != 0 && sig != passed {
+            let pid = rustix::process::Pid::from_raw(child.id() as i32);
+            let s = rustix::process::Signal::from_named_raw(sig as i32);
+            if let (Some(pid), Some(s)) = (pid, s) {
+                let _ = rustix::process::kill_process(pid, s);
+            }
+            passed = sig;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// `s` with every `from` replaced by `to`.

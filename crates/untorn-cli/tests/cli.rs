@@ -886,6 +886,11 @@ fn help_lists_the_exit_codes() {
     let out = untorn().args(["write", "-h"]).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--no-clobber"));
+    // --backup is a link, not a rename or a copy (as the README says).
+    let out = untorn().args(["write", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("rename, not a copy"), "{text}");
+    assert!(text.contains("(a link)"), "{text}");
 }
 
 /// Every command's names: untorn's own and each subcommand's.

@@ -613,6 +613,60 @@ fn exec_commits_what_the_program_wrote_or_nothing() {
 }
 
 #[test]
+fn exec_passes_a_signal_on_and_changes_nothing() {
+    // SIGTERM to untorn alone (not to its process group): the program gets it too, untorn
+    // exits 143 as soon as it ends, the file is unchanged and the private directory gone.
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    fs::write(dir.join("out.txt"), "old").unwrap();
+    let mut child = Command::new(bin())
+        .args([
+            "write",
+            "--exec",
+            "out.txt",
+            "--",
+            "sh",
+            "-c",
+            "echo new > \"$1\"; exec sleep 30",
+            "sh",
+            "{}",
+        ])
+        .current_dir(dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the program has written its output (it then sleeps).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let written = fs::read_dir(dir).unwrap().filter_map(|e| e.ok()).any(|e| {
+            e.path().is_dir() && fs::read(e.path().join("out.txt")).is_ok_and(|c| c == b"new\n")
+        });
+        if written {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the program never wrote");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", text(&out.stderr));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        text(&out.stderr).contains("unchanged"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(fs::read_to_string(dir.join("out.txt")).unwrap(), "old");
+    let left: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["out.txt"]);
+}
+
+#[test]
 fn exec_keeps_mode_and_backups_like_every_write() {
     use std::os::unix::fs::PermissionsExt;
     let d = tempfile::tempdir().unwrap();
