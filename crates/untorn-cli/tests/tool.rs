@@ -619,7 +619,7 @@ fn exec_passes_a_signal_on_and_changes_nothing() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     fs::write(dir.join("out.txt"), "old").unwrap();
-    let mut child = Command::new(bin())
+    let child = Command::new(bin())
         .args([
             "write",
             "--exec",
