@@ -1,5 +1,5 @@
 //! The `untorn` command line: the CLI's own clap definitions (compiled here from
-//! crates/untorn-cli/src/args.rs and exit.rs, unchanged) on arbitrary argument vectors. The
+//! crates/untorn-cli/src/args.rs, help.rs and exit.rs, unchanged) on arbitrary argument vectors. The
 //! input is split at NUL bytes into arguments (not necessarily UTF-8). Parsing must never
 //! panic (clap's debug assertions are on in fuzz builds, so a malformed definition shows up
 //! too), and every error must render.
@@ -10,6 +10,8 @@
 mod args;
 #[path = "../../crates/untorn-cli/src/exit.rs"]
 mod exit;
+#[path = "../../crates/untorn-cli/src/help.rs"]
+mod help;
 
 use clap::{CommandFactory, FromArgMatches};
 use libfuzzer_sys::fuzz_target;

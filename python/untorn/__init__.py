@@ -60,6 +60,7 @@ Those that lock take ``timeout`` (seconds; ``None``, the default, waits as long 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import copy
 import errno as _errno
 import json
@@ -72,6 +73,7 @@ from typing import (
     Any,
     Callable,
     Iterable,
+    Iterator,
     List,
     Optional,
     Tuple,
@@ -103,6 +105,7 @@ __version__: str = _untorn.__version__
 
 __all__ = [
     # writing
+    "write",
     "write_bytes",
     "write_text",
     "write_json",
@@ -110,6 +113,7 @@ __all__ = [
     "write_toml",
     # "open" is left out on purpose: `from untorn import *` must not shadow the builtin.
     "AtomicWriter",
+    "output_path",
     # reading
     "read_bytes",
     "read_text",
@@ -260,6 +264,33 @@ def write_bytes(
     _untorn.write(
         path,
         _bytes(data),
+        backups=backups,
+        perm=perm,
+        durability=durability,
+        no_clobber=no_clobber,
+        symlinks=symlinks,
+    )
+
+
+def write(
+    path: StrPath,
+    data: Union[str, bytes, bytearray, memoryview],
+    *,
+    encoding: str = "utf-8",
+    backups: int = 0,
+    perm: Optional[int] = None,
+    durability: str = "full",
+    no_clobber: bool = False,
+    symlinks: str = "follow",
+) -> None:
+    """Replaces (or creates) the file at ``path`` with ``data``, atomically and durably: text
+    (``str``, encoded as ``encoding``, UTF-8 by default) or bytes, written exactly as given
+    (no newline added). What ``untorn write FILE CONTENT`` does; see the module docs for the
+    keyword arguments."""
+    raw = data.encode(encoding) if isinstance(data, str) else _bytes(data)
+    _untorn.write(
+        path,
+        raw,
         backups=backups,
         perm=perm,
         durability=durability,
@@ -586,6 +617,58 @@ def open(  # noqa: A001 - the point is to read like the builtin
         None if binary else (errors or "strict"),
         newline,
     )
+
+
+@contextlib.contextmanager
+def output_path(
+    path: StrPath,
+    *,
+    check: Optional[str] = "auto",
+    backups: int = 0,
+    perm: Optional[int] = None,
+    durability: str = "full",
+    symlinks: str = "follow",
+) -> Iterator[Path]:
+    """A path for a program that can only write to a path (``pandoc -o``, ``sqlite3
+    .backup``, ``pg_dump -f``, a compiler's ``-o``); when the ``with`` block ends without an
+    exception, what the program wrote there replaces ``path``, atomically and durably::
+
+        with untorn.output_path("report.pdf") as tmp:
+            subprocess.run(["pandoc", "in.md", "-o", tmp], check=True)
+
+    The path is ``path``'s own name in a private directory beside it (same file system, same
+    extension, so tools that pick a format by the extension work; nobody else can plant a
+    file there). An exception in the block (``CalledProcessError`` from ``check=True``,
+    ``KeyboardInterrupt``) leaves ``path`` as it was, and the directory is removed either way.
+    ``check`` is the format the output must have: ``"auto"`` (by ``path``'s extension:
+    ``.json``, ``.yaml``/``.yml``, ``.toml``; anything else is not checked), ``"json"``,
+    ``"yaml"``, ``"toml"``, or ``None`` (not checked); output that does not parse raises
+    ``InvalidContentError`` and changes nothing. No output at all raises
+    ``FileNotFoundError``. The written file gets ``path``'s mode, owner, backups and checksum
+    like every write. The same as ``untorn write --exec FILE -- PROGRAM ... {}``.
+    """
+    if check == "auto":
+        fmt = _untorn.format_for_path(path)
+    elif check is None:
+        fmt = "raw"
+    elif check in ("json", "yaml", "toml", "raw"):
+        fmt = check
+    else:
+        raise ValueError(f"check must be 'auto', 'json', 'yaml', 'toml' or None, not {check!r}")
+    native = _untorn.output_path(
+        path, backups=backups, perm=perm, durability=durability, symlinks=symlinks
+    )
+    try:
+        yield native.path
+        native.check(fmt)
+        native.commit()
+    finally:
+        native.discard()
+
+
+def __dir__() -> List[str]:
+    # dir(untorn) lists the API, not the modules this one imports (os, json, Path, ...).
+    return sorted(set(__all__) | {"open", "__version__", "StrPath"})
 
 
 # -- reading ---------------------------------------------------------------------------------

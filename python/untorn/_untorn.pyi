@@ -45,6 +45,26 @@ def open(
 ) -> AtomicFile:
     """Opens an atomic replacement of ``path``: a temp file beside it."""
 
+def output_path(
+    target: _Path,
+    *,
+    backups: int = 0,
+    perm: Optional[int] = None,
+    durability: str = "full",
+    symlinks: str = "follow",
+) -> OutputPath:
+    """A private directory beside ``target`` and a path in it for a program to write to."""
+
+class OutputPath:
+    """A path for a program to write a file's new content to: ``check()``, then ``commit()``
+    (or ``discard()``)."""
+
+    @property
+    def path(self) -> Path: ...
+    def check(self, format: str) -> None: ...
+    def commit(self) -> int: ...
+    def discard(self) -> None: ...
+
 class AtomicFile:
     """An atomic replacement in progress: write into it, then ``commit()`` (or
     ``discard()``). Dropped uncommitted, it is discarded."""

@@ -1,40 +1,73 @@
 //! The command line: each flag is defined here and tested right below its definition.
+//!
+//! Help comes in two lengths, as with `git` and `cargo`: `-h` gives one line per flag (the
+//! first paragraph of its doc comment), `--help` the whole text. Each subcommand shows its own
+//! examples (`help.rs`); only `untorn --help` shows the exit codes.
 
+use crate::help;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-const AFTER_HELP: &str = "\
-Examples:
-  untorn write state.json '{\"count\": 1}'     replace state.json with that text
-  untorn edit state.json -- jq '.count += 1'   locked read-modify-write through any filter
-  untorn read state.json --default '{}'        print it under a shared lock
-  untorn lock state.json -- ./deploy.sh        run a command holding state.json.lock
-  jq '.count += 1' state.json | untorn write state.json
-                                               safe: all input is read before the file is touched
-  untorn write --mode 600 token.txt < new     the replacement gets mode 0600
-  untorn write --no-clobber lock.pid \"$$\"      fail (exit 7) if lock.pid exists
-
-Every write is atomic (readers and crashes see the old or the new file, whole) and durable
-once untorn exits 0. On any error the file is left as it was. Locks are flock(2) locks on
-FILE.lock, the same as `flock FILE.lock ...`.";
+/// The heading of the flags every command takes.
+const GLOBAL: &str = "Global options";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "untorn",
     version,
     about = "Keep files whole: atomic, durable replacement of files from the shell.",
-    after_help = AFTER_HELP,
-    after_long_help = long_help(),
+    long_about = "Keep files whole: atomic, durable replacement of files from the shell.\n\n\
+        Every write is atomic (readers and crashes see the old or the new file, whole) and \
+        durable once untorn exits 0. On any error the file is left as it was. Locks are \
+        flock(2) locks on FILE.lock, the same as `flock FILE.lock ...`.",
+    after_help = help::after_help(None),
+    after_long_help = help::after_long_help(None),
+    max_term_width = help::WIDTH,
 )]
 pub struct Cli {
-    /// Show what untorn does on stderr: -v one line per operation, -vv more.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    /// Print the trace on stderr: -v one line per operation, -vv more.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = GLOBAL)]
     pub verbose: u8,
 
-    /// Also act on the state USER leaves (transaction journals, flags, temps, backups), as on
-    /// your own: e.g. root recovering a service's directory. By name or uid; repeatable. The
-    /// environment variable UNTORN_TRUST_USERS (comma-separated) does the same.
-    #[arg(long, global = true, value_name = "USER", value_parser = parse_user)]
+    /// The trace's format: text, or json (json turns the trace on).
+    ///
+    /// The environment variable UNTORN_LOG_FORMAT does the same (for scripts whose command
+    /// lines cannot change). json turns on the one-event-per-operation trace (as -v does) and prints each event as
+    /// a JSON object on one line: op, path, bytes, duration_us, wait_us (locks), outcome,
+    /// error, and the command line's span (command, pid). Library warnings stay on stderr.
+    #[arg(
+        long,
+        value_enum,
+        global = true,
+        env = "UNTORN_LOG_FORMAT",
+        value_name = "text|json",
+        hide_possible_values = true,
+        hide_env = true,
+        help_heading = GLOBAL
+    )]
+    pub log_format: Option<LogFormatArg>,
+
+    /// Append the trace to FILE instead of stderr (an audit trail).
+    ///
+    /// The environment variable UNTORN_LOG_FILE does the same. Each event is one write(2) to FILE opened with O_APPEND, so several untorn processes
+    /// can share one audit file; it is not fsynced. Warnings still go to stderr.
+    #[arg(
+        long,
+        global = true,
+        env = "UNTORN_LOG_FILE",
+        value_name = "FILE",
+        hide_env = true,
+        help_heading = GLOBAL
+    )]
+    pub log_file: Option<PathBuf>,
+
+    /// Also act on the state USER leaves (journals, flags, temps, backups).
+    ///
+    /// As on your own: e.g. root recovering a service's directory. By name or uid;
+    /// repeatable. The environment variable UNTORN_TRUST_USERS (comma-separated) does the
+    /// same.
+    #[arg(long, global = true, value_name = "USER", value_parser = parse_user, help_heading = GLOBAL)]
     pub trust_user: Vec<u32>,
 
     /// Use file systems untorn cannot vouch for: take locks on NFS, CIFS and FUSE (they may
@@ -49,81 +82,184 @@ pub struct Cli {
     pub command: Command,
 }
 
-fn long_help() -> String {
-    format!("{AFTER_HELP}\n\n{}", crate::exit::help_table())
+/// How trace events are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
+#[command(max_term_width = help::WIDTH)]
 pub enum Command {
     /// Replace FILE with CONTENT, or with all of standard input, atomically and durably.
-    #[command(after_help = AFTER_HELP, after_long_help = long_help())]
+    ///
+    /// Standard input is streamed into a temp file beside FILE (memory stays flat), and FILE
+    /// is replaced only when all of it has arrived: `jq . f | untorn write f` is safe. With
+    /// --exec, a program writes the new content to a path untorn gives it.
+    #[command(
+        after_help = help::after_help(Some("write")),
+        after_long_help = help::after_long_help(Some("write")),
+        override_usage = "untorn write [OPTIONS] <FILE> [CONTENT]\n       \
+                          untorn write [OPTIONS] --exec <FILE> [--] <COMMAND>..."
+    )]
     Write(WriteArgs),
-    /// Run COMMAND while holding the lock of FILE (FILE.lock, as flock(1) would lock it); exit
-    /// with COMMAND's exit code.
-    #[command(after_long_help = long_help())]
+    /// Run COMMAND while holding FILE's lock (FILE.lock, as flock(1) locks it).
+    ///
+    /// untorn exits with COMMAND's exit code (128 + N if signal N killed it).
+    #[command(
+        after_help = help::after_help(Some("lock")),
+        after_long_help = help::after_long_help(Some("lock"))
+    )]
     Lock(LockArgs),
-    /// Under the exclusive lock, feed FILE to FILTER; if it exits 0 and its output is valid for
-    /// the file's format, replace FILE with the output, atomically and durably.
-    #[command(after_long_help = long_help())]
+    /// Locked read-modify-write of FILE through a FILTER (jq, yq, sed, ...).
+    ///
+    /// Under the exclusive lock, FILE is fed to FILTER; if it exits 0 and its output is valid
+    /// for the file's format, FILE is replaced with the output, atomically and durably.
+    /// Otherwise FILE stays as it was (exit 12 invalid output, 13 filter failed).
+    #[command(
+        after_help = help::after_help(Some("edit")),
+        after_long_help = help::after_long_help(Some("edit"))
+    )]
     Edit(EditArgs),
     /// Print FILE under a shared lock.
-    #[command(after_long_help = long_help())]
+    ///
+    /// Where the lock file cannot be created (a read-only directory), FILE is read without a
+    /// lock and a warning says so.
+    #[command(
+        after_help = help::after_help(Some("read")),
+        after_long_help = help::after_long_help(Some("read"))
+    )]
     Read(ReadArgs),
-    /// Append LINEs (or the lines of standard input) to the log FILE: all in one write, durable
-    /// when untorn exits 0. A torn tail (zeros; with --jsonl a last line that is not JSON and
-    /// has no newline) is cut first, with a warning; a last line without newline that may stay
-    /// is ended first.
-    #[command(after_long_help = long_help())]
+    /// Append records to the log FILE: one write, durable when untorn exits 0.
+    ///
+    /// Each LINE (or each line of standard input) is one record. A torn tail (zeros; with
+    /// --jsonl a last line that is not JSON and has no newline) is cut first, with a warning;
+    /// a last line without newline that may stay is ended first.
+    #[command(
+        after_help = help::after_help(Some("append")),
+        after_long_help = help::after_long_help(Some("append"))
+    )]
     Append(AppendArgs),
-    /// Cut a torn tail off the log FILE (a crash can leave a torn record or zeros at its end).
-    /// Complete lines are never removed.
-    #[command(after_long_help = long_help())]
+    /// Cut a torn tail off the log FILE (complete lines are never removed).
+    ///
+    /// A crash during an append can leave a torn record or zeros at the end of a log.
+    #[command(
+        after_help = help::after_help(Some("repair")),
+        after_long_help = help::after_long_help(Some("repair"))
+    )]
     Repair(LogArgs),
     /// Print the last complete records of the log FILE (a torn tail is left out).
-    #[command(after_long_help = long_help())]
+    #[command(
+        after_help = help::after_help(Some("tail")),
+        after_long_help = help::after_long_help(Some("tail"))
+    )]
     Tail(TailArgs),
-    /// Take a backup of FILE now (a reflink where possible, else a copy).
-    #[command(after_long_help = long_help())]
+    /// Take a backup of FILE now, and keep the newest N (--keep, default 5).
+    ///
+    /// A reflink where the file system has them, else a copy (with a progress bar on a
+    /// terminal). Backups beyond --keep are removed, oldest first; `untorn restore` never
+    /// removes any.
+    #[command(
+        after_help = help::after_help(Some("backup")),
+        after_long_help = help::after_long_help(Some("backup"))
+    )]
     Backup(BackupNowArgs),
-    /// List the backups of FILE, newest first: name, time, size, whether each is valid, and
-    /// whether it matches the checksum recorded when untorn wrote it (whole, unverified,
-    /// damaged).
-    #[command(after_long_help = long_help())]
+    /// List the backups of FILE, newest first, and judge each.
+    ///
+    /// Columns: name, time, size, whether it is valid for FILE's format, and whether it
+    /// matches the checksum recorded when untorn wrote it (whole, unverified, damaged).
+    #[command(
+        after_help = help::after_help(Some("backups")),
+        after_long_help = help::after_long_help(Some("backups"))
+    )]
     Backups(BackupsArgs),
-    /// Restore FILE from a backup (default: the newest), atomically; the version it replaces
-    /// becomes a backup, so a restore can be undone.
-    #[command(after_long_help = long_help())]
+    /// Restore FILE from a backup (default: the newest), atomically.
+    ///
+    /// The version it replaces becomes a backup, so a restore can be undone. A damaged backup
+    /// is refused (exit 12). A restore removes no backup.
+    #[command(
+        after_help = help::after_help(Some("restore")),
+        after_long_help = help::after_long_help(Some("restore"))
+    )]
     Restore(RestoreArgs),
-    /// Check that FILE is valid JSON, YAML, TOML or UTF-8, and matches the checksum untorn
-    /// recorded when it wrote it (if any; `--format raw` checks only that): exit 0, or 12 with
-    /// the line and column, or why it is damaged.
-    #[command(after_long_help = long_help())]
+    /// Check that FILE is valid (JSON, YAML, TOML, UTF-8) and not damaged.
+    ///
+    /// Damaged: it does not match the checksum untorn recorded when it wrote it (`--format raw`
+    /// checks only that). Exit 0, or 12 with the line and column, or why it is damaged.
+    #[command(
+        after_help = help::after_help(Some("check")),
+        after_long_help = help::after_long_help(Some("check"))
+    )]
     Check(CheckArgs),
     /// Report, then remove, orphaned temp files in DIR that no live writer can own.
-    #[command(after_long_help = long_help())]
-    Clean(CleanArgs),
-    /// Leave DIR consistent after a crash: remove orphaned temps and, with --restore-invalid,
-    /// restore files that fail validation from their newest valid backup.
-    #[command(after_long_help = long_help())]
-    Recover(RecoverArgs),
-    /// Apply several changes atomically: all of them, durably, or none, even across a crash.
-    /// Changes: `put TARGET=SOURCE` (SOURCE `-` is standard input), `rm PATH`, `mv FROM=TO`.
     #[command(
-        after_long_help = long_help(),
-        after_help = "Example:\n  untorn txn put a.json=new_a.json put b.yaml=new_b.yaml rm old.txt"
+        after_help = help::after_help(Some("clean")),
+        after_long_help = help::after_long_help(Some("clean"))
+    )]
+    Clean(CleanArgs),
+    /// Leave DIR consistent after a crash: transactions, temps, invalid files.
+    ///
+    /// Finishes or undoes interrupted transactions, removes orphaned temps and, with
+    /// --restore-invalid, restores files that fail validation from their newest valid backup.
+    #[command(
+        after_help = help::after_help(Some("recover")),
+        after_long_help = help::after_long_help(Some("recover"))
+    )]
+    Recover(RecoverArgs),
+    /// Apply several changes all together, durably, or none, even across a crash.
+    ///
+    /// Changes: `put TARGET=SOURCE` (SOURCE `-` is standard input), `rm PATH`, `mv FROM=TO`.
+    /// Lock files stay after rm and mv (a lock file is never deleted: see the README).
+    #[command(
+        after_help = help::after_help(Some("txn")),
+        after_long_help = help::after_long_help(Some("txn"))
     )]
     Txn(TxnArgs),
+    /// Print the man page or a shell completion script (from this command line's definition).
+    #[command(
+        after_help = help::after_help(Some("generate")),
+        after_long_help = help::after_long_help(Some("generate"))
+    )]
+    Generate(GenerateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// What to print: man, complete-bash, complete-zsh, complete-fish, complete-elvish.
+    #[arg(value_enum, value_name = "WHAT", hide_possible_values = true)]
+    pub what: GenerateWhat,
+
+    /// man only: write untorn.1 and a page per command (untorn-write.1, ...) into DIR.
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GenerateWhat {
+    Man,
+    CompleteBash,
+    CompleteZsh,
+    CompleteFish,
+    CompleteElvish,
 }
 
 #[derive(Args, Debug)]
 pub struct TxnArgs {
-    /// Read the changes from FILE, one per line (`put a.json=new.json`); `#` starts a comment.
+    /// Read the changes from FILE, one per line; `#` starts a comment.
     #[arg(long, short = 'm', value_name = "FILE")]
     pub manifest: Option<PathBuf>,
 
-    /// Do not check that new content is valid for its target's format (.json, .yaml, .toml).
+    /// Do not check that new content is valid for its target's format.
+    ///
+    /// By default a put's new content must be valid for its target's extension (.json, .yaml,
+    /// .yml, .toml), or nothing changes (exit 12, naming the source).
     #[arg(long)]
     pub no_check: bool,
+
+    /// Print what was done as JSON, one object per line (see the README).
+    #[arg(long)]
+    pub json: bool,
 
     #[command(flatten)]
     pub wait: WaitArgs,
@@ -134,14 +270,14 @@ pub struct TxnArgs {
         allow_hyphen_values = true,
         trailing_var_arg = true
     )]
-    pub changes: Vec<std::ffi::OsString>,
+    pub changes: Vec<OsString>,
 }
 
 #[derive(Args, Debug)]
 pub struct BackupNowArgs {
     /// The file to back up.
     pub file: PathBuf,
-    /// Keep at most N backups of FILE (the oldest go).
+    /// Keep at most N backups of FILE: older ones are removed.
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub keep: usize,
 }
@@ -150,9 +286,15 @@ pub struct BackupNowArgs {
 pub struct BackupsArgs {
     /// The file whose backups to list.
     pub file: PathBuf,
-    /// How to judge validity (default: from FILE's extension; raw: readable).
-    #[arg(long, value_enum, value_name = "FORMAT")]
+    /// How to judge validity: json, yaml, toml, utf8, raw (default: by extension).
+    ///
+    /// Without it, FILE's extension decides (.json, .yaml/.yml, .toml); anything else is raw:
+    /// a backup is valid if it can be read.
+    #[arg(long, value_enum, value_name = "FORMAT", hide_possible_values = true)]
     pub format: Option<CheckFormat>,
+    /// Print one JSON object per backup (see the README).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -171,9 +313,15 @@ pub struct RestoreArgs {
 pub struct CheckArgs {
     /// The file to check.
     pub file: PathBuf,
-    /// What FILE must be (default: from its extension; other extensions: utf8).
-    #[arg(long, value_enum, value_name = "FORMAT")]
+    /// What FILE must be: json, yaml, toml, utf8, raw (default: by extension).
+    ///
+    /// Without it, FILE's extension decides (.json, .yaml/.yml, .toml); anything else must be
+    /// UTF-8. raw checks only the checksum.
+    #[arg(long, value_enum, value_name = "FORMAT", hide_possible_values = true)]
     pub format: Option<CheckFormat>,
+    /// Print the verdict as one JSON object (the exit code is the same).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -205,6 +353,18 @@ impl CheckFormat {
             },
         }
     }
+
+    /// The name the JSON output gives the validator: `json`, `yaml`, `toml`, `utf8`, `raw`.
+    pub fn name_of(v: &untorn::Validator) -> &'static str {
+        use untorn::{Format, Validator};
+        match v {
+            Validator::Format(Format::Json) => "json",
+            Validator::Format(Format::Yaml) => "yaml",
+            Validator::Format(Format::Toml) => "toml",
+            Validator::Utf8 => "utf8",
+            _ => "raw",
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -217,33 +377,46 @@ pub struct CleanArgs {
     /// Report what would be removed; remove nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Print one JSON object per temp (see the README).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
 pub struct RecoverArgs {
     /// The directory to recover (not recursive).
     pub dir: PathBuf,
-    /// Restore files of --format that fail validation from their newest valid backup.
+    /// Restore invalid --format files from their newest valid backup.
     #[arg(long, requires = "format")]
     pub restore_invalid: bool,
-    /// The format of the files to validate (by extension: *.json for json, ...).
-    #[arg(long, value_enum, value_name = "FORMAT")]
+    /// The format of the files to validate: json, yaml, toml (by extension).
+    ///
+    /// --format json validates *.json, yaml *.yaml and *.yml, toml *.toml.
+    #[arg(long, value_enum, value_name = "FORMAT", hide_possible_values = true)]
     pub format: Option<FormatArg>,
-    /// Only temps at least this old (default 0s: after a crash no writer runs).
+    /// Only temps at least this old.
+    ///
+    /// Default 0s: after a crash, no writer is running.
     #[arg(long, value_parser = parse_duration, default_value = "0s", value_name = "DURATION")]
     pub older_than: std::time::Duration,
-    /// Print what would be done; change nothing.
+    /// Print what would be done; change nothing (not even a lock file).
     #[arg(long)]
     pub dry_run: bool,
-    /// Wait at most this long for the locks of an interrupted transaction (another process,
-    /// of any user, may hold them); one that stays busy is reported and the rest recovered.
+    /// Wait this long for a transaction's locks.
+    ///
+    /// Another process, of any user, may hold them; a transaction whose locks stay busy is
+    /// reported and the rest recovered.
     #[arg(long, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
     pub timeout: std::time::Duration,
-    /// Give up the changes of a committed transaction that cannot be applied (a target made
-    /// immutable, a directory where a file was), keeping the rest: the way out when recovery
-    /// cannot finish one.
+    /// Give up the changes of a committed transaction that cannot be applied.
+    ///
+    /// A target made immutable, a directory where a file was: the rest is applied and the
+    /// journal removed. The way out when recovery cannot finish one.
     #[arg(long)]
     pub abandon: bool,
+    /// Print one JSON object per action (see the README).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -251,16 +424,25 @@ pub struct AppendArgs {
     /// The log to append to (created if missing).
     pub file: PathBuf,
 
-    /// The records, one line each. Without them, each line of standard input is a record.
-    pub lines: Vec<std::ffi::OsString>,
+    /// The records, one line each (no newline inside). Default: the lines of standard input.
+    pub lines: Vec<OsString>,
 
-    /// Each record must be one JSON value (JSON Lines). A last line without newline that is not
-    /// JSON counts as torn; a complete line that is not JSON is refused (exit 12).
+    /// Each record must be one JSON value (JSON Lines).
+    ///
+    /// A last line without newline that is not JSON counts as torn; a complete line that is
+    /// not JSON is refused (exit 12).
     #[arg(long)]
     pub jsonl: bool,
 
-    /// What must be on disk when untorn exits: full or file (fdatasync), none.
-    #[arg(long, value_enum, default_value_t = DurabilityArg::Full, value_name = "LEVEL")]
+    /// What is on disk when untorn exits: full (default), file, none.
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = DurabilityArg::Full,
+        value_name = "LEVEL",
+        hide_possible_values = true,
+        hide_default_value = true
+    )]
     pub durability: DurabilityArg,
 
     #[command(flatten)]
@@ -272,8 +454,10 @@ pub struct LogArgs {
     /// The log file.
     pub file: PathBuf,
 
-    /// The log is JSON Lines: a last line without newline that is not JSON counts as torn; a
-    /// complete line that is not JSON is refused (exit 12).
+    /// The log is JSON Lines (each record one JSON value).
+    ///
+    /// A last line without newline that is not JSON counts as torn; a complete line that is
+    /// not JSON is refused (exit 12).
     #[arg(long)]
     pub jsonl: bool,
 }
@@ -283,19 +467,26 @@ pub struct TailArgs {
     #[command(flatten)]
     pub log: LogArgs,
 
-    /// How many records to print.
+    /// How many records to print (as tail -n).
+    ///
+    /// -n means --lines here, as in tail(1); in the commands that wait for a lock it means
+    /// --nonblock, as in flock(1). tail takes no lock.
     #[arg(short = 'n', long, default_value_t = 10, value_name = "N")]
     pub lines: usize,
+
+    /// Print each record as a JSON object {"record": ...} (with --jsonl: as it is).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How long to wait for a lock.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct WaitArgs {
-    /// Wait at most this long for the lock (e.g. 5s, 200ms, 0.2s, 1m), then exit 11.
+    /// Give up (exit 11) after waiting this long: 5s, 200ms, 0.2s, 1m.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Option<std::time::Duration>,
 
-    /// Do not wait: if another process holds the lock, exit 10 at once.
+    /// Do not wait (as flock -n): exit 10 if the lock is held.
     #[arg(long, short = 'n', conflicts_with = "timeout")]
     pub nonblock: bool,
 }
@@ -317,7 +508,9 @@ pub struct LockArgs {
     /// The file whose lock to take: the lock file is FILE.lock (see --lock-file).
     pub file: PathBuf,
 
-    /// Take a shared lock (many holders; excludes exclusive holders) instead of an exclusive one.
+    /// Take a shared lock instead of an exclusive one.
+    ///
+    /// Many processes can hold it at once; it excludes the holders of the exclusive lock.
     #[arg(long, short = 's')]
     pub shared: bool,
 
@@ -328,13 +521,13 @@ pub struct LockArgs {
     #[arg(long, value_name = "PATH")]
     pub lock_file: Option<PathBuf>,
 
-    /// Exit with this code (instead of 10 or 11) when the lock cannot be had, like flock -E.
+    /// Exit CODE, not 10 or 11, if the lock cannot be had (as flock -E).
     #[arg(long, short = 'E', value_name = "CODE")]
     pub conflict_exit_code: Option<u8>,
 
     /// The command to run, and its arguments.
     #[arg(last = true, required = true, value_name = "COMMAND")]
-    pub command: Vec<std::ffi::OsString>,
+    pub command: Vec<OsString>,
 }
 
 #[derive(Args, Debug)]
@@ -345,31 +538,41 @@ pub struct EditArgs {
     #[command(flatten)]
     pub wait: WaitArgs,
 
-    /// The format FILTER's output must have; default: from FILE's extension (.json, .yaml/.yml,
-    /// .toml; anything else is raw, which checks nothing).
-    #[arg(long, value_enum, value_name = "FORMAT")]
+    /// FILTER's output must be: json, yaml, toml, raw (default: by name).
+    ///
+    /// Without it, FILE's extension decides (.json, .yaml/.yml, .toml); anything else is raw,
+    /// which checks nothing.
+    #[arg(long, value_enum, value_name = "FORMAT", hide_possible_values = true)]
     pub format: Option<FormatArg>,
 
-    /// What FILTER reads when FILE does not exist (default: exit 3).
+    /// What FILTER reads when FILE does not exist (without it: exit 3).
     #[arg(long, value_name = "TEXT")]
     pub default: Option<String>,
 
-    /// Let an empty output (nothing, or only whitespace) replace FILE. Without it, an empty
-    /// output is refused (exit 12) for every format: a filter that prints nothing has almost
-    /// always failed.
+    /// Let an empty output (nothing, or only whitespace) replace FILE.
+    ///
+    /// Without it, an empty output is refused (exit 12) for every format: a filter that
+    /// prints nothing has almost always failed.
     #[arg(long)]
     pub allow_empty: bool,
 
-    /// What must be on disk when untorn exits (see `untorn write --help`).
-    #[arg(long, value_enum, default_value_t = DurabilityArg::Full, value_name = "LEVEL")]
+    /// What is on disk when untorn exits: full (default), file, none.
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = DurabilityArg::Full,
+        value_name = "LEVEL",
+        hide_possible_values = true,
+        hide_default_value = true
+    )]
     pub durability: DurabilityArg,
 
     #[command(flatten)]
     pub backup: BackupArg,
 
-    /// The filter and its arguments; it reads FILE on stdin and writes the new content on stdout.
+    /// The filter and its arguments: FILE on its stdin, the new content on its stdout.
     #[arg(last = true, required = true, value_name = "FILTER")]
-    pub filter: Vec<std::ffi::OsString>,
+    pub filter: Vec<OsString>,
 }
 
 #[derive(Args, Debug)]
@@ -427,50 +630,125 @@ pub struct WriteArgs {
     /// The file to replace (or create).
     pub file: PathBuf,
 
-    /// The new content, written exactly as given, any bytes (no newline is added). Without it,
-    /// all of standard input is read first, then written.
-    pub content: Option<std::ffi::OsString>,
+    /// The new content, exactly as given (no newline added). Default: standard input.
+    ///
+    /// Any bytes. Without it, standard input is streamed into the temp file, and FILE is
+    /// replaced only once all of it has been read. With --exec: the program and its
+    /// arguments, one of them containing {} (put `--` before the program if any argument
+    /// starts with `-`).
+    #[arg(value_name = "CONTENT")]
+    pub content: Vec<OsString>,
 
-    /// Permission bits of the written file, in octal (e.g. 600, 0644). Default: a replaced file
-    /// keeps its mode, a new file gets 666 less the umask.
+    /// Permission bits of the written file, in octal (e.g. 600, 0644).
+    ///
+    /// Default: a replaced file keeps its mode, a new file gets 666 less the umask.
     #[arg(long, value_parser = parse_mode, value_name = "OCTAL")]
     pub mode: Option<u32>,
 
-    /// Fail (exit 7) instead of replacing an existing FILE; the check and the create are one
-    /// atomic step.
+    /// Fail (exit 7) instead of replacing an existing FILE.
+    ///
+    /// The check and the create are one atomic step.
     #[arg(long)]
     pub no_clobber: bool,
 
-    /// When FILE is a symbolic link: follow it and replace its target (the link stays), replace
-    /// the link itself, or refuse (exit 8).
-    #[arg(long, value_enum, default_value_t = SymlinkArg::Follow, value_name = "POLICY")]
+    /// FILE is a symlink: follow it (default), replace the link, refuse.
+    ///
+    /// follow (the default) replaces the file the link points to and keeps the link; replace
+    /// replaces the link itself; refuse fails with exit 8.
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = SymlinkArg::Follow,
+        value_name = "POLICY",
+        hide_possible_values = true,
+        hide_default_value = true
+    )]
     pub symlink: SymlinkArg,
 
-    /// What must be on disk when untorn exits: full (file and directory fsynced: survives a
-    /// power cut), file (file fsynced: old or new after a power cut, the write may be undone),
-    /// none (no fsync: for scratch data; a power cut may leave an empty file).
-    #[arg(long, value_enum, default_value_t = DurabilityArg::Full, value_name = "LEVEL")]
+    /// What is on disk when untorn exits: full (default), file, none.
+    ///
+    /// full: file and directory fsynced, the new content survives a power cut. file: the file
+    /// fsynced; after a power cut, the old or the new content (the write may be undone).
+    /// none: no fsync, for scratch data; a power cut may leave an empty file.
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = DurabilityArg::Full,
+        value_name = "LEVEL",
+        hide_possible_values = true,
+        hide_default_value = true
+    )]
     pub durability: DurabilityArg,
 
-    /// How the temporary file is made: auto (O_TMPFILE where the file system has it), unnamed
-    /// (O_TMPFILE or fail), named (.FILE.untorn-XXXXXXXX.tmp).
-    #[arg(long, value_enum, default_value_t = TempArg::Auto, value_name = "HOW")]
+    /// The temp file: auto (default), unnamed (O_TMPFILE only), named.
+    ///
+    /// auto: O_TMPFILE where the file system has it; unnamed: O_TMPFILE or fail; named:
+    /// .FILE.untorn-XXXXXXXX.tmp.
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = TempArg::Auto,
+        value_name = "HOW",
+        hide_possible_values = true,
+        hide_default_value = true
+    )]
     pub temp: TempArg,
 
     #[command(flatten)]
     pub backup: BackupArg,
 
-    /// Wait at most this long for the locks of an interrupted transaction that covers FILE, to
-    /// finish it first (a write takes no lock otherwise). Default 10s.
+    /// Wait this long for an interrupted transaction's locks (default 10s).
+    ///
+    /// A write takes no lock; but if a transaction that covers FILE was interrupted, it is
+    /// finished (or undone) first, which needs its locks.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Option<std::time::Duration>,
+
+    /// Run COMMAND, which writes the new content to the path {} stands for.
+    ///
+    /// The path is FILE's name in a private directory beside FILE (same extension, so tools
+    /// that pick a format by extension work). If COMMAND exits 0 and wrote it, and the output
+    /// is valid for FILE's format (.json, .yaml/.yml, .toml; see --format, --no-check), FILE
+    /// is replaced with it, atomically and durably; otherwise FILE stays as it was (exit 13,
+    /// or 12 for invalid output) and the output is removed.
+    #[arg(long)]
+    pub exec: bool,
+
+    /// With --exec: the text that stands for the path (default {}).
+    #[arg(
+        long,
+        value_name = "TEXT",
+        default_value = "{}",
+        hide_default_value = true,
+        requires = "exec"
+    )]
+    pub placeholder: String,
+
+    /// With --exec: the output's format: json, yaml, toml, raw.
+    ///
+    /// Default: by FILE's extension (.json, .yaml/.yml, .toml; anything else: not checked).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        hide_possible_values = true,
+        requires = "exec",
+        conflicts_with = "no_check"
+    )]
+    pub format: Option<FormatArg>,
+
+    /// With --exec: do not check the output's format.
+    #[arg(long, requires = "exec")]
+    pub no_check: bool,
 }
 
 /// Keeping the versions a write displaces.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct BackupArg {
-    /// Keep the version this replaces as a backup (FILE.<UTC time>.bak beside FILE), and at most
-    /// N backups of FILE (default 5). Costs a rename, not a copy.
+    /// Keep the replaced version as a backup; at most N of them (default 5).
+    ///
+    /// The backup is FILE.<UTC time>.bak beside FILE: the displaced inode itself, given a
+    /// second name (a link) just before the replace; no copy. The oldest beyond N are removed.
     #[arg(
         long = "backup",
         num_args = 0..=1,
@@ -829,8 +1107,16 @@ mod tests {
     fn file_and_optional_content() {
         let w = write(&["f.json", "{}"]).unwrap();
         assert_eq!(w.file, PathBuf::from("f.json"));
-        assert_eq!(w.content.as_deref(), Some(std::ffi::OsStr::new("{}")));
-        assert_eq!(write(&["f.json"]).unwrap().content, None);
+        assert_eq!(w.content, ["{}"]);
+        assert!(write(&["f.json"]).unwrap().content.is_empty());
+        let w = write(&["--", "-f", "-x"]).unwrap();
+        assert_eq!(
+            (w.file, w.content),
+            (PathBuf::from("-f"), vec!["-x".into()])
+        );
+        let w = write(&["--exec", "o.pdf", "--", "pandoc", "-o", "{}"]).unwrap();
+        assert!(w.exec);
+        assert_eq!(w.content, ["pandoc", "-o", "{}"]);
         assert!(write(&[]).is_err());
     }
 

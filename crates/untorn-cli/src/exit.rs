@@ -36,7 +36,8 @@ pub const TIMEOUT: u8 = 11;
 /// Content is not valid for its format (JSON, YAML, TOML): the filter's output of
 /// `untorn edit`, or the file itself.
 pub const INVALID: u8 = 12;
-/// The filter of `untorn edit` failed: non-zero exit, killed by a signal, or not startable.
+/// The filter of `untorn edit` (or the program of `untorn write --exec`) failed: non-zero
+/// exit, killed by a signal, not startable (or, for `--exec`, it wrote nothing).
 pub const FILTER_FAILED: u8 = 13;
 /// Acting would mean trusting state that another user left (a transaction journal or flag, a
 /// temp, a backup, a symlink in a sticky directory): refused.
@@ -82,7 +83,11 @@ pub const TABLE: &[(u8, &str)] = &[
         "content is not valid JSON, YAML or TOML (edit: the filter's output), or is damaged \
          (does not match the checksum untorn recorded when it wrote it)",
     ),
-    (FILTER_FAILED, "edit: the filter exited non-zero, was killed, or could not start"),
+    (
+        FILTER_FAILED,
+        "edit: the filter (write --exec: the program) exited non-zero, was killed, or could not \
+         start",
+    ),
     (
         UNTRUSTED,
         "refused to act on state another user left (see --trust-user)",
@@ -155,11 +160,20 @@ pub fn for_io(e: &std::io::Error) -> u8 {
     }
 }
 
-/// The table as text, for `--help`.
-pub fn help_table() -> String {
-    let mut s = String::from("Exit codes:\n");
-    for (code, what) in TABLE {
-        s.push_str(&format!("  {code:>3}  {what}\n"));
+/// The stable name of an error kind, as JSON output and the audit trail give it:
+/// `not_found`, `permission_denied`, `no_space`, `invalid_content`, ... (the kind's name in
+/// snake case).
+pub fn kind_name(kind: ErrorKind) -> String {
+    let mut s = String::new();
+    for (i, c) in format!("{kind:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                s.push('_');
+            }
+            s.push(c.to_ascii_lowercase());
+        } else {
+            s.push(c);
+        }
     }
     s
 }
@@ -207,6 +221,13 @@ mod tests {
             let c = for_kind(k);
             assert!(TABLE.iter().any(|(t, _)| *t == c), "{k:?} -> {c}");
         }
+    }
+
+    #[test]
+    fn kind_names_are_snake_case() {
+        assert_eq!(kind_name(ErrorKind::NotFound), "not_found");
+        assert_eq!(kind_name(ErrorKind::InvalidContent), "invalid_content");
+        assert_eq!(kind_name(ErrorKind::Io), "io");
     }
 
     #[test]

@@ -3,18 +3,24 @@
 
 mod args;
 mod exit;
+mod generate;
+mod help;
 mod remote;
+mod report;
+mod wait;
 
 use args::{
-    AppendArgs, BackupNowArgs, BackupsArgs, CheckArgs, CheckFormat, CleanArgs, Cli, Command,
-    EditArgs, LockArgs, LogArgs, ReadArgs, RecoverArgs, RestoreArgs, TailArgs, TxnArgs, WriteArgs,
+    AppendArgs, BackupNowArgs, Cli, Command, EditArgs, LockArgs, LogArgs, LogFormatArg, ReadArgs,
+    RestoreArgs, WriteArgs,
 };
 use clap::Parser;
+use std::ffi::OsString;
 use std::io::{self, IsTerminal, Read, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::process::ExitCode;
 
 /// How a command failed: an error of the library, or a plain message with its exit code.
-enum Failure {
+pub enum Failure {
     Untorn(untorn::Error),
     Other(String, u8),
 }
@@ -39,13 +45,22 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_tracing(cli.verbose);
+    if let Err(msg) = init_tracing(cli.verbose, cli.log_format, cli.log_file.as_deref()) {
+        eprintln!("untorn: {msg}");
+        return ExitCode::from(exit::FAILURE);
+    }
     for uid in &cli.trust_user {
         untorn::trust::trust_owner(*uid);
     }
     if cli.allow_shared_fs {
         untorn::allow_shared_fs(true);
     }
+    let name = command_name(&cli.command);
+    // Every event of this run carries the command and the pid (the audit trail's span).
+    let span =
+        tracing::info_span!(target: "untorn", "untorn", command = name, pid = std::process::id());
+    let _entered = span.enter();
+    let started = std::time::Instant::now();
     // s3:// URLs are handled in remote.rs; local paths go on as before.
     let command = match remote::route(cli.command) {
         Ok(local) => local,
@@ -58,65 +73,151 @@ fn main() -> ExitCode {
         Command::Read(a) => cmd_read(a),
         Command::Append(a) => cmd_append(a),
         Command::Repair(a) => cmd_repair(a),
-        Command::Tail(a) => cmd_tail(a),
+        Command::Tail(a) => report::cmd_tail(a),
         Command::Backup(a) => cmd_backup(a),
-        Command::Backups(a) => cmd_backups(a),
+        Command::Backups(a) => report::cmd_backups(a),
         Command::Restore(a) => cmd_restore(a),
-        Command::Check(a) => cmd_check(a),
-        Command::Clean(a) => cmd_clean(a),
-        Command::Recover(a) => cmd_recover(a),
-        Command::Txn(a) => cmd_txn(a),
+        Command::Check(a) => report::cmd_check(a),
+        Command::Clean(a) => report::cmd_clean(a),
+        Command::Recover(a) => report::cmd_recover(a),
+        Command::Txn(a) => report::cmd_txn(a),
+        Command::Generate(a) => {
+            let mut out = Vec::new();
+            match generate::run(a.what, a.dir.as_deref(), &mut out) {
+                Ok(()) => print_out(&out).map(|()| exit::OK),
+                Err(e) => Err(Failure::Other(
+                    format!("cannot generate: {}", plain(&e)),
+                    exit::for_io(&e),
+                )),
+            }
+        }
     };
-    match result {
-        Ok(code) => ExitCode::from(code),
+    let duration_us = started.elapsed().as_micros() as u64;
+    let code = match result {
+        Ok(code) => {
+            tracing::debug!(target: "untorn", op = "command", outcome = "ok", exit = code, duration_us);
+            code
+        }
         Err(Failure::Untorn(e)) => {
+            let code = exit::for_kind(e.kind());
+            tracing::debug!(target: "untorn", op = "command", outcome = "failed", exit = code,
+                error_kind = exit::kind_name(e.kind()), error = %e, duration_us);
             eprintln!("untorn: {e}");
-            ExitCode::from(exit::for_kind(e.kind()))
+            code
         }
         Err(Failure::Other(msg, code)) => {
+            tracing::debug!(target: "untorn", op = "command", outcome = "failed", exit = code,
+                error = %msg, duration_us);
             eprintln!("untorn: {msg}");
-            ExitCode::from(code)
+            code
         }
-    }
-}
-
-/// Warnings of the library (state it left alone, and why) are always shown on stderr, one
-/// line each (`untorn: ...`); `-v` shows untorn's tracing events (one per operation), `-vv`
-/// more.
-fn init_tracing(verbose: u8) {
-    if verbose == 0 {
-        use tracing_subscriber::layer::SubscriberExt;
-        use tracing_subscriber::Layer;
-        let subscriber = tracing_subscriber::registry().with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(io::stderr)
-                .without_time()
-                .with_level(false)
-                .with_target(false)
-                .with_ansi(false)
-                .event_format(WarningFormat)
-                .with_filter(tracing_subscriber::EnvFilter::new("untorn=warn")),
-        );
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        return;
-    }
-    let level = if verbose == 1 {
-        "untorn=debug"
-    } else {
-        "untorn=trace"
     };
-    tracing_subscriber::fmt()
-        .with_writer(io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
-        .with_target(false)
-        .with_ansi(io::stderr().is_terminal())
-        .init();
+    ExitCode::from(code)
 }
 
-/// Prints a library warning as `untorn: MESSAGE` (its fields, if any, after it).
-struct WarningFormat;
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Write(_) => "write",
+        Command::Lock(_) => "lock",
+        Command::Edit(_) => "edit",
+        Command::Read(_) => "read",
+        Command::Append(_) => "append",
+        Command::Repair(_) => "repair",
+        Command::Tail(_) => "tail",
+        Command::Backup(_) => "backup",
+        Command::Backups(_) => "backups",
+        Command::Restore(_) => "restore",
+        Command::Check(_) => "check",
+        Command::Clean(_) => "clean",
+        Command::Recover(_) => "recover",
+        Command::Txn(_) => "txn",
+        Command::Generate(_) => "generate",
+    }
+}
 
-impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for WarningFormat
+/// Library warnings (state it left alone, and why) are always shown on stderr, one line each
+/// (`untorn: ...`). The trace (one event per operation, `-v`; more with `-vv`) is off by
+/// default; `-v` prints it on stderr as `trace: op="write" path=... outcome="committed"`,
+/// `--log-format json` (or `UNTORN_LOG_FORMAT=json`) as one JSON object per line
+/// (tracing-subscriber's JSON formatter, with the command's span: command and pid), and
+/// `--log-file FILE` appends it to FILE instead of stderr.
+fn init_tracing(
+    verbose: u8,
+    format: Option<LogFormatArg>,
+    file: Option<&std::path::Path>,
+) -> Result<(), String> {
+    use tracing_subscriber::filter::{filter_fn, FilterExt, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer;
+    let json = format == Some(LogFormatArg::Json);
+    let level = match (verbose, json || file.is_some()) {
+        (0, false) => None,
+        (0 | 1, _) => Some(tracing::Level::DEBUG),
+        _ => Some(tracing::Level::TRACE),
+    };
+    let warnings = tracing_subscriber::fmt::layer()
+        .with_writer(io::stderr)
+        .with_ansi(false)
+        .event_format(LineFormat("untorn: "))
+        .with_filter(Targets::new().with_target("untorn", tracing::Level::WARN));
+    let Some(level) = level else {
+        let _ =
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(warnings));
+        return Ok(());
+    };
+    let writer = match file {
+        None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(io::stderr),
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o644)
+                .open(path)
+                .map_err(|e| {
+                    format!(
+                        "cannot open the log file '{}': {}",
+                        path.display(),
+                        plain(&e)
+                    )
+                })?;
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::sync::Arc::new(f))
+        }
+    };
+    // On stderr in text, warnings are printed once, by the warnings layer; a JSON trace or a
+    // log file keeps them too (the audit trail is whole).
+    let warnings_apart = file.is_none() && !json;
+    let targets = Targets::new().with_target("untorn", level);
+    let not_warnings =
+        filter_fn(move |m| !warnings_apart || m.is_span() || *m.level() > tracing::Level::WARN);
+    let trace: Box<dyn Layer<_> + Send + Sync> = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(writer)
+            .with_filter(targets)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(writer)
+            .event_format(LineFormat("trace: "))
+            .with_filter(targets.and(not_warnings))
+            .boxed()
+    };
+    let _ = tracing::subscriber::set_global_default(
+        tracing_subscriber::registry().with(warnings).with(trace),
+    );
+    Ok(())
+}
+
+/// Prints an event as PREFIX and its fields on one line: no time, no level (`untorn: MESSAGE`
+/// for a warning, `trace: op="write" path=a.json ...` for -v).
+struct LineFormat(&'static str);
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for LineFormat
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
@@ -127,50 +228,316 @@ where
         mut writer: tracing_subscriber::fmt::format::Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
-        write!(writer, "untorn: ")?;
+        write!(writer, "{}", self.0)?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }
 }
 
-fn cmd_write(a: WriteArgs) -> Result<u8, Failure> {
+/// The content argument of `write`: CONTENT, or `None` for standard input.
+fn write_content(a: &mut WriteArgs) -> Result<Option<OsString>, Failure> {
+    match a.content.len() {
+        0 | 1 => Ok(a.content.pop()),
+        _ => Err(Failure::Other(
+            format!(
+                "cannot write '{}': more than one CONTENT (quote it as one argument; a program \
+                 to run is `untorn write --exec {} -- PROGRAM ... {{}}`)",
+                a.file.display(),
+                a.file.display()
+            ),
+            exit::USAGE,
+        )),
+    }
+}
+
+fn cmd_write(mut a: WriteArgs) -> Result<u8, Failure> {
+    if a.exec {
+        return cmd_write_exec(a);
+    }
     let opts = a.options();
-    // Like sponge: all input is read before FILE is touched, so `jq . f | untorn write f` is
-    // safe.
-    let data = match a.content {
-        Some(c) => std::os::unix::ffi::OsStringExt::into_vec(c),
-        None => {
-            let mut stdin = io::stdin().lock();
-            if stdin.is_terminal() {
+    if let Some(c) = write_content(&mut a)? {
+        opts.write(&a.file, c.into_vec())?;
+        return Ok(exit::OK);
+    }
+    let stdin = io::stdin().lock();
+    if stdin.is_terminal() {
+        return Err(Failure::Other(
+            format!(
+                "cannot write '{}': no CONTENT given and standard input is a terminal \
+                 (pipe the content in, or give it as an argument)",
+                a.file.display()
+            ),
+            exit::USAGE,
+        ));
+    }
+    write_stdin(&opts, &a.file, stdin)
+}
+
+/// Like sponge, FILE is replaced only once all of standard input is read (`jq . f | untorn
+/// write f` is safe); the input is streamed into the temp file meanwhile, so memory stays
+/// flat. A signal (SIGINT, SIGTERM, SIGHUP) while reading removes the temp, if it has a name,
+/// and ends untorn with 128 + the signal, FILE unchanged; during the commit it is held until
+/// the commit is done.
+fn write_stdin(
+    opts: &untorn::OpenOptions,
+    file: &std::path::Path,
+    mut stdin: io::StdinLock<'_>,
+) -> Result<u8, Failure> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    // Registered before the temp exists: until then a signal simply ends untorn. `pending` is
+    // set by the handler itself (so a signal is never missed at EOF); the watcher thread acts
+    // on one that comes while a read blocks.
+    let pending = Arc::new(AtomicUsize::new(0));
+    let sigs = [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ];
+    for sig in sigs {
+        let _ = signal_hook::flag::register_usize(sig, pending.clone(), sig as usize);
+    }
+    let signals = signal_hook::iterator::Signals::new(sigs).ok();
+    let mut f = opts.open(file)?;
+    // Some(temp's path) while reading: the watcher may act; None once committing.
+    let reading = Arc::new(Mutex::new(Some(f.temp_path())));
+    let interrupted = |shown: &std::path::Path| {
+        eprintln!(
+            "untorn: interrupted while reading standard input; '{}' is unchanged",
+            shown.display()
+        )
+    };
+    if let Some(mut signals) = signals {
+        let reading = reading.clone();
+        let shown = file.to_path_buf();
+        std::thread::spawn(move || {
+            for sig in signals.forever() {
+                let guard = reading.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(temp) = &*guard {
+                    if let Some(t) = temp {
+                        let _ = std::fs::remove_file(t);
+                    }
+                    interrupted(&shown);
+                    // The mutex stays held: the main thread never gets to commit.
+                    std::process::exit(i32::from(exit::for_signal(sig as usize)));
+                }
+            }
+        });
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match stdin.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = f.discard();
                 return Err(Failure::Other(
                     format!(
-                        "cannot write '{}': no CONTENT given and standard input is a terminal \
-                         (pipe the content in, or give it as an argument)",
-                        a.file.display()
-                    ),
-                    exit::USAGE,
-                ));
-            }
-            let mut buf = Vec::new();
-            stdin.read_to_end(&mut buf).map_err(|e| {
-                Failure::Other(
-                    format!(
-                        "cannot write '{}': reading standard input failed: {}",
-                        a.file.display(),
+                        "cannot write '{}': reading standard input failed: {}; the file is \
+                         unchanged",
+                        file.display(),
                         plain(&e)
                     ),
                     exit::FAILURE,
-                )
-            })?;
-            buf
+                ));
+            }
+        };
+        if let Err(e) = f.write_all(&buf[..n]) {
+            let _ = f.discard();
+            return Err(untorn_error(e, file));
+        }
+    }
+    {
+        let mut guard = reading.lock().unwrap_or_else(|p| p.into_inner());
+        let sig = pending.load(Ordering::SeqCst);
+        if sig != 0 {
+            drop(f); // discards the temp
+            interrupted(file);
+            return Ok(exit::for_signal(sig));
+        }
+        *guard = None;
+    }
+    f.commit().map_err(|e| e.error)?;
+    match pending.load(Ordering::SeqCst) {
+        0 => Ok(exit::OK),
+        sig => {
+            eprintln!(
+                "untorn: signal {sig} came during the commit; '{}' is written",
+                file.display()
+            );
+            Ok(exit::for_signal(sig))
+        }
+    }
+}
+
+/// An `io::Error` from the library's `Write` impls: the `untorn::Error` inside it.
+fn untorn_error(e: io::Error, file: &std::path::Path) -> Failure {
+    if !e.get_ref().is_some_and(|i| i.is::<untorn::Error>()) {
+        return Failure::Other(
+            format!("cannot write '{}': {}", file.display(), plain(&e)),
+            exit::for_io(&e),
+        );
+    }
+    match e.into_inner().map(|i| i.downcast::<untorn::Error>()) {
+        Some(Ok(err)) => Failure::Untorn(*err),
+        _ => unreachable!("checked above"),
+    }
+}
+
+/// `untorn write --exec FILE -- PROGRAM ... {}`: PROGRAM writes the new content to a path
+/// beside FILE; committed if it exits 0 and the output is valid, discarded otherwise.
+fn cmd_write_exec(a: WriteArgs) -> Result<u8, Failure> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let usage = |msg: String| Failure::Other(msg, exit::USAGE);
+    let ph = a.placeholder.as_bytes();
+    if ph.is_empty() {
+        return Err(usage("--placeholder cannot be empty".into()));
+    }
+    let has = |arg: &OsString| arg.as_bytes().windows(ph.len()).any(|w| w == ph);
+    if a.content.is_empty() {
+        return Err(usage(format!(
+            "--exec needs a command: untorn write --exec {} -- PROGRAM ... {}",
+            a.file.display(),
+            a.placeholder
+        )));
+    }
+    if !a.content.iter().any(has) {
+        return Err(usage(format!(
+            "--exec: no argument of the command contains '{}', where the output path goes \
+             (e.g. untorn write --exec {} -- pandoc in.md -o {})",
+            a.placeholder,
+            a.file.display(),
+            a.placeholder
+        )));
+    }
+    let validator = if a.no_check {
+        untorn::Validator::Exists
+    } else {
+        match a
+            .format
+            .map(untorn::Format::from)
+            .unwrap_or_else(|| untorn::Format::from_path(&a.file))
+        {
+            untorn::Format::Raw => untorn::Validator::Exists,
+            f => untorn::Validator::Format(f),
         }
     };
-    opts.write(&a.file, &data)?;
+    let out = untorn::OutputPath::new(&a.file, &a.options())?;
+    let args: Vec<OsString> = a
+        .content
+        .iter()
+        .map(|arg| replace_bytes(arg.as_bytes(), ph, out.path().as_os_str().as_bytes()))
+        .collect();
+    // The program gets the terminal's signals itself (same process group); untorn outlives
+    // them to remove the output, then exits as the signal asked.
+    let got = Arc::new(AtomicUsize::new(0));
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        let _ = signal_hook::flag::register_usize(sig, got.clone(), sig as usize);
+    }
+    let (prog, rest) = args.split_first().expect("checked above");
+    let status = std::process::Command::new(prog)
+        .args(rest)
+        .spawn()
+        .and_then(|mut child| wait_passing_signals(&mut child, &got));
+    let signal = got.load(Ordering::SeqCst);
+    let unchanged = format!("'{}' is unchanged", a.file.display());
+    let shown = prog.to_string_lossy();
+    match status {
+        Err(e) => {
+            return Err(Failure::Other(
+                format!("cannot run '{shown}': {}; {unchanged}", plain(&e)),
+                exit::FILTER_FAILED,
+            ))
+        }
+        Ok(_) if signal != 0 => {
+            drop(out);
+            eprintln!("untorn: interrupted; {unchanged}");
+            return Ok(exit::for_signal(signal));
+        }
+        Ok(st) if !st.success() => {
+            let how = match (
+                st.code(),
+                std::os::unix::process::ExitStatusExt::signal(&st),
+            ) {
+                (Some(c), _) => format!("exited with {c}"),
+                (None, Some(s)) => format!("was killed by signal {s}"),
+                _ => "failed".into(),
+            };
+            return Err(Failure::Other(
+                format!("'{shown}' {how}; {unchanged}"),
+                exit::FILTER_FAILED,
+            ));
+        }
+        Ok(_) => {}
+    }
+    if let Err(e) = out.check(&validator) {
+        if e.kind() == untorn::ErrorKind::InvalidContent {
+            return Err(Failure::Other(
+                format!("the output of '{shown}' is not valid: {e}; {unchanged}"),
+                exit::INVALID,
+            ));
+        }
+        return Err(Failure::Other(
+            format!("'{shown}' exited 0, but: {e}; {unchanged}"),
+            exit::FILTER_FAILED,
+        ));
+    }
+    out.commit()?;
     Ok(exit::OK)
 }
 
+/// Waits for `child`, passing on to it each signal untorn receives meanwhile (a SIGTERM or
+/// SIGHUP sent to untorn alone; a terminal's Ctrl-C reaches both already).
+fn wait_passing_signals(
+    child: &mut std::process::Child,
+    got: &std::sync::atomic::AtomicUsize,
+) -> io::Result<std::process::ExitStatus> {
+    let mut passed = 0;
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(st);
+        }
+        let sig = got.load(std::sync::atomic::Ordering::SeqCst);
+        if sig != 0 && sig != passed {
+            let pid = rustix::process::Pid::from_raw(child.id() as i32);
+            let s = rustix::process::Signal::from_named_raw(sig as i32);
+            if let (Some(pid), Some(s)) = (pid, s) {
+                let _ = rustix::process::kill_process(pid, s);
+            }
+            passed = sig;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// `s` with every `from` replaced by `to`.
+fn replace_bytes(s: &[u8], from: &[u8], to: &[u8]) -> OsString {
+    let mut v = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i..].starts_with(from) {
+            v.extend_from_slice(to);
+            i += from.len();
+        } else {
+            v.push(s[i]);
+            i += 1;
+        }
+    }
+    OsString::from_vec(v)
+}
+
 fn cmd_lock(a: LockArgs) -> Result<u8, Failure> {
-    let mut opts = a.wait.lock_options();
+    let wait = match &a.lock_file {
+        Some(f) => wait::note_if_busy(wait::Sidecar::Exactly(f), a.shared, a.wait),
+        None => wait::note_if_busy(wait::Sidecar::Of(&a.file), a.shared, a.wait),
+    };
+    let mut opts = wait.lock_options();
     opts.shared(a.shared);
     let lock = match &a.lock_file {
         Some(f) => opts.lock_file(f),
@@ -213,6 +580,7 @@ fn cmd_lock(a: LockArgs) -> Result<u8, Failure> {
 }
 
 fn cmd_edit(a: EditArgs) -> Result<u8, Failure> {
+    let wait = wait::note_if_busy(wait::Sidecar::Of(&a.file), false, a.wait);
     let mut write = untorn::OpenOptions::new();
     write.durability(a.durability.into());
     if let Some(n) = a.backup.keep {
@@ -220,10 +588,14 @@ fn cmd_edit(a: EditArgs) -> Result<u8, Failure> {
     }
     let mut update = untorn::UpdateOptions::new();
     update
-        .lock_options(a.wait.lock_options())
+        .lock_options(wait.lock_options())
         .write_options(write);
     let mut opts = untorn::EditOptions::new();
     opts.update_options(update);
+    let format = a
+        .format
+        .map(untorn::Format::from)
+        .unwrap_or_else(|| untorn::Format::from_path(&a.file));
     if let Some(f) = a.format {
         opts.format(f.into());
     }
@@ -231,6 +603,9 @@ fn cmd_edit(a: EditArgs) -> Result<u8, Failure> {
         opts.default_content(d.as_bytes());
     }
     opts.allow_empty(a.allow_empty);
+    // For the warning below: was the YAML file in block style before?
+    let block_yaml_before = format == untorn::Format::Yaml
+        && read_regular(&a.file).is_some_and(|b| !looks_like_json(&b));
     // SIGINT, SIGTERM and SIGHUP while the filter runs go on to it (its process group); untorn
     // waits for it and exits 128 + the signal, the file unchanged. While waiting for the lock
     // they act as usual (nothing was changed yet).
@@ -248,28 +623,80 @@ fn cmd_edit(a: EditArgs) -> Result<u8, Failure> {
     let mut cmd = std::process::Command::new(prog);
     cmd.args(args);
     match opts.run(&a.file, &mut cmd) {
-        Ok(_) => match fwd.received() {
-            // A signal during the write: the write completed; now exit as the signal asked.
-            Some(sig) => {
+        Ok(done) => {
+            if block_yaml_before
+                && done == untorn::Edited::Written
+                && read_regular(&a.file).is_some_and(|b| looks_like_json(&b))
+            {
                 eprintln!(
-                    "untorn: signal {sig} came during the write; the edit of '{}' is complete",
+                    "untorn: warning: '{}' was YAML in block style and the filter's output is \
+                     JSON (valid YAML, so it was written): Debian's yq, a jq wrapper, prints \
+                     JSON unless given -y (mikefarah's yq prints YAML)",
                     a.file.display()
                 );
-                Ok(exit::for_signal(sig))
             }
-            None => Ok(exit::OK),
-        },
+            match fwd.received() {
+                // A signal during the write: the write completed; now exit as the signal asked.
+                Some(sig) => {
+                    eprintln!(
+                        "untorn: signal {sig} came during the write; the edit of '{}' is complete",
+                        a.file.display()
+                    );
+                    Ok(exit::for_signal(sig))
+                }
+                None => Ok(exit::OK),
+            }
+        }
         Err(e) if e.kind() == untorn::ErrorKind::Interrupted => Err(Failure::Other(
             e.to_string(),
             exit::for_signal(fwd.received().unwrap_or(2)),
         )),
+        Err(e)
+            if e.kind() == untorn::ErrorKind::NotFound
+                && a.default.is_none()
+                && e.path() == a.file =>
+        {
+            Err(Failure::Other(
+                format!(
+                    "cannot edit '{}': no such file or directory (--default TEXT starts a \
+                     missing file from TEXT, e.g. --default '{{}}')",
+                    a.file.display()
+                ),
+                exit::NOT_FOUND,
+            ))
+        }
         Err(e) => Err(e.into()),
     }
 }
 
+/// The content of `path` if it is a regular file (never blocks on a FIFO or device).
+fn read_regular(path: &std::path::Path) -> Option<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut v = Vec::new();
+    (&f).read_to_end(&mut v).ok()?;
+    Some(v)
+}
+
+/// Whether `b` starts (after white space) like a JSON object or array: YAML in flow style.
+fn looks_like_json(b: &[u8]) -> bool {
+    matches!(
+        b.iter().find(|c| !c.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    )
+}
+
 fn cmd_read(a: ReadArgs) -> Result<u8, Failure> {
+    let wait = wait::note_if_busy(wait::Sidecar::Of(&a.file), true, a.wait);
     let mut opts = untorn::UpdateOptions::new();
-    opts.lock_options(a.wait.lock_options());
+    opts.lock_options(wait.lock_options());
     let content = match (opts.read_if_exists(&a.file)?, a.default) {
         (Some(c), _) => c,
         (None, Some(d)) => d.into_bytes(),
@@ -287,7 +714,7 @@ fn cmd_read(a: ReadArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn log_format(jsonl: bool) -> untorn::LogFormat {
+pub fn log_format(jsonl: bool) -> untorn::LogFormat {
     if jsonl {
         untorn::LogFormat::JsonLines
     } else {
@@ -296,19 +723,14 @@ fn log_format(jsonl: bool) -> untorn::LogFormat {
 }
 
 fn cmd_append(a: AppendArgs) -> Result<u8, Failure> {
-    let mut opts = untorn::AppendOptions::new();
-    opts.durability(a.durability.into())
-        .format(log_format(a.jsonl));
-    if let Some(d) = a.wait.timeout {
-        opts.timeout(d);
-    }
     let lines: Vec<Vec<u8>> = if a.lines.is_empty() {
         let mut input = Vec::new();
         io::stdin().lock().read_to_end(&mut input).map_err(|e| {
             Failure::Other(
                 format!(
-                    "cannot append to '{}': reading standard input failed: {e}",
-                    a.file.display()
+                    "cannot append to '{}': reading standard input failed: {}",
+                    a.file.display(),
+                    plain(&e)
                 ),
                 exit::FAILURE,
             )
@@ -319,29 +741,48 @@ fn cmd_append(a: AppendArgs) -> Result<u8, Failure> {
             .map(<[u8]>::to_vec)
             .collect()
     } else {
-        a.lines
-            .into_iter()
-            .map(std::os::unix::ffi::OsStringExt::into_vec)
-            .collect()
+        a.lines.into_iter().map(OsStringExt::into_vec).collect()
     };
-    if !lines.is_empty() {
-        let done = opts.append_all(&a.file, &lines)?;
-        if let Some(t) = done.repaired {
-            // Something was removed: never silently.
-            eprintln!(
-                "untorn: warning: '{}' ended in a torn tail ({} bytes after the last complete \
-                 record: {}); cut it before appending",
+    // A record may end in one newline (the library ends it anyway); one inside is refused.
+    let inner_newline = |l: &Vec<u8>| l.strip_suffix(b"\n").unwrap_or(l).contains(&b'\n');
+    if let Some(i) = lines.iter().position(inner_newline) {
+        return Err(Failure::Other(
+            format!(
+                "cannot append to '{}': record {} contains a newline, and a record is one \
+                 line: give each line as an argument of its own, or pipe them in (each line \
+                 of standard input is a record)",
                 a.file.display(),
-                t.junk_len,
-                torn_reason(t.reason)
-            );
-        }
+                i + 1
+            ),
+            exit::USAGE,
+        ));
+    }
+    if lines.is_empty() {
+        return Ok(exit::OK);
+    }
+    let wait = wait::note_if_busy(wait::Sidecar::Of(&a.file), false, a.wait);
+    let mut opts = untorn::AppendOptions::new();
+    opts.durability(a.durability.into())
+        .format(log_format(a.jsonl));
+    if let Some(d) = wait.timeout {
+        opts.timeout(d);
+    }
+    let done = opts.append_all(&a.file, &lines)?;
+    if let Some(t) = done.repaired {
+        // Something was removed: never silently.
+        eprintln!(
+            "untorn: warning: '{}' ended in a torn tail ({} bytes after the last complete \
+             record: {}); cut it before appending",
+            a.file.display(),
+            t.junk_len,
+            torn_reason(t.reason)
+        );
     }
     Ok(exit::OK)
 }
 
 /// What a torn tail was, in words.
-fn torn_reason(r: untorn::TornReason) -> &'static str {
+pub fn torn_reason(r: untorn::TornReason) -> &'static str {
     match r {
         untorn::TornReason::Incomplete => "a record cut short",
         untorn::TornReason::Zeros => "zeros where data should be",
@@ -362,80 +803,15 @@ fn cmd_repair(a: LogArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn cmd_tail(a: TailArgs) -> Result<u8, Failure> {
-    let mut log = untorn::read_log(&a.log.file, log_format(a.log.jsonl))?;
-    if let Some(t) = log.torn {
-        eprintln!(
-            "untorn: note: '{}' ends in a torn tail ({} bytes after the last complete record: \
-             {}), left out; `untorn repair` cuts it",
-            a.log.file.display(),
-            t.junk_len,
-            torn_reason(t.reason)
-        );
-    }
-    let keep = log.records.len().saturating_sub(a.lines);
-    let records = log.records.split_off(keep);
-    let mut out = Vec::new();
-    for r in records {
-        out.extend_from_slice(&r);
-        out.push(b'\n');
-    }
-    print_out(&out)?;
-    Ok(exit::OK)
-}
-
 fn cmd_backup(a: BackupNowArgs) -> Result<u8, Failure> {
-    let b = untorn::backup(&a.file, a.keep)?;
+    let size = std::fs::metadata(&a.file).map(|m| m.len()).unwrap_or(0);
+    let msg = format!(
+        "backing up '{}' ({})",
+        a.file.display(),
+        wait::human_size(size)
+    );
+    let b = wait::with_spinner(&msg, || untorn::backup(&a.file, a.keep))?;
     print_out(format!("{}\n", b.path.display()).as_bytes())?;
-    Ok(exit::OK)
-}
-
-/// A time as `YYYY-MM-DD HH:MM:SS UTC`, read back from the backup's name.
-fn show_time(b: &untorn::Backup) -> String {
-    let name = b.name.to_string_lossy();
-    let stamp = name.trim_end_matches(".bak");
-    let s = &stamp[stamp.len().saturating_sub(26)..];
-    if s.len() == 26 {
-        format!(
-            "{}-{}-{} {}:{}:{} UTC",
-            &s[0..4],
-            &s[4..6],
-            &s[6..8],
-            &s[9..11],
-            &s[11..13],
-            &s[13..15]
-        )
-    } else {
-        String::from("?")
-    }
-}
-
-fn cmd_backups(a: BackupsArgs) -> Result<u8, Failure> {
-    let validator = CheckFormat::validator(a.format, &a.file, untorn::Validator::Exists);
-    let mut out = String::new();
-    for b in untorn::backups(&a.file)? {
-        // One read of each backup: its checksum, then its format.
-        let (valid, integrity) = match b.read_checked() {
-            Ok((_, i)) if i.is_damaged() => ("DAMAGED".to_string(), i.label()),
-            Ok((content, i)) => match validator.check(&content, &b.path) {
-                Ok(()) => ("valid".to_string(), i.label()),
-                Err(e) => match e.location() {
-                    Some((l, c)) => (format!("INVALID at line {l} column {c}"), i.label()),
-                    None => ("INVALID".to_string(), i.label()),
-                },
-            },
-            Err(_) => ("INVALID".to_string(), "unreadable"),
-        };
-        out.push_str(&format!(
-            "{}\t{}\t{} bytes\t{}\t{}\n",
-            b.name.to_string_lossy(),
-            show_time(&b),
-            b.size,
-            valid,
-            integrity
-        ));
-    }
-    print_out(out.as_bytes())?;
     Ok(exit::OK)
 }
 
@@ -461,383 +837,61 @@ fn cmd_restore(a: RestoreArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn cmd_check(a: CheckArgs) -> Result<u8, Failure> {
-    let validator = CheckFormat::validator(a.format, &a.file, untorn::Validator::Utf8);
-    untorn::check(&a.file, &validator)?;
-    Ok(exit::OK)
-}
-
-fn human_age(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=7199 => format!("{}m", s / 60),
-        7200..=172_799 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
+/// An OS error's message as the library's errors give it (`untorn::Error`'s): without Rust's
+/// " (os error N)", starting in lower case as in the middle of a sentence ("no such file or
+/// directory", but "EOF while ..." stays). The CLI's one helper for `io::Error`s it reports
+/// itself.
+pub fn plain(e: &io::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(i) = s.find(" (os error ") {
+        s.truncate(i);
     }
-}
-
-fn cmd_clean(a: CleanArgs) -> Result<u8, Failure> {
-    // Report first, then delete: the plan is printed (and flushed) before anything goes.
-    let c = untorn::CleanOptions::new()
-        .older_than(a.older_than)
-        .dry_run(true)
-        .clean(&a.dir)?;
-    let verb = if a.dry_run {
-        "would remove"
-    } else {
-        "removing"
-    };
-    let mut out = String::new();
-    for o in &c.removed {
-        out.push_str(&format!(
-            "{verb}\t{}\t{} bytes\t{} old\t(temp of '{}')\n",
-            o.path.display(),
-            o.size,
-            human_age(o.age),
-            o.target.to_string_lossy()
-        ));
-    }
-    for o in &c.kept {
-        let why = if o.in_use {
-            "open in a running process".to_string()
-        } else {
-            format!("younger than {}", human_age(a.older_than))
-        };
-        out.push_str(&format!("kept\t{}\t{why}\n", o.path.display()));
-    }
-    for o in &c.untrusted {
-        out.push_str(&format!(
-            "left alone\t{}\tbelongs to {}\n",
-            o.path.display(),
-            untorn::trust::user_name(o.owner)
-        ));
-    }
-    print_out(out.as_bytes())?;
-    if !a.dry_run && !c.removed.is_empty() {
-        untorn::CleanOptions::new()
-            .older_than(a.older_than)
-            .clean(&a.dir)?;
-    }
-    Ok(if c.untrusted.is_empty() {
-        exit::OK
-    } else {
-        exit::UNTRUSTED
-    })
-}
-
-fn cmd_recover(a: RecoverArgs) -> Result<u8, Failure> {
-    let mut opts = untorn::RecoverOptions::new();
-    opts.dry_run(a.dry_run)
-        .older_than(a.older_than)
-        .timeout(a.timeout)
-        .abandon(a.abandon);
-    if a.restore_invalid {
-        if let Some(f) = a.format {
-            opts.restore_invalid(f.into());
-        }
-    }
-    let actions = untorn::recover(&a.dir, &opts)?;
-    let would = if a.dry_run { "would " } else { "" };
-    let mut out = String::new();
-    let (mut unresolved, mut untrusted, mut failed) = (false, false, None);
-    for act in &actions {
-        use untorn::recover::Action;
-        let who = |uid: &u32| untorn::trust::user_name(*uid);
-        let line = match act {
-            Action::RemovedTemp(o) => format!(
-                "{would}remove orphaned temp {} ({} bytes)",
-                o.path.display(),
-                o.size
-            ),
-            Action::KeptTempInUse(o) => {
-                format!("kept temp {} (open in a running process)", o.path.display())
-            }
-            Action::UntrustedTemp(o) => {
-                untrusted = true;
-                format!(
-                    "left alone {}: named like a temp, but it belongs to {}",
-                    o.path.display(),
-                    who(&o.owner)
-                )
-            }
-            Action::Restored { path, from, reason } => format!(
-                "{would}restore {} from {} ({reason})",
-                path.display(),
-                from.name.to_string_lossy()
-            ),
-            Action::TxnRolledForward(j) => {
-                format!("{would}finish the interrupted transaction {}", j.display())
-            }
-            Action::TxnRolledBack(j) => {
-                format!("{would}undo the interrupted transaction {}", j.display())
-            }
-            Action::TxnFlagCleared(l) => {
-                format!(
-                    "{would}clear a stale transaction flag (no journal) from {}",
-                    l.display()
-                )
-            }
-            Action::SkippedDamagedBackup {
-                path,
-                backup,
-                reason,
-            } => format!(
-                "skipped the damaged backup {} of {} ({reason})",
-                backup.name.to_string_lossy(),
-                path.display()
-            ),
-            Action::UntrustedJournal { path, owner } => {
-                untrusted = true;
-                format!(
-                    "left alone the transaction journal {}: it belongs to {} (recover as that \
-                     user, or --trust-user)",
-                    path.display(),
-                    who(owner)
-                )
-            }
-            Action::RefusedJournal { path, why } => {
-                untrusted = true;
-                format!(
-                    "left alone the transaction journal {}: {why}",
-                    path.display()
-                )
-            }
-            Action::TxnAbandoned { path, failed } => format!(
-                "finished the interrupted transaction {}, giving up: {}",
-                path.display(),
-                failed.join("; ")
-            ),
-            Action::InvalidWithoutBackup { path, reason } => {
-                unresolved = true;
-                format!("cannot fix {}: no valid backup ({reason})", path.display())
-            }
-            Action::SkippedSymlink(p) => format!(
-                "skipped {}: a symbolic link (recovery never restores through a link)",
-                p.display()
-            ),
-            Action::Failed { kind, error, .. } => {
-                failed.get_or_insert(*kind);
-                format!("failed: {error}")
-            }
-            _ => format!("{act:?}"),
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    if actions.is_empty() {
-        out.push_str("nothing to do\n");
-    }
-    print_out(out.as_bytes())?;
-    Ok(match failed {
-        Some(k) => exit::for_kind(k),
-        None if unresolved => exit::INVALID,
-        None if untrusted => exit::UNTRUSTED,
-        None => exit::OK,
-    })
-}
-
-fn cmd_txn(a: TxnArgs) -> Result<u8, Failure> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    use untorn::txn::ManifestOp;
-    let usage = |msg: String| Failure::Other(format!("txn: {msg}"), exit::USAGE);
-    let mut ops = untorn::txn::parse_ops(a.changes.iter().cloned()).map_err(usage)?;
-    if let Some(m) = &a.manifest {
-        let text = std::fs::read(m).map_err(|e| {
-            Failure::Other(
-                format!("cannot read manifest '{}': {}", m.display(), plain(&e)),
-                exit::for_io(&e),
-            )
-        })?;
-        let more = untorn::txn::parse_manifest(&text)
-            .map_err(|e| usage(format!("manifest '{}': {e}", m.display())))?;
-        ops.extend(more);
-    }
-    if ops.is_empty() {
-        return Err(usage(
-            "no changes given (put TARGET=SOURCE, rm PATH, mv FROM=TO)".into(),
-        ));
-    }
-    // SIGINT and SIGTERM must not cut a commit in half: note them. Before the commit point they
-    // abandon the transaction at once (a wait for its locks stops too); during the commit it
-    // is finished first. Then exit with the signal's code.
-    let int = Arc::new(AtomicBool::new(false));
-    let term = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    for (sig, flag) in [
-        (signal_hook::consts::SIGINT, &int),
-        (signal_hook::consts::SIGTERM, &term),
-        (signal_hook::consts::SIGINT, &stop),
-        (signal_hook::consts::SIGTERM, &stop),
-    ] {
-        let _ = signal_hook::flag::register(sig, flag.clone());
-    }
-    let interrupted = || {
-        if int.load(Ordering::SeqCst) {
-            Some(exit::INTERRUPTED)
-        } else if term.load(Ordering::SeqCst) {
-            Some(exit::TERMINATED)
-        } else {
-            None
-        }
-    };
-    // Every new content is read (and checked) before anything is staged, on a helper thread:
-    // a read of a slow FIFO or of standard input blocks in the kernel, and a signal must still
-    // end untorn at once (nothing is staged yet, so nothing is left behind).
-    let (sent, got) = std::sync::mpsc::channel();
-    let puts = ops.clone();
-    let no_check = a.no_check;
-    std::thread::spawn(move || {
-        let _ = sent.send(read_sources(&puts, no_check));
-    });
-    let contents = loop {
-        match got.recv_timeout(std::time::Duration::from_millis(20)) {
-            Ok(r) => break r?,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if let Some(code) = interrupted() {
-                    eprintln!("untorn: interrupted before the commit; nothing was changed");
-                    return Ok(code);
-                }
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(Failure::Other(
-                    "txn: reading the new contents failed".into(),
-                    exit::FAILURE,
-                ))
-            }
-        }
-    };
-    let abandon = |tx: untorn::Transaction, code: u8| {
-        if let Err(e) = tx.discard() {
-            eprintln!("untorn: {e}");
-        }
-        eprintln!("untorn: interrupted before the commit; nothing was changed");
-        Ok(code)
-    };
-    let mut tx = untorn::Transaction::new();
-    let mut lock = a.wait.lock_options();
-    lock.cancel_when(stop.clone());
-    tx.lock_options(lock);
-    for (op, content) in ops.iter().zip(contents) {
-        if let Some(code) = interrupted() {
-            return abandon(tx, code);
-        }
-        match op {
-            ManifestOp::Put { target, .. } => tx.write(target, content.expect("read above"))?,
-            ManifestOp::Remove(p) => tx.remove(p)?,
-            ManifestOp::Rename { from, to } => tx.rename(from, to)?,
-            _ => return Err(usage(format!("unsupported change {op:?}"))),
-        }
-    }
-    if let Some(code) = interrupted() {
-        return abandon(tx, code);
-    }
-    let c = match tx.commit() {
-        Err(e) if e.kind() == untorn::ErrorKind::Interrupted => {
-            eprintln!("untorn: interrupted while waiting for the locks; nothing was changed");
-            return Ok(interrupted().unwrap_or(exit::INTERRUPTED));
-        }
-        r => r?,
-    };
-    let mut out = String::new();
-    for p in &c.written {
-        out.push_str(&format!("wrote\t{}\n", p.display()));
-    }
-    for p in &c.removed {
-        out.push_str(&format!("removed\t{}\n", p.display()));
-    }
-    for (f, t) in &c.renamed {
-        out.push_str(&format!("renamed\t{}\t{}\n", f.display(), t.display()));
-    }
-    print_out(out.as_bytes())?;
-    // A signal during the commit: it finished; now exit as the signal asked.
-    Ok(interrupted().unwrap_or(exit::OK))
-}
-
-/// The new content of each `put` of `ops` (`None` for the other changes), read from its source
-/// (`-`: standard input, for one put only) and, unless `no_check`, checked for its target's
-/// format; an error names the source.
-fn read_sources(
-    ops: &[untorn::txn::ManifestOp],
-    no_check: bool,
-) -> Result<Vec<Option<Vec<u8>>>, Failure> {
-    use untorn::txn::ManifestOp;
-    let usage = |msg: String| Failure::Other(format!("txn: {msg}"), exit::USAGE);
-    let mut contents = Vec::with_capacity(ops.len());
-    let mut stdin_used = false;
-    for op in ops {
-        if let ManifestOp::Put { target, source } = op {
-            let content = if source.as_os_str() == "-" {
-                if stdin_used {
-                    return Err(usage(
-                        "standard input ('-') can be the source of one put only".into(),
-                    ));
-                }
-                stdin_used = true;
-                let mut v = Vec::new();
-                io::stdin().lock().read_to_end(&mut v).map_err(|e| {
-                    Failure::Other(
-                        format!(
-                            "cannot read standard input for '{}': {}",
-                            target.display(),
-                            plain(&e)
-                        ),
-                        exit::FAILURE,
-                    )
-                })?;
-                v
-            } else {
-                std::fs::read(source).map_err(|e| {
-                    Failure::Other(
-                        format!(
-                            "cannot read '{}' (the new content of '{}'): {}",
-                            source.display(),
-                            target.display(),
-                            plain(&e)
-                        ),
-                        exit::for_io(&e),
-                    )
-                })?
-            };
-            if !no_check {
-                untorn::Format::from_path(target)
-                    .check(&content, source)
-                    .map_err(|e| {
-                        Failure::Other(
-                            format!("{e} (the new content of '{}')", target.display()),
-                            exit::for_kind(e.kind()),
-                        )
-                    })?;
-            }
-            contents.push(Some(content));
-        } else {
-            contents.push(None);
-        }
-    }
-    Ok(contents)
-}
-
-/// An I/O error's message without Rust's "(os error N)".
-fn plain(e: &io::Error) -> String {
-    let s = e.to_string();
-    let s = s.split(" (os error ").next().unwrap_or(&s).to_string();
     let mut c = s.chars();
     match c.next() {
-        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
-        None => s,
+        Some(first) if c.clone().next().is_some_and(|n| n.is_lowercase()) => {
+            first.to_lowercase().collect::<String>() + c.as_str()
+        }
+        _ => s,
     }
 }
 
 /// Writes to stdout; a closed pipe (`untorn read f | head -1`) is not an error.
-fn print_out(bytes: &[u8]) -> Result<(), Failure> {
+pub fn print_out(bytes: &[u8]) -> Result<(), Failure> {
     let mut out = io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(Failure::Other(
-            format!("cannot write to standard output: {e}"),
+            format!("cannot write to standard output: {}", plain(&e)),
             exit::FAILURE,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_reads_like_the_library() {
+        let e = io::Error::from_raw_os_error(2);
+        assert_eq!(plain(&e), "no such file or directory");
+        let e = io::Error::other("EOF while parsing");
+        assert_eq!(plain(&e), "EOF while parsing");
+    }
+
+    #[test]
+    fn placeholder_replaced_everywhere() {
+        assert_eq!(replace_bytes(b"-o{}", b"{}", b"/t/x"), "-o/t/x");
+        assert_eq!(replace_bytes(b"{}{}", b"{}", b"a"), "aa");
+        assert_eq!(replace_bytes(b"none", b"{}", b"a"), "none");
+    }
+
+    #[test]
+    fn json_style_yaml_is_recognised() {
+        assert!(looks_like_json(b"  {\"a\": 1}"));
+        assert!(looks_like_json(b"\n[1]"));
+        assert!(!looks_like_json(b"a: 1\n"));
+        assert!(!looks_like_json(b"- 1\n"));
     }
 }

@@ -214,7 +214,15 @@ mod handlers {
                 durability(url, a.durability)?;
                 no_backup(url, a.backup.keep)?;
                 let u = Url::parse(url)?;
-                let data = match a.content {
+                if a.exec {
+                    return Err(not_for_urls(
+                        url,
+                        "--exec",
+                        "a program cannot write to an object's path",
+                    ));
+                }
+                let mut a = a;
+                let data = match crate::write_content(&mut a)? {
                     Some(c) => std::os::unix::ffi::OsStringExt::into_vec(c),
                     None => read_stdin(url, "write", true)?,
                 };

@@ -840,35 +840,162 @@ fn verbose_prints_a_trace_line_with_the_path_and_outcome() {
 
 #[test]
 fn help_lists_the_exit_codes() {
+    // The whole table in `untorn --help`; a command's help points to it instead of repeating
+    // it (and repeats no other command's examples).
+    let out = untorn().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Exit codes"), "{text}");
+    for (code, what) in [
+        (3, "does not exist"),
+        (4, "permission denied"),
+        (5, "read-only"),
+        (6, "no space"),
+        (7, "exists"),
+        (8, "directory"),
+        (9, "cross-device"),
+        (14, "another user"),
+        (129, "SIGHUP"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{code} ")) && l.contains(what)),
+            "no row for exit code {code} ({what}) in\n{text}"
+        );
+    }
     for args in [
         &["write", "--help"][..],
-        &["--help"][..],
         &["help", "write"][..],
+        &["edit", "-h"][..],
     ] {
         let out = untorn().args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
         let text = String::from_utf8(out.stdout).unwrap();
-        assert!(text.contains("Exit codes"), "{args:?}: {text}");
-        for (code, what) in [
-            (3, "does not exist"),
-            (4, "permission denied"),
-            (5, "read-only"),
-            (6, "no space"),
-            (7, "exists"),
-            (8, "directory"),
-            (9, "cross-device"),
-        ] {
-            assert!(
-                text.lines()
-                    .any(|l| l.trim_start().starts_with(&format!("{code} ")) && l.contains(what)),
-                "{args:?}: no row for exit code {code} ({what}) in\n{text}"
-            );
-        }
+        assert!(
+            !text.contains("no space left"),
+            "{args:?} repeats the table: {text}"
+        );
+        assert!(text.contains("untorn --help"), "{args:?}: {text}");
+        assert!(text.contains("Examples:"), "{args:?}: {text}");
+        assert!(
+            !text.contains("untorn lock state.json -- ./deploy.sh"),
+            "{args:?}: {text}"
+        );
     }
     // -h gives the short help, which still explains the command.
     let out = untorn().args(["write", "-h"]).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--no-clobber"));
+    // --backup is a link, not a rename or a copy (as the README says).
+    let out = untorn().args(["write", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("rename, not a copy"), "{text}");
+    assert!(text.contains("(a link)"), "{text}");
+}
+
+/// Every command's names: untorn's own and each subcommand's.
+fn commands() -> Vec<Vec<&'static str>> {
+    let mut v = vec![vec![]];
+    for c in [
+        "write", "lock", "edit", "read", "append", "repair", "tail", "backup", "backups",
+        "restore", "check", "clean", "recover", "txn", "generate",
+    ] {
+        v.push(vec![c]);
+    }
+    v
+}
+
+#[test]
+fn short_help_is_one_line_per_flag_and_every_command_has_examples() {
+    for cmd in commands() {
+        for flag in ["-h", "--help"] {
+            let out = untorn().args(&cmd).arg(flag).output().unwrap();
+            assert!(out.status.success(), "{cmd:?} {flag}");
+            let text = String::from_utf8(out.stdout).unwrap();
+            for l in text.lines() {
+                assert!(
+                    l.chars().count() <= 100,
+                    "{cmd:?} {flag}: {} columns: {l}",
+                    l.len()
+                );
+            }
+            assert!(
+                text.contains("Examples:\n  "),
+                "{cmd:?} {flag}: no examples"
+            );
+            if flag == "--help" {
+                continue;
+            }
+            // In -h, a flag's line is never continued: after a line `  -x, --flag  help`
+            // comes another flag, a heading or a blank line.
+            let lines: Vec<&str> = text.lines().collect();
+            let mut in_options = false;
+            for w in lines.windows(2) {
+                if w[0].ends_with("options:") || w[0] == "Options:" || w[0] == "Arguments:" {
+                    in_options = true;
+                } else if w[0].is_empty() {
+                    in_options = false;
+                }
+                if in_options && !w[0].ends_with(':') {
+                    let cont = w[1].starts_with("          ") && !w[1].trim().is_empty();
+                    assert!(
+                        !cont,
+                        "{cmd:?} -h: a flag's help runs onto a second line:\n{}\n{}",
+                        w[0], w[1]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn examples_are_aligned() {
+    // The description column of each command's examples is one column (a command line too
+    // long for it has its description on the next line, in that column).
+    for cmd in commands() {
+        let out = untorn().args(&cmd).arg("-h").output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let ex: Vec<&str> = text
+            .split("Examples:\n")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .collect();
+        let mut cols = std::collections::BTreeSet::new();
+        for l in &ex {
+            let indent = l.len() - l.trim_start().len();
+            if indent > 2 {
+                cols.insert(indent); // a description on a line of its own
+            } else if let Some(i) = l.rfind("  ").filter(|&i| i > 0) {
+                cols.insert(i + 2);
+            }
+        }
+        assert!(
+            cols.len() <= 1,
+            "{cmd:?}: descriptions at columns {cols:?}:\n{}",
+            ex.join("\n")
+        );
+    }
+}
+
+#[test]
+fn an_unknown_flag_or_command_suggests_the_nearest() {
+    for (args, want) in [
+        (&["write", "--no-clober", "f", "x"][..], "--no-clobber"),
+        (&["tail", "--jsnl", "f"][..], "--jsonl"),
+        (&["writ", "f", "x"][..], "'write'"),
+        (&["backups", "--jsn", "f"][..], "--json"),
+    ] {
+        let out = untorn().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr_of(&out);
+        assert!(
+            err.contains("similar") && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -1069,13 +1196,16 @@ fn interrupt_while_reading_stdin_leaves_the_file_alone() {
 }
 
 #[test]
-fn nothing_is_created_until_stdin_ends() {
-    // Once a 1 MiB write into the pipe returns, untorn has read most of it; the directory must
-    // still hold only the old file (no temp file yet, with either strategy), untouched.
+fn nothing_is_replaced_until_stdin_ends() {
+    // Standard input is streamed into the temp file (memory stays flat), but the file itself
+    // is not touched before EOF: once a 1 MiB write into the pipe returns, untorn has read
+    // most of it, and the file is still the old one (same inode, same content); the only
+    // other name there can be is the named temp.
     use std::io::Write as _;
     let s = Scratch::new();
     let f = s.file("f", b"old", 0o644);
     for temp in ["named", "auto"] {
+        let ino = fs::metadata(&f).unwrap().ino();
         let mut child = std::process::Command::new(bin())
             .args(["write", "--temp", temp])
             .arg(&f)
@@ -1085,15 +1215,101 @@ fn nothing_is_created_until_stdin_ends() {
         let mut stdin = child.stdin.take().unwrap();
         let data = vec![b'x'; 1 << 20];
         stdin.write_all(&data).unwrap();
-        let names: Vec<_> = fs::read_dir(s.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, [OsStr::new("f")], "{temp}: touched before EOF");
+        for e in fs::read_dir(s.path()).unwrap() {
+            let n = e.unwrap().file_name();
+            assert!(
+                n == "f" || (temp == "named" && untorn::temp_file_target(&n).is_some()),
+                "{temp}: {n:?} before EOF"
+            );
+        }
         assert_eq!(fs::read(&f).unwrap(), b"old");
+        assert_eq!(fs::metadata(&f).unwrap().ino(), ino);
         drop(stdin);
         assert!(child.wait().unwrap().success());
         assert!(fs::read(&f).unwrap() == data);
         fs::write(&f, b"old").unwrap();
     }
+}
+
+#[test]
+fn a_signal_while_reading_stdin_leaves_the_file_and_no_temp() {
+    // With a named temp (a file system without O_TMPFILE), SIGINT, SIGTERM or SIGHUP while
+    // standard input is still open remove the temp: nothing is left, the file is unchanged.
+    use std::io::Write as _;
+    let s = Scratch::new();
+    let f = s.file("f", b"old", 0o644);
+    for (sig, code) in [
+        (rustix::process::Signal::TERM, 143),
+        (rustix::process::Signal::INT, 130),
+        (rustix::process::Signal::HUP, 129),
+    ] {
+        let mut child = std::process::Command::new(bin())
+            .args(["write", "--temp", "named"])
+            .arg(&f)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&vec![b'x'; 1 << 20]).unwrap();
+        // The temp exists once its first bytes are in.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !fs::read_dir(s.path())
+            .unwrap()
+            .any(|e| untorn::temp_file_target(&e.unwrap().file_name()).is_some())
+        {
+            assert!(std::time::Instant::now() < deadline, "no temp appeared");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, sig).unwrap();
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        assert_eq!(out.status.code(), Some(code), "{sig:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("unchanged"),
+            "{:?}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(fs::read(&f).unwrap(), b"old");
+        assert_no_leftovers(s.path());
+    }
+}
+
+#[test]
+fn write_streams_stdin_in_flat_memory() {
+    // 256 MiB through `untorn write` on standard input: the peak resident size stays far
+    // below the input (it was all held in memory before). `scripts/bench-write-memory` shows
+    // the peak for 1 GiB.
+    let s = Scratch::new();
+    let f = s.join("big");
+    let mut child = std::process::Command::new(bin())
+        .arg("write")
+        .arg(&f)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    let mut stdin = child.stdin.take().unwrap();
+    let chunk = vec![b'z'; 1 << 20];
+    for _ in 0..256 {
+        stdin.write_all(&chunk).unwrap();
+    }
+    // All but the pipe's last bytes are read; untorn waits for more: its peak so far.
+    std::thread::sleep(Duration::from_millis(100));
+    let peak_kib = peak_rss_kib(child.id());
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(fs::metadata(&f).unwrap().len(), 256 << 20);
+    assert!(
+        peak_kib < 64 * 1024,
+        "peak resident size {peak_kib} KiB for 256 MiB of input"
+    );
+}
+
+/// The peak resident size (VmHWM, KiB) of the running process `pid`.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }

@@ -194,6 +194,62 @@ fn a_committed_transaction_that_cannot_be_finished_has_a_way_out() {
     assert!(untorn(p, &["recover", "."]).status.success());
 }
 
+/// `recover --dry-run` on a directory with a crashed transaction (committed: temps, flags, a
+/// journal; and one that never got its flags, one of whose lock files does not exist yet)
+/// prints the plan and changes nothing: every name and every byte as before, no lock file
+/// created.
+#[test]
+fn recover_dry_run_on_a_crashed_transaction_creates_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    for f in ["a.json", "b.json", "c.json"] {
+        fs::write(p.join(f), "{\"v\": 1}\n").unwrap();
+    }
+    crash_state(p, &[("a.json", "{\"v\": 2}\n")], 0x51);
+    crash_state(
+        p,
+        &[("b.json", "{\"v\": 2}\n"), ("c.json", "{\"v\": 2}\n")],
+        0x52,
+    );
+    // The second never reached its commit point: c.json's lock file was never made.
+    fs::remove_file(p.join("c.json.lock")).unwrap();
+    let listing = || {
+        let mut v: Vec<(String, Vec<u8>, u64)> = fs::read_dir(p)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let md = e.metadata().unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    fs::read(e.path()).unwrap(),
+                    md.len(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing();
+    for args in [
+        &["recover", "--dry-run", "."][..],
+        &["recover", "--dry-run", "--json", "."][..],
+    ] {
+        let o = untorn(p, args);
+        assert!(o.status.success(), "{args:?}: {}", err(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            out.contains("finish") && out.contains("undo"),
+            "{args:?}: {out}"
+        );
+        assert_eq!(listing(), before, "{args:?} changed the directory");
+        assert!(!p.join("c.json.lock").exists());
+    }
+    // And for real: both settled.
+    assert!(untorn(p, &["recover", "."]).status.success());
+    assert_eq!(read(p.join("a.json")), "{\"v\": 2}\n");
+    assert_eq!(read(p.join("b.json")), "{\"v\": 1}\n");
+}
+
 /// The state a crash just after a transaction's commit point leaves (temps, flags, one journal),
 /// for `files` (name, new content) of `dir`.
 fn crash_state(dir: &Path, files: &[(&str, &str)], tag: u16) {

@@ -22,6 +22,7 @@ mod error;
 mod format;
 mod lock;
 mod log;
+mod output;
 mod txn;
 mod update;
 mod wait;
@@ -33,6 +34,8 @@ fn _untorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<atomic::AtomicFile>()?;
     m.add_class::<lock::Lock>()?;
     m.add_class::<txn::Transaction>()?;
+    m.add_class::<output::OutputPath>()?;
+    m.add_function(wrap_pyfunction!(output::output_path, m)?)?;
     m.add_function(wrap_pyfunction!(atomic::write, m)?)?;
     m.add_function(wrap_pyfunction!(atomic::open, m)?)?;
     m.add_function(wrap_pyfunction!(lock::lock, m)?)?;

@@ -80,6 +80,7 @@ mod format;
 pub mod lock;
 mod lockfile;
 pub mod log;
+mod output_path;
 mod paths;
 pub mod recover;
 #[cfg(feature = "remote")]
@@ -117,6 +118,7 @@ pub use log::{
     append, read_log, repair, tail, AppendOptions, Appended, Log, LogFormat, NotARecord, Torn,
     TornReason,
 };
+pub use output_path::{write_via_path, OutputPath};
 #[allow(deprecated)]
 pub use recover::clean;
 pub use recover::integrity;
