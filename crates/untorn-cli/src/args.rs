@@ -70,12 +70,13 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "USER", value_parser = parse_user, help_heading = GLOBAL)]
     pub trust_user: Vec<u32>,
 
-    /// Use file systems untorn cannot vouch for: take locks on NFS, CIFS and FUSE (they may
-    /// exclude only this machine's processes), and write with durability on a FUSE mount whose
-    /// daemon is not known to pass fsync through (bindfs, sshfs, ...), accepting what it
-    /// gives. Without it, both exit 9 and create nothing. The environment variable
-    /// UNTORN_ALLOW_SHARED_FS=1 does the same.
-    #[arg(long, global = true)]
+    /// Use file systems untorn cannot vouch for (NFS, CIFS, some FUSE).
+    ///
+    /// Take locks on NFS, CIFS and FUSE (they may exclude only this machine's processes),
+    /// and write with durability on a FUSE mount whose daemon is not known to pass fsync
+    /// through (bindfs, sshfs, ...), accepting what it gives. Without it, both exit 9 and
+    /// create nothing. The environment variable UNTORN_ALLOW_SHARED_FS=1 does the same.
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub allow_shared_fs: bool,
 
     #[command(subcommand)]
