@@ -103,8 +103,8 @@ pub use log::append_jsonl;
 #[cfg(feature = "yaml")]
 pub use log::append_to_yaml_list;
 pub use log::{
-    append, read_log, repair, tail, AppendOptions, Appended, Log, LogFormat, NotARecord, Torn,
-    TornReason,
+    append, read_log, repair, tail, AppendOptions, Appended, GroupCommit, Log, LogFormat,
+    LogWriter, NotARecord, Torn, TornReason,
 };
 #[allow(deprecated)]
 pub use recover::clean;

@@ -43,12 +43,15 @@
 //! ext4 `data=writeback` exposes stale blocks after a power cut). Readers take the shared lock, so they never see a record half-written.
 
 mod append;
+mod group;
 mod torn;
+mod writer;
 
 use append::{fstat_regular, open_log};
-pub use append::{AppendOptions, Appended};
+pub use append::{AppendOptions, Appended, GroupCommit};
 use torn::{judge_end, refusal, truncate_durably};
 pub use torn::{valid_prefix, NotARecord};
+pub use writer::LogWriter;
 
 use crate::ctx::Ctx;
 #[cfg(any(feature = "json", feature = "yaml"))]
