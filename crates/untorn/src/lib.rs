@@ -138,3 +138,5 @@ mod tests_lock;
 mod tests_log;
 #[cfg(test)]
 mod tests_order;
+#[cfg(test)]
+mod tests_writer;
