@@ -577,6 +577,7 @@ fn main_inner(args: &[String]) -> Res<bool> {
     // round share the machine's noise), and each stack's scaling within the round.
     let mut table = Repeats::new();
     let one = o.procs.iter().position(|&p| p == 1);
+    #[allow(clippy::needless_range_loop)] // results[p][stack][round]: rounds are the last index
     for round in 0..o.rounds {
         for (pi, &p) in o.procs.iter().enumerate() {
             let rate = |s: Stack| idx(s).map(|si| results[pi][si][round].rate());
