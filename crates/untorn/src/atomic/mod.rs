@@ -189,11 +189,28 @@ impl OpenOptions {
         self
     }
 
+    /// Whether a write follows symlinks to the file they lead to (as a lock does).
+    pub(crate) fn follows_symlinks(&self) -> bool {
+        self.symlinks == Symlinks::Follow
+    }
+
     /// Replaces the file at `path` with `contents`, atomically and (by default) durably.
     /// See [`write()`](crate::write) for the protocol and what a crash leaves behind.
     pub fn write(&self, path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> Result<()> {
-        let data = contents.as_ref();
-        let mut f = self.open(path)?;
+        Self::write_into(self.open(path)?, contents.as_ref())
+    }
+
+    /// [`OpenOptions::write`] of a path already resolved to `target`, under its lock (see
+    /// [`AtomicFile::open_resolved`]): for a locked update, which resolved the path to take
+    /// the lock.
+    pub(crate) fn write_resolved(&self, target: crate::paths::Target, data: &[u8]) -> Result<()> {
+        Self::write_into(
+            AtomicFile::open_resolved(self, target, Instant::now())?,
+            data,
+        )
+    }
+
+    fn write_into(mut f: AtomicFile, data: &[u8]) -> Result<()> {
         if data.len() < crate::sum::PARALLEL_MIN {
             f.write_all_bytes(data)?;
             return f.commit().map_err(|e| e.error);
