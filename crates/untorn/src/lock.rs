@@ -51,9 +51,7 @@ impl LockOptions {
     pub fn lock(&self, path: impl AsRef<Path>) -> Result<Lock> {
         let path = path.as_ref();
         let t = locate(&self.ctx, path)?;
-        let mut name = t.name.clone();
-        name.push(".lock");
-        self.lock_in(&t.dir, &t.dir_path, &name)
+        self.lock_in(&t.dir, &t.dir_path, &crate::paths::lock_name(&t.name))
     }
 
     /// Locks the file `lock_file` itself (created if missing; never followed if it is a

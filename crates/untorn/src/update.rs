@@ -11,7 +11,7 @@ use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::files::{read_entry, read_file};
 use crate::lock::{Lock, LockOptions};
-use crate::paths::locate;
+use crate::paths::{locate, lock_name, Target};
 use crate::sys::{errnos::*, Sys};
 use std::path::Path;
 use std::sync::Arc;
@@ -107,6 +107,64 @@ impl UpdateOptions {
         let path = path.as_ref();
         if !self.write.follows_symlinks() {
             let _lock = self.exclusive(path)?;
+            return self.update_at(None, path, f);
+        }
+        // One resolution for the lock, the read and the write: the file the path leads to.
+        let t = locate(&self.write.ctx, path)?;
+        let _lock =
+            self.lock
+                .clone()
+                .shared(false)
+                .lock_in(&t.dir, &t.dir_path, &lock_name(&t.name))?;
+        self.update_at(Some(t), path, f)
+    }
+
+    /// [`update`](Self::update) under `lock`: the exclusive lock of `path` (taken with
+    /// [`LockOptions::lock`] on the same path), which the caller already holds, having waited
+    /// for it its own way (the Python bindings wait interruptibly, and keep the lock they
+    /// waited for instead of trying again). Released when this returns. A lock of another file
+    /// is an error of kind [`ErrorKind::InvalidInput`], and nothing is read or written.
+    #[doc(hidden)]
+    pub fn update_locked<E, F>(&self, lock: Lock, path: impl AsRef<Path>, f: F) -> Result<bool, E>
+    where
+        F: FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>, E>,
+        E: From<Error>,
+    {
+        let path = path.as_ref();
+        let t = locate(&self.write.ctx, path)?;
+        let want = crate::paths::join(&t.dir_path, &lock_name(&t.name));
+        if lock.is_shared() || lock.path() != want {
+            return Err(Error::new(
+                Op::Lock,
+                path,
+                ErrorKind::InvalidInput,
+                format!(
+                    "an update needs the exclusive lock '{}', not {} lock '{}'",
+                    want.display(),
+                    if lock.is_shared() {
+                        "the shared"
+                    } else {
+                        "the"
+                    },
+                    lock.path().display()
+                ),
+            )
+            .into());
+        }
+        let _lock = lock;
+        let t = self.write.follows_symlinks().then_some(t);
+        self.update_at(t, path, f)
+    }
+
+    /// The update itself, under the lock: reads `path` through `t` (what `locate` made of it,
+    /// when the write follows symlinks as the lock does) or by its own resolution, calls `f`,
+    /// and writes what it returns.
+    fn update_at<E, F>(&self, t: Option<Target>, path: &Path, f: F) -> Result<bool, E>
+    where
+        F: FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>, E>,
+        E: From<Error>,
+    {
+        let Some(mut t) = t else {
             let old = read_file(&self.write.ctx, path)?;
             return match f(old.as_deref())? {
                 Some(new) if old.as_deref() != Some(&new[..]) => {
@@ -115,18 +173,8 @@ impl UpdateOptions {
                 }
                 _ => Ok(false),
             };
-        }
-        // One resolution for the lock, the read and the write: the file the path leads to.
-        let ctx = &self.write.ctx;
-        let mut t = locate(ctx, path)?;
-        let mut lock_name = t.name.clone();
-        lock_name.push(".lock");
-        let _lock = self
-            .lock
-            .clone()
-            .shared(false)
-            .lock_in(&t.dir, &t.dir_path, &lock_name)?;
-        let old = read_entry(&*ctx.sys, &t.dir, &t.name, t.existing, path)?;
+        };
+        let old = read_entry(&*self.write.ctx.sys, &t.dir, &t.name, t.existing, path)?;
         t.existing = old.as_ref().map(|(_, st)| *st);
         let old = old.map(|(data, _)| data);
         match f(old.as_deref())? {

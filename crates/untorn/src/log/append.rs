@@ -8,9 +8,9 @@ use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::lock::{Lock, LockOptions};
 use crate::lockfile::{self, Opened};
-use crate::paths::{locate, split};
+use crate::paths::{locate, lock_name, split};
 use crate::sys::{errnos::*, Fd, FileType, OpenHow, Stat, SyncKind, Sys};
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -406,13 +406,6 @@ pub(super) fn open_log_at(
         }
         Err(e) => Err(Error::io(Op::Create, path, e)),
     }
-}
-
-/// The name of the lock file beside the entry `name`.
-pub(super) fn lock_name(name: &OsStr) -> OsString {
-    let mut n = name.to_owned();
-    n.push(".lock");
-    n
 }
 
 /// The open log one append writes, as it is under the lock.

@@ -1,11 +1,11 @@
 //! A log kept open for many appends: [`LogWriter`].
 
-use super::append::{fstat_regular, lock_name, open_log_at, At, Known};
+use super::append::{fstat_regular, open_log_at, At, Known};
 use super::{AppendOptions, Appended, Torn};
 use crate::atomic::Durability;
 use crate::error::{Error, Op, Result};
 use crate::lockfile::{self, Opened};
-use crate::paths::locate;
+use crate::paths::{locate, lock_name};
 use crate::sys::{Fd, FileType, SyncKind};
 use std::ffi::OsString;
 use std::fmt;
