@@ -512,8 +512,30 @@ fn writer_child(args: &[String]) -> Res<()> {
     crowd::done()
 }
 
-/// One part 3 run: `p` appenders of `method`, `n` records each; records per second.
-fn crowd_run(exe: &Path, method: Method, p: usize, n: u64, work: &Path) -> Res<f64> {
+/// What one part 3 run measured.
+#[derive(Clone, Copy, Default)]
+struct Crowd {
+    /// Records per second.
+    rate: f64,
+    /// Records per `fdatasync`, as the lock file's sync mark counted them (`None`: no mark, no
+    /// group commit happened).
+    per_sync: Option<f64>,
+}
+
+/// The sync count of the lock file `lock`'s mark (`user.untorn.synced`, `gen=N`), if it has
+/// one: every sync made while the mark existed advanced it.
+fn syncs_counted(lock: &Path) -> Option<u64> {
+    let mut buf = [0u8; 128];
+    let n = rustix::fs::getxattr(lock, "user.untorn.synced", &mut buf).ok()?;
+    let v = std::str::from_utf8(&buf[..n]).ok()?;
+    v.split(' ')
+        .find_map(|f| f.strip_prefix("gen="))?
+        .parse()
+        .ok()
+}
+
+/// One part 3 run: `p` appenders of `method`, `n` records each.
+fn crowd_run(exe: &Path, method: Method, p: usize, n: u64, work: &Path) -> Res<Crowd> {
     let path = work.join(format!("crowd-{}-{p}.log", method.key()));
     std::fs::write(&path, initial_content(64 * 1024))?;
     std::fs::File::open(&path)?.sync_all()?;
@@ -529,16 +551,22 @@ fn crowd_run(exe: &Path, method: Method, p: usize, n: u64, work: &Path) -> Res<f
         .collect();
     let t = crowd::run(commands, &format!("{} P={p}", method.label()))?;
     check_lines(&path, 64 * 1024 + p as u64 * n * LINE_LEN as u64, &line())?;
+    let records = p as u64 * n;
+    let per_sync = syncs_counted(&untorn::lock_path_for(&path))
+        .filter(|&g| g > 0)
+        .map(|g| records as f64 / g as f64);
     remove_log(&path)?;
-    Ok((p as u64 * n) as f64 / t.secs)
+    Ok(Crowd {
+        rate: records as f64 / t.secs,
+        per_sync,
+    })
 }
 
-/// Records per second, per method (in `METHODS` order), per writer count (in `o.writers`
-/// order).
-fn bench_crowds(o: &Opts, work: &Path, rng: &mut Rng) -> Res<Vec<Vec<f64>>> {
+/// Each run, per method (in `METHODS` order), per writer count (in `o.writers` order).
+fn bench_crowds(o: &Opts, work: &Path, rng: &mut Rng) -> Res<Vec<Vec<Crowd>>> {
     let exe = std::env::current_exe()?;
     let n = records(o);
-    let mut rates = vec![vec![0.0; o.writers.len()]; METHODS.len()];
+    let mut rates = vec![vec![Crowd::default(); o.writers.len()]; METHODS.len()];
     let mut configs: Vec<(usize, usize)> = (0..METHODS.len())
         .flat_map(|m| (0..o.writers.len()).map(move |w| (m, w)))
         .collect();
@@ -559,7 +587,7 @@ fn bench_crowds(o: &Opts, work: &Path, rng: &mut Rng) -> Res<Vec<Vec<f64>>> {
 fn print_repeat(
     results: &[SizeResult],
     flat: Option<&FlatResult>,
-    crowds: Option<&Vec<Vec<f64>>>,
+    crowds: Option<&Vec<Vec<Crowd>>>,
     o: &Opts,
     table: &mut Repeats,
     rng: &mut Rng,
@@ -671,9 +699,10 @@ fn print_repeat(
             format!("{} at {}", fmt_ns(sm), size_label(f.small)),
         );
     }
-    if let Some(rates) = crowds {
+    if let Some(crowds) = crowds {
         println!(
-            "### Part 3: appenders at once on one log, records/s ({} records each)\n",
+            "### Part 3: appenders at once on one log, records/s ({} records each; records per \
+             flush, counted by the lock file's sync mark, in brackets)\n",
             records(o)
         );
         let mut head = "| method |".to_string();
@@ -684,11 +713,18 @@ fn print_repeat(
         println!("|---|{}---|", "---|".repeat(o.writers.len()));
         for (m, method) in METHODS.iter().enumerate() {
             let mut row = format!("| {} |", method.label());
-            for r in &rates[m] {
-                row += &format!(" {r:.0} |");
+            for c in &crowds[m] {
+                match c.per_sync {
+                    Some(k) => row += &format!(" {:.0} ({k:.1}) |", c.rate),
+                    None => row += &format!(" {:.0} |", c.rate),
+                }
             }
-            let one = o.writers.iter().position(|&w| w == 1).map(|i| rates[m][i]);
-            let last = rates[m].last().copied();
+            let one = o
+                .writers
+                .iter()
+                .position(|&w| w == 1)
+                .map(|i| crowds[m][i].rate);
+            let last = crowds[m].last().map(|c| c.rate);
             match (one, last) {
                 (Some(one), Some(last)) => row += &format!(" {:.2}× |", last / one),
                 _ => row += " — |",
@@ -696,19 +732,26 @@ fn print_repeat(
             println!("{row}");
             let Some(one) = one else { continue };
             for (i, &w) in o.writers.iter().enumerate().filter(|(_, &w)| w > 1) {
-                let goal = if w == GOAL_WRITERS && *method != Method::NoGroup {
-                    match method {
-                        Method::Append | Method::Writer => Goal::AtLeast(GOAL_SCALING),
-                        _ => Goal::None,
+                let goal = match method {
+                    Method::Append | Method::Writer if w == GOAL_WRITERS => {
+                        Goal::AtLeast(GOAL_SCALING)
                     }
-                } else {
-                    Goal::None
+                    _ => Goal::None,
                 };
                 table.add(
                     &format!("{} records/s, {w} appenders / 1", method.label()),
                     goal,
-                    rates[m][i] / one,
+                    crowds[m][i].rate / one,
                     format!("{one:.0}/s"),
+                );
+            }
+            let most = o.writers.last().copied().unwrap_or(0);
+            if let Some(k) = crowds[m].last().and_then(|c| c.per_sync) {
+                table.add(
+                    &format!("{} records per flush, {most} appenders", method.label()),
+                    Goal::None,
+                    k,
+                    "1 without grouping",
                 );
             }
         }

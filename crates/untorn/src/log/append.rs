@@ -291,6 +291,9 @@ impl AppendOptions {
             // Others are appending: let a holder in between sync for us (see `group`).
             let before = group::read(sys, held.fd());
             let again = held.unlock_keep_open().and_then(|o| {
+                // Let the appenders the unlock woke write first: the more records are written
+                // before the next sync, the more that one sync serves.
+                std::thread::yield_now();
                 lockfile::lock_opened(&self.ctx, o, &self.lock.how_exclusive(), Instant::now())
             });
             held = match again {
