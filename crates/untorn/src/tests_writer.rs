@@ -266,3 +266,40 @@ fn threads_share_a_writer() {
         .lines()
         .all(|l| l.starts_with("thread ") && l.len() > 300));
 }
+
+/// Threads appending through one writer at once share its syncs: while the first batch syncs
+/// (slowly, here), the others' records queue, and the next batch writes and syncs them all.
+#[test]
+fn threads_sharing_a_writer_share_its_syncs() {
+    let d = dir();
+    let p = d.path().join("a.log");
+    let probe = Probe::real();
+    let mut o = AppendOptions::new();
+    o.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
+    let w = Arc::new(o.open(&p).unwrap());
+    probe.clear();
+    probe.before_nth(Call::Sync, 1, || {
+        std::thread::sleep(std::time::Duration::from_millis(200))
+    });
+    let first = {
+        let w = w.clone();
+        std::thread::spawn(move || w.append("first").unwrap())
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let others: Vec<_> = (0..7)
+        .map(|t| {
+            let w = w.clone();
+            std::thread::spawn(move || w.append(format!("thread {t}")).unwrap())
+        })
+        .collect();
+    assert_eq!(first.join().unwrap().bytes, 6);
+    for (t, h) in others.into_iter().enumerate() {
+        let a = h.join().unwrap();
+        assert_eq!(a.bytes, format!("thread {t}\n").len() as u64);
+    }
+    let text = fs::read_to_string(&p).unwrap();
+    assert_eq!(text.lines().count(), 8);
+    assert!(text.starts_with("first\n"), "{text}");
+    assert_eq!(probe.count(Call::Sync), 2, "{}", probe.transcript());
+    assert_eq!(probe.count(Call::Write), 2, "{}", probe.transcript());
+}

@@ -37,6 +37,9 @@
 //!
 //! - **append**: `untorn::append` per record (a process that appends now and then);
 //! - **writer**: one `LogWriter` per process;
+//! - **writer, threads**: one process, P threads sharing one `LogWriter` (a logging handler
+//!   of a threaded program): its records queue while a batch syncs, and the next batch takes
+//!   them all (a group commit within the process, beside the one between processes);
 //! - **append, no group commit**: `untorn::append` with `GroupCommit::Off`: every appender
 //!   syncs for itself under the lock, the behaviour before the group commit;
 //! - **floor: flock + write + fdatasync**: the bare calls of a safe concurrent append by hand
@@ -438,13 +441,15 @@ fn bench_flat(
 enum Method {
     Append,
     Writer,
+    Threads,
     NoGroup,
     Floor,
 }
 
-const METHODS: [Method; 4] = [
+const METHODS: [Method; 5] = [
     Method::Append,
     Method::Writer,
+    Method::Threads,
     Method::NoGroup,
     Method::Floor,
 ];
@@ -454,6 +459,7 @@ impl Method {
         match self {
             Method::Append => "append",
             Method::Writer => "writer",
+            Method::Threads => "threads",
             Method::NoGroup => "nogroup",
             Method::Floor => "floor",
         }
@@ -463,6 +469,7 @@ impl Method {
         match self {
             Method::Append => "`untorn::append`",
             Method::Writer => "`LogWriter::append`",
+            Method::Threads => "`LogWriter::append`, threads of one process",
             Method::NoGroup => "`untorn::append`, no group commit",
             Method::Floor => "floor: flock + write + fdatasync",
         }
@@ -473,16 +480,39 @@ impl Method {
     }
 }
 
-/// Hidden subcommand `writer METHOD PATH N`: one part 3 appender.
+/// Hidden subcommand `writer METHOD PATH N [THREADS]`: one part 3 appender (with `threads`,
+/// THREADS threads of this process sharing one `LogWriter`).
 fn writer_child(args: &[String]) -> Res<()> {
     let (Some(method), Some(path), Some(n)) = (
         args.first().and_then(|m| Method::of_key(m)),
         args.get(1).map(PathBuf::from),
         args.get(2).and_then(|n| n.parse::<u64>().ok()),
     ) else {
-        return Err("usage: append writer append|writer|nogroup|floor PATH N".into());
+        return Err(
+            "usage: append writer append|writer|threads|nogroup|floor PATH N [THREADS]".into(),
+        );
     };
     let line = line();
+    if method == Method::Threads {
+        let threads: usize = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(1);
+        let writer = std::sync::Arc::new(LogWriter::open(&path)?);
+        crowd::wait_for_go()?;
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (w, line) = (writer.clone(), line.clone());
+                std::thread::spawn(move || -> Result<(), String> {
+                    for _ in 0..n {
+                        w.append(&line).map_err(|e| e.to_string())?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| "a thread panicked")??;
+        }
+        return crowd::done();
+    }
     let writer = match method {
         Method::Writer => Some(LogWriter::open(&path)?),
         _ => None,
@@ -493,9 +523,15 @@ fn writer_child(args: &[String]) -> Res<()> {
     crowd::wait_for_go()?;
     for _ in 0..n {
         match method {
-            Method::Append => drop(untorn::append(&path, &line)?),
-            Method::Writer => drop(writer.as_ref().expect("opened").append(&line)?),
-            Method::NoGroup => drop(nogroup.append(&path, &line)?),
+            Method::Append => {
+                untorn::append(&path, &line)?;
+            }
+            Method::Writer | Method::Threads => {
+                writer.as_ref().expect("opened").append(&line)?;
+            }
+            Method::NoGroup => {
+                nogroup.append(&path, &line)?;
+            }
             Method::Floor => {
                 let l = std::fs::OpenOptions::new()
                     .read(true)
@@ -539,16 +575,21 @@ fn crowd_run(exe: &Path, method: Method, p: usize, n: u64, work: &Path) -> Res<C
     let path = work.join(format!("crowd-{}-{p}.log", method.key()));
     std::fs::write(&path, initial_content(64 * 1024))?;
     std::fs::File::open(&path)?.sync_all()?;
-    let commands = (0..p)
-        .map(|_| {
-            let mut c = Command::new(exe);
-            c.arg("writer")
-                .arg(method.key())
-                .arg(&path)
-                .arg(n.to_string());
-            c
-        })
-        .collect();
+    let command = || {
+        let mut c = Command::new(exe);
+        c.arg("writer")
+            .arg(method.key())
+            .arg(&path)
+            .arg(n.to_string());
+        c
+    };
+    let commands = if method == Method::Threads {
+        let mut c = command();
+        c.arg(p.to_string());
+        vec![c]
+    } else {
+        (0..p).map(|_| command()).collect()
+    };
     let t = crowd::run(commands, &format!("{} P={p}", method.label()))?;
     check_lines(&path, 64 * 1024 + p as u64 * n * LINE_LEN as u64, &line())?;
     let records = p as u64 * n;
@@ -733,7 +774,7 @@ fn print_repeat(
             let Some(one) = one else { continue };
             for (i, &w) in o.writers.iter().enumerate().filter(|(_, &w)| w > 1) {
                 let goal = match method {
-                    Method::Append | Method::Writer if w == GOAL_WRITERS => {
+                    Method::Append | Method::Writer | Method::Threads if w == GOAL_WRITERS => {
                         Goal::AtLeast(GOAL_SCALING)
                     }
                     _ => Goal::None,

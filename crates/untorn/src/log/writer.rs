@@ -7,23 +7,24 @@ use crate::error::{Error, Op, Result};
 use crate::lockfile::{self, Opened};
 use crate::paths::{locate, lock_name};
 use crate::sys::{Fd, FileType, SyncKind};
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 /// A log and its lock file kept open, for a process that appends many records (a logging
 /// handler, say): each append is the lock, one `statx`, the `write`, the `fdatasync` (or a
 /// share of another appender's, see the [module docs](crate::log#concurrency)) and the unlock,
-/// with no path to resolve and nothing to open.
+/// with no path to resolve and nothing to open. Threads sharing one writer share its syncs
+/// too: see [`LogWriter::append_all`].
 ///
 /// The log's end is judged (a torn tail cut, as [`AppendOptions::append_all`] does) when the
 /// writer opens, and again only when the log changed under it: when its size is not what this
 /// writer's last append left (another process appended, or cut it). A log replaced under its
 /// name (rotated, removed) is opened again, by the name the writer resolved when it opened
-/// (a symbolic link retargeted later is not followed anew). Appends from several threads are
-/// taken one at a time, and their syncs shared like those of several processes.
+/// (a symbolic link retargeted later is not followed anew).
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
@@ -40,7 +41,25 @@ use std::time::Instant;
 pub struct LogWriter {
     opts: AppendOptions,
     path: PathBuf,
+    /// The open files, held by the thread writing a batch.
     state: Mutex<State>,
+    /// The records of the threads waiting, and what became of theirs.
+    queue: Mutex<Queue>,
+    done: Condvar,
+}
+
+/// The threads' records waiting for the next batch, and the outcomes of past batches.
+#[derive(Default)]
+struct Queue {
+    /// The records waiting, each caller's together and in the order they came.
+    buf: Vec<u8>,
+    /// Their callers: ticket and bytes, in `buf`'s order.
+    callers: Vec<(u64, u64)>,
+    next_ticket: u64,
+    /// A thread is writing a batch.
+    busy: bool,
+    /// Outcomes not yet picked up, by ticket.
+    results: HashMap<u64, Result<Appended>>,
 }
 
 /// What a writer keeps open between appends.
@@ -81,6 +100,8 @@ impl AppendOptions {
             opts: self.clone(),
             path,
             state: Mutex::new(state),
+            queue: Mutex::new(Queue::default()),
+            done: Condvar::new(),
         })
     }
 
@@ -147,6 +168,12 @@ impl LogWriter {
     /// Appends records, each one line, in one `write`, and makes them durable: as
     /// [`AppendOptions::append_all`] does, through the open log. On error nothing was appended
     /// (a short write is truncated away).
+    ///
+    /// Threads appending through one writer at once share a **group commit** within the
+    /// process: while one thread writes a batch and syncs it, the records of the others wait
+    /// in a queue; the next of them takes the whole queue as the next batch, one `write` and
+    /// one sync under the lock, and every thread whose records it held returns with the
+    /// batch's outcome. Each caller's records stay together, in the order the calls came.
     pub fn append_all<I, R>(&self, records: I) -> Result<Appended>
     where
         I: IntoIterator<Item = R>,
@@ -154,12 +181,7 @@ impl LogWriter {
     {
         let started = Instant::now();
         let buf = self.opts.records(&self.path, records)?;
-        let mut state = match self.state.try_lock() {
-            Ok(s) => s,
-            Err(TryLockError::WouldBlock) => self.state.lock().unwrap_or_else(|e| e.into_inner()),
-            Err(TryLockError::Poisoned(e)) => e.into_inner(),
-        };
-        let r = self.append_in(&mut state, buf);
+        let r = self.queued(buf);
         let duration_us = started.elapsed().as_micros() as u64;
         match &r {
             Ok(a) => {
@@ -170,6 +192,71 @@ impl LogWriter {
             }
         }
         r
+    }
+
+    /// Queues `buf` and waits until a batch holding it was written and synced (by this thread,
+    /// if no other is writing one).
+    fn queued(&self, buf: Vec<u8>) -> Result<Appended> {
+        let relock = || self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = relock();
+        let ticket = q.next_ticket;
+        q.next_ticket += 1;
+        q.callers.push((ticket, buf.len() as u64));
+        q.buf.extend_from_slice(&buf);
+        loop {
+            if let Some(r) = q.results.remove(&ticket) {
+                return r;
+            }
+            if q.busy {
+                q = self.done.wait(q).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            // This thread writes the next batch: everything queued so far.
+            q.busy = true;
+            let batch = std::mem::take(&mut q.buf);
+            let callers = std::mem::take(&mut q.callers);
+            drop(q);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                self.append_in(&mut state, batch)
+            }));
+            q = relock();
+            let r = match r {
+                Ok(r) => r,
+                Err(panic) => {
+                    // The batch's callers must not wait for ever: they learn it failed.
+                    q.busy = false;
+                    for &(t, _) in &callers {
+                        let e = Error::new(
+                            Op::Append,
+                            &self.path,
+                            crate::error::ErrorKind::Other,
+                            "the thread writing this record's batch panicked".into(),
+                        );
+                        q.results.insert(t, Err(e));
+                    }
+                    q.results.remove(&ticket);
+                    self.done.notify_all();
+                    drop(q);
+                    std::panic::resume_unwind(panic);
+                }
+            };
+            q.busy = false;
+            for (i, &(t, bytes)) in callers.iter().enumerate() {
+                let mine = match &r {
+                    // What was cut or ended before the batch is told to its first caller.
+                    Ok(a) if i == 0 => Ok(Appended { bytes, ..*a }),
+                    Ok(_) => Ok(Appended {
+                        bytes,
+                        repaired: None,
+                        terminated: false,
+                    }),
+                    Err(e) => Err(e.duplicate()),
+                };
+                q.results.insert(t, mine);
+            }
+            self.done.notify_all();
+        }
     }
 
     fn append_in(&self, s: &mut State, buf: Vec<u8>) -> Result<Appended> {
