@@ -32,7 +32,7 @@
 //! rounds, so that `append@64MiB / append@1MiB` is measured under the same noise.
 //!
 //! **Part 3, appenders at once.** P processes (P = 1, 2, 4, 8, `--writers`) append 200-byte
-//! lines to one log, `--records` each (default 200), started together (the wall time runs from
+//! lines to one log, `--records` each (default 100), started together (the wall time runs from
 //! the start signal to the last one's end; see `untorn_bench::crowd`). Methods:
 //!
 //! - **append**: `untorn::append` per record (a process that appends now and then);
@@ -45,11 +45,15 @@
 //! - **floor: flock + write + fdatasync**: the bare calls of a safe concurrent append by hand
 //!   (the lock held through the sync, as it must be on ext4 `data=writeback`).
 //!
-//! Records per second = P × records / wall time; each method's rate at P over its own rate at
-//! one appender is its scaling. With the lock held through every sync, P appenders cost P
-//! flushes (scaling ≈ 1); untorn's group commit lets one flush serve the records of everyone
-//! who wrote meanwhile. The goal checked is ≥ 3× one appender's records/s at 8 appenders.
-//! After each run the log must hold exactly P × records whole lines.
+//! Records per second = P × records / wall time; each method's scaling at P is its rate at P
+//! over its rate at one appender **in the same round** (each round runs a method's appender
+//! counts back to back, in a fresh random order: on a shared machine the rate of one
+//! configuration swings several-fold from one minute to the next), the median over
+//! `--crowd-rounds` rounds (default 5). The lock file's sync mark counts the syncs made while
+//! it existed: records per flush are printed beside the rates. With the lock held through
+//! every sync, P appenders cost P flushes (scaling ≈ 1); untorn's group commit lets one flush
+//! serve the records of everyone who wrote meanwhile. The goal checked is ≥ 3× one appender's
+//! records/s at 8 appenders. After each run the log must hold exactly P × records whole lines.
 //!
 //! In parts 1 and 2 the contenders are **interleaved**: every round runs each once, in a fresh
 //! random order. Before each timed operation the file system is **settled** with an untimed
@@ -77,9 +81,10 @@
 //!
 //! `--quick` (fewer rounds and records), `--repeats N` (default 3), `--rounds N` (part 1, the
 //! same count at every size), `--flat-rounds N` (part 2; 0 skips it), `--writers 1,2,4,8`
-//! (part 3; `0` skips it), `--records N`, `--warmup N`, `--sizes 1M,64M`, `--no-settle`,
-//! `--seed N` (of the shuffles). The benchmark works in `DIR/untorn-append-bench/`, which it
-//! removes at the end. Hidden subcommand (part 3's children): `writer METHOD PATH N`.
+//! (part 3; `0` skips it), `--records N`, `--crowd-rounds N`, `--warmup N`, `--sizes 1M,64M`,
+//! `--no-settle`, `--seed N` (of the shuffles). The benchmark works in
+//! `DIR/untorn-append-bench/`, which it removes at the end. Hidden subcommand (part 3's
+//! children): `writer METHOD PATH N [THREADS]`.
 
 use rustix::fd::OwnedFd;
 use std::io::Write;
@@ -113,7 +118,7 @@ const GOAL_WRITERS: usize = 8;
 const RESAMPLES: usize = 2000;
 
 const USAGE: &str = "usage: append --dir DIR [--quick] [--repeats N] [--rounds N] \
-                     [--flat-rounds N] [--writers 1,2,4,8] [--records N] [--warmup N] \
+                     [--flat-rounds N] [--writers 1,2,4,8] [--records N] [--crowd-rounds N] [--warmup N] \
                      [--sizes 1M,64M] [--no-settle] [--seed N]";
 
 struct Opts {
@@ -124,6 +129,7 @@ struct Opts {
     flat_rounds: Option<usize>,
     writers: Vec<usize>,
     records: Option<u64>,
+    crowd_rounds: Option<usize>,
     warmup: usize,
     sizes: Vec<usize>,
     settle: bool,
@@ -139,6 +145,7 @@ fn parse_args(args: &[String]) -> Res<Opts> {
         flat_rounds: None,
         writers: vec![1, 2, 4, 8],
         records: None,
+        crowd_rounds: None,
         warmup: 3,
         sizes: vec![MIB, 64 * MIB],
         settle: true,
@@ -162,6 +169,7 @@ fn parse_args(args: &[String]) -> Res<Opts> {
                 o.writers.retain(|&w| w > 0);
             }
             "--records" => o.records = Some(c.parse("--records")?),
+            "--crowd-rounds" => o.crowd_rounds = Some(c.parse("--crowd-rounds")?),
             "--warmup" => o.warmup = c.parse("--warmup")?,
             "--sizes" => o.sizes = c.sizes("--sizes")?,
             "--no-settle" => o.settle = false,
@@ -199,7 +207,12 @@ fn flat_rounds(o: &Opts) -> usize {
 }
 
 fn records(o: &Opts) -> u64 {
-    o.records.unwrap_or(if o.quick { 40 } else { 200 })
+    o.records.unwrap_or(if o.quick { 30 } else { 100 })
+}
+
+/// Part 3's rounds per repeat.
+fn crowd_rounds(o: &Opts) -> usize {
+    o.crowd_rounds.unwrap_or(if o.quick { 2 } else { 5 })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -556,6 +569,9 @@ struct Crowd {
     /// Records per `fdatasync`, as the lock file's sync mark counted them (`None`: no mark, no
     /// group commit happened).
     per_sync: Option<f64>,
+    /// Over the rate at one appender in the same round (medians over rounds; see
+    /// `bench_crowds`).
+    scaling: Option<f64>,
 }
 
 /// The sync count of the lock file `lock`'s mark (`user.untorn.synced`, `gen=N`), if it has
@@ -600,25 +616,60 @@ fn crowd_run(exe: &Path, method: Method, p: usize, n: u64, work: &Path) -> Res<C
     Ok(Crowd {
         rate: records as f64 / t.secs,
         per_sync,
+        scaling: None,
     })
 }
 
-/// Each run, per method (in `METHODS` order), per writer count (in `o.writers` order).
+/// Part 3's results, per method (in `METHODS` order), per writer count (in `o.writers`
+/// order): the median over `crowd_rounds` rounds of each run's rate and records per flush, and
+/// in `scaling`, the median of each round's rate over the same round's rate at one appender.
+/// Each round runs each method's writer counts back to back (in a fresh random order, the
+/// methods too), so that a ratio compares runs close in time: on a shared machine the rate of
+/// one configuration swings several-fold from one minute to the next.
 fn bench_crowds(o: &Opts, work: &Path, rng: &mut Rng) -> Res<Vec<Vec<Crowd>>> {
     let exe = std::env::current_exe()?;
     let n = records(o);
-    let mut rates = vec![vec![Crowd::default(); o.writers.len()]; METHODS.len()];
-    let mut configs: Vec<(usize, usize)> = (0..METHODS.len())
-        .flat_map(|m| (0..o.writers.len()).map(move |w| (m, w)))
-        .collect();
+    let (nm, nw) = (METHODS.len(), o.writers.len());
+    let mut runs = vec![vec![Vec::new(); nw]; nm];
     // Warm-up: binaries, page cache.
     crowd_run(&exe, Method::Append, 2, n.min(20), work)?;
-    rng.shuffle(&mut configs);
-    for (m, w) in configs {
-        rates[m][w] = crowd_run(&exe, METHODS[m], o.writers[w], n, work)?;
-        eprint!(".");
+    let mut methods: Vec<usize> = (0..nm).collect();
+    let mut writers: Vec<usize> = (0..nw).collect();
+    for _ in 0..crowd_rounds(o) {
+        rng.shuffle(&mut methods);
+        for &m in &methods {
+            rng.shuffle(&mut writers);
+            for &w in &writers {
+                runs[m][w].push(crowd_run(&exe, METHODS[m], o.writers[w], n, work)?);
+            }
+            eprint!(".");
+        }
     }
-    Ok(rates)
+    let one = o.writers.iter().position(|&w| w == 1);
+    Ok((0..nm)
+        .map(|m| {
+            (0..nw)
+                .map(|w| {
+                    let rs = &runs[m][w];
+                    let rates: Vec<f64> = rs.iter().map(|c| c.rate).collect();
+                    let per: Vec<f64> = rs.iter().filter_map(|c| c.per_sync).collect();
+                    let scaling: Vec<f64> = match one {
+                        Some(i) => rs
+                            .iter()
+                            .zip(&runs[m][i])
+                            .map(|(c, base)| c.rate / base.rate)
+                            .collect(),
+                        None => Vec::new(),
+                    };
+                    Crowd {
+                        rate: median(&rates),
+                        per_sync: (!per.is_empty()).then(|| median(&per)),
+                        scaling: (!scaling.is_empty()).then(|| median(&scaling)),
+                    }
+                })
+                .collect()
+        })
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -765,10 +816,9 @@ fn print_repeat(
                 .iter()
                 .position(|&w| w == 1)
                 .map(|i| crowds[m][i].rate);
-            let last = crowds[m].last().map(|c| c.rate);
-            match (one, last) {
-                (Some(one), Some(last)) => row += &format!(" {:.2}× |", last / one),
-                _ => row += " — |",
+            match crowds[m].last().and_then(|c| c.scaling) {
+                Some(x) => row += &format!(" {x:.2}× |"),
+                None => row += " — |",
             }
             println!("{row}");
             let Some(one) = one else { continue };
@@ -782,7 +832,7 @@ fn print_repeat(
                 table.add(
                     &format!("{} records/s, {w} appenders / 1", method.label()),
                     goal,
-                    crowds[m][i].rate / one,
+                    crowds[m][i].scaling.unwrap_or(f64::NAN),
                     format!("{one:.0}/s"),
                 );
             }
