@@ -40,17 +40,20 @@
 //! Every run ends by reading the counter: it must be exactly P × N. A wrong count (a lost
 //! update) or a failed child is a hard failure: the run is reported and the exit code is 1.
 //!
-//! The stacks are **interleaved**: every round (a repeat of the whole benchmark) runs every
-//! configuration (stack × P) once, in a fresh random order, so that the noise of a shared
-//! machine falls on all alike. There are 3 rounds (`--rounds N`), after one uncounted warm-up
-//! run per stack, and each configuration uses a fresh file.
+//! The stacks are **interleaved**: every round runs every configuration (stack × P) once, the
+//! process counts in a fresh random order and, for each, the stacks back to back in a fresh
+//! random order, so that each ratio compares runs close in time (on these machines the rate of
+//! one configuration swings several-fold from one minute to the next). There are 3 repeats
+//! (`--repeats N`) of 5 rounds (`--rounds N`) of 100 increments per process, after one
+//! uncounted warm-up run per stack; each configuration uses a fresh file.
 //!
 //! # How to read the results
 //!
-//! Rates are the **medians** over the rounds; `untorn/python` is the ratio of the medians
-//! (2.0 = untorn makes twice as many increments per second). The goals checked are untorn ≥
-//! 0.95 × rust by hand and ≥ 2 × python filelock at 8 processes, in **every** round (the last
-//! table gives each round's ratio beside the floor's rate, and the range); a miss prints FAIL
+//! Rates are the **medians** over all rounds; `untorn / X` is the ratio of the medians (2.0 =
+//! untorn makes twice as many increments per second). The goals checked are untorn ≥ 0.95 ×
+//! rust by hand and ≥ 2 × python filelock at 8 processes, in **every** repeat, a repeat's
+//! ratio being the median of its rounds' ratios (the last table gives each repeat's ratio
+//! beside the other side's rate, and the range); a miss prints FAIL
 //! but does not change the exit code (this is a report), only a wrong count does. The scaling
 //! rows (the rate at P over the rate at 1) report how throughput holds up as processes are
 //! added. Each increment is dominated by two journal commits
@@ -63,8 +66,8 @@
 //!
 //! # Options
 //!
-//! `--rounds N` (default 3), `--iters N` (increments per process; default 500, 50 with
-//! `--quick`), `--procs 1,2,4,8`, `--python PATH` (default `python3`), `--no-fcntl`,
+//! `--rounds N` (per repeat, default 5), `--repeats N` (default 3), `--iters N` (increments
+//! per process; default 100, 30 with `--quick`), `--procs 1,2,4,8`, `--python PATH` (default `python3`), `--no-fcntl`,
 //! `--no-python`, `--seed N` (of the shuffles).
 
 use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
@@ -127,6 +130,7 @@ impl Stack {
 struct Opts {
     dir: PathBuf,
     rounds: usize,
+    repeats: usize,
     iters: u64,
     procs: Vec<usize>,
     python: String,
@@ -136,13 +140,14 @@ struct Opts {
 }
 
 const USAGE: &str =
-    "usage: counter --dir DIR [--quick] [--rounds N] [--iters N] [--procs 1,2,4,8] \
+    "usage: counter --dir DIR [--quick] [--rounds N] [--repeats N] [--iters N] [--procs 1,2,4,8] \
                      [--python PATH] [--no-fcntl] [--no-python] [--seed N]";
 
 fn parse_args(args: &[String]) -> Res<Opts> {
     let mut dir = None;
     let mut quick = false;
-    let mut rounds = 3;
+    let mut rounds = 5;
+    let mut repeats = 3;
     let mut iters = None;
     let mut procs = vec![1, 2, 4, 8];
     let mut python = "python3".to_string();
@@ -155,6 +160,7 @@ fn parse_args(args: &[String]) -> Res<Opts> {
             "--dir" => dir = Some(PathBuf::from(c.value(a)?)),
             "--quick" => quick = true,
             "--rounds" => rounds = c.parse(a)?,
+            "--repeats" => repeats = c.parse(a)?,
             "--iters" => iters = Some(c.parse(a)?),
             "--procs" => {
                 procs = c
@@ -176,15 +182,16 @@ fn parse_args(args: &[String]) -> Res<Opts> {
     if !dir.is_dir() {
         return Err(format!("--dir {}: not a directory", dir.display()).into());
     }
-    if rounds == 0 || procs.is_empty() || procs.contains(&0) {
-        return Err("--rounds and every --procs value must be at least 1".into());
+    if rounds == 0 || repeats == 0 || procs.is_empty() || procs.contains(&0) {
+        return Err("--rounds, --repeats and every --procs value must be at least 1".into());
     }
     procs.sort_unstable();
     procs.dedup();
     Ok(Opts {
         dir,
         rounds,
-        iters: iters.unwrap_or(if quick { 50 } else { 500 }),
+        repeats,
+        iters: iters.unwrap_or(if quick { 30 } else { 100 }),
         procs,
         python,
         fcntl,
@@ -433,12 +440,14 @@ fn main_inner(args: &[String]) -> Res<bool> {
     println!("# Contended JSON counter: locked read-modify-write, increments per second");
     println!();
     println!(
-        "dir {} ({}), {} CPUs; {} increments per process, {} rounds (medians), processes {:?}; \
-         every configuration once per round, in a fresh random order (seed {})",
+        "dir {} ({}), {} CPUs; {} increments per process, {} repeats of {} rounds, processes \
+         {:?}; every configuration once per round, each process count's stacks back to back, \
+         in a fresh random order (seed {})",
         o.dir.display(),
         fs_type(&o.dir),
         cpus(),
         o.iters,
+        o.repeats,
         o.rounds,
         o.procs,
         o.seed
@@ -491,16 +500,20 @@ fn main_inner(args: &[String]) -> Res<bool> {
         .map(|_| stacks.iter().map(|_| Vec::new()).collect())
         .collect();
     let mut rng = Rng(o.seed);
-    for round in 0..o.rounds {
-        let mut configs: Vec<(usize, usize)> = (0..o.procs.len())
-            .flat_map(|pi| (0..stacks.len()).map(move |si| (pi, si)))
-            .collect();
-        rng.shuffle(&mut configs);
-        for (pi, si) in configs {
-            let (p, s) = (o.procs[pi], stacks[si]);
-            let r = run(&env, s, &o.dir, &format!("p{p}-r{round}"), p, o.iters)?;
-            check(s, p, &r, &format!("round {}", round + 1));
-            results[pi][si].push(r);
+    let mut ps: Vec<usize> = (0..o.procs.len()).collect();
+    let mut ss: Vec<usize> = (0..stacks.len()).collect();
+    let all_rounds = o.rounds * o.repeats;
+    for round in 0..all_rounds {
+        // Each process count's stacks back to back: the ratios compare runs close in time.
+        rng.shuffle(&mut ps);
+        for &pi in &ps {
+            rng.shuffle(&mut ss);
+            for &si in &ss {
+                let (p, s) = (o.procs[pi], stacks[si]);
+                let r = run(&env, s, &o.dir, &format!("p{p}-r{round}"), p, o.iters)?;
+                check(s, p, &r, &format!("round {}", round + 1));
+                results[pi][si].push(r);
+            }
         }
     }
 
@@ -538,7 +551,7 @@ fn main_inner(args: &[String]) -> Res<bool> {
         if with_start {
             println!("Including process start-up (spawn to the last exit), medians, increments/s:");
         } else {
-            println!("Medians of {} rounds, increments/s:", o.rounds);
+            println!("Medians of {} rounds, increments/s:", o.rounds * o.repeats);
         }
         println!();
         let mut head = "| processes |".to_string();
@@ -573,43 +586,46 @@ fn main_inner(args: &[String]) -> Res<bool> {
         }
     }
 
-    // Each round's ratios, each against the same round's run of the other stack (runs of one
-    // round share the machine's noise), and each stack's scaling within the round.
+    // Each repeat's ratios: the median over its rounds of each round's ratio, untorn against
+    // the same round's run of the other stack (run right before or after it: they share the
+    // machine's noise), and each stack's scaling within the round.
     let mut table = Repeats::new();
     let one = o.procs.iter().position(|&p| p == 1);
-    #[allow(clippy::needless_range_loop)] // results[p][stack][round]: rounds are the last index
-    for round in 0..o.rounds {
+    for k in 0..o.repeats {
+        let block = k * o.rounds..(k + 1) * o.rounds;
+        let med_of = |f: &dyn Fn(usize) -> f64| median(&block.clone().map(f).collect::<Vec<_>>());
         for (pi, &p) in o.procs.iter().enumerate() {
-            let rate = |s: Stack| idx(s).map(|si| results[pi][si][round].rate());
-            let u = rate(Stack::Untorn).expect("untorn always runs");
+            let ui = idx(Stack::Untorn).expect("untorn always runs");
             for (s, goal) in [
                 (Stack::RustHand, GOAL_HAND),
                 (Stack::PyFilelock, GOAL_RATIO),
             ] {
-                if let Some(f) = rate(s) {
-                    let g = if p == GOAL_PROCS {
-                        Goal::AtLeast(goal)
-                    } else {
-                        Goal::None
-                    };
-                    table.add(
-                        &format!("untorn / {} inc/s, {p} processes", s.name()),
-                        g,
-                        u / f,
-                        format!("{f:.0}/s"),
-                    );
-                }
+                let Some(si) = idx(s) else { continue };
+                let g = if p == GOAL_PROCS {
+                    Goal::AtLeast(goal)
+                } else {
+                    Goal::None
+                };
+                let ratio = med_of(&|r| results[pi][ui][r].rate() / results[pi][si][r].rate());
+                let floor = med_of(&|r| results[pi][si][r].rate());
+                table.add(
+                    &format!("untorn / {} inc/s, {p} processes", s.name()),
+                    g,
+                    ratio,
+                    format!("{floor:.0}/s"),
+                );
             }
         }
         if let Some(one) = one {
             for s in [Stack::Untorn, Stack::RustHand] {
                 let si = idx(s).expect("always runs");
-                let base = results[one][si][round].rate();
                 for (pi, &p) in o.procs.iter().enumerate().filter(|(_, &p)| p > 1) {
+                    let ratio = med_of(&|r| results[pi][si][r].rate() / results[one][si][r].rate());
+                    let base = med_of(&|r| results[one][si][r].rate());
                     table.add(
                         &format!("{} inc/s, {p} processes / 1", s.name()),
                         Goal::None,
-                        results[pi][si][round].rate() / base,
+                        ratio,
                         format!("{base:.0}/s"),
                     );
                 }
@@ -619,8 +635,9 @@ fn main_inner(args: &[String]) -> Res<bool> {
     println!();
     table.print(
         &format!(
-            "Every round: ratio (the other side's rate), range, goal ({} rounds)",
-            o.rounds
+            "Every repeat (the median of its {} rounds): ratio (the other side's rate), range, \
+             goal ({} repeats)",
+            o.rounds, o.repeats
         ),
         2,
     );
