@@ -182,8 +182,10 @@ fn a_writer_judges_the_tail_at_open_and_again_only_when_the_log_changed() {
     probe.clear();
     let a = w.append("two").unwrap();
     assert_eq!(a.repaired, None);
-    // As the writer left it: nothing read, nothing opened, no path resolved.
+    // As the writer left it: nothing read, nothing opened, no path resolved, and no sync mark
+    // looked for (there was none, and nobody appended since).
     assert_eq!(probe.count(Call::ReadAt), 0, "{}", probe.transcript());
+    assert_eq!(probe.count(Call::GetXattr), 0, "{}", probe.transcript());
     assert_eq!(probe.count(Call::OpenFile), 0, "{}", probe.transcript());
     assert_eq!(probe.count(Call::OpenDir), 0, "{}", probe.transcript());
     assert_eq!(probe.count(Call::Sync), 1, "{}", probe.transcript());

@@ -232,7 +232,10 @@ impl AppendOptions {
         };
         let mut held = lock.into_held();
         let mut size = at.st.size;
-        let end = match known.filter(|k| k.end == size) {
+        // As this handle left it (nobody appended since): its end need not be read again, and
+        // nor need the sync mark if there was none (nobody was grouping here).
+        let known = known.filter(|k| k.end == size);
+        let end = match known {
             Some(k) => Ok(End {
                 torn: None,
                 unterminated: k.unterminated,
@@ -271,11 +274,13 @@ impl AppendOptions {
                 held.unlock_keep_open().ok(),
             );
         }
-        let known = Known {
+        let mut known_after = Known {
             end: size + buf.len() as u64,
             unterminated: false,
+            unmarked: false,
         };
         if self.durability == Durability::None {
+            let known = known_after;
             return (Ok((appended, known)), held.unlock_keep_open().ok());
         }
         let not_durable = |e: Error| e.with_note("the record was appended but may not be durable");
@@ -303,12 +308,15 @@ impl AppendOptions {
             let now = group::read(sys, held.fd());
             if group::covered(before, now, &at.st) {
                 tracing::trace!(target: "untorn", path = %path.display(), "made durable by another appender's sync");
-                return (Ok((appended, known)), held.unlock_keep_open().ok());
+                return (Ok((appended, known_after)), held.unlock_keep_open().ok());
             }
             now
-        } else if usable {
-            group::read(sys, held.fd())
+        } else if usable && !(known.is_some_and(|k| k.unmarked) && !held.contended) {
+            let mark = group::read(sys, held.fd());
+            known_after.unmarked = mark.is_none();
+            mark
         } else {
+            known_after.unmarked = true;
             None
         };
         // The lock is held until the records are durable. Released earlier, another appender's
@@ -330,7 +338,7 @@ impl AppendOptions {
         if grouped || mark.is_some() {
             group::advance(&self.ctx, held.fd(), &held.st, mark, &at.st);
         }
-        (Ok((appended, known)), held.unlock_keep_open().ok())
+        (Ok((appended, known_after)), held.unlock_keep_open().ok())
     }
 
     /// After a failed append that created the log: removes it (if its name is still this
@@ -430,6 +438,9 @@ pub(super) struct At<'a> {
 pub(super) struct Known {
     pub(super) end: u64,
     pub(super) unterminated: bool,
+    /// The lock file had no sync mark (nobody grouped appends here): while the log stays as
+    /// this handle left it and the lock is free when asked for, it is not looked for again.
+    pub(super) unmarked: bool,
 }
 
 pub(super) fn not_regular(path: &Path, st: Stat) -> Error {

@@ -142,6 +142,7 @@ impl AppendOptions {
             known: Some(Known {
                 end: size,
                 unterminated: end.unterminated,
+                unmarked: false,
             }),
             repaired: end.torn,
         })
