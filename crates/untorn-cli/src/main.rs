@@ -3,6 +3,7 @@
 
 mod args;
 mod exit;
+mod warnings;
 
 use args::{
     AppendArgs, BackupNowArgs, BackupsArgs, CheckArgs, CheckFormat, CleanArgs, Cli, Command,
@@ -78,18 +79,7 @@ fn init_tracing(verbose: u8) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     if verbose == 0 {
-        use tracing_subscriber::Layer;
-        let subscriber = tracing_subscriber::registry().with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(io::stderr)
-                .without_time()
-                .with_level(false)
-                .with_target(false)
-                .with_ansi(false)
-                .event_format(WarningFormat)
-                .with_filter(only_untorn(tracing::Level::WARN)),
-        );
-        let _ = tracing::subscriber::set_global_default(subscriber);
+        let _ = tracing::subscriber::set_global_default(warnings::Warnings);
         return;
     }
     let level = if verbose == 1 {
@@ -103,34 +93,8 @@ fn init_tracing(verbose: u8) {
         .with_target(false)
         .with_ansi(io::stderr().is_terminal())
         .finish()
-        .with(only_untorn(level))
+        .with(tracing_subscriber::filter::Targets::new().with_target("untorn", level))
         .init();
-}
-
-/// The library's events up to `level`, nothing else: a target filter, cheap to build (a
-/// directive parser with regular expressions cost every run of the command ~1% of its time).
-fn only_untorn(level: tracing::Level) -> tracing_subscriber::filter::Targets {
-    tracing_subscriber::filter::Targets::new().with_target("untorn", level)
-}
-
-/// Prints a library warning as `untorn: MESSAGE` (its fields, if any, after it).
-struct WarningFormat;
-
-impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for WarningFormat
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
-        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
-        event: &tracing::Event<'_>,
-    ) -> std::fmt::Result {
-        write!(writer, "untorn: ")?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
-    }
 }
 
 fn cmd_write(a: WriteArgs) -> Result<u8, Failure> {
