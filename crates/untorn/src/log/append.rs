@@ -311,7 +311,7 @@ impl AppendOptions {
                 return (Ok((appended, known_after)), held.unlock_keep_open().ok());
             }
             now
-        } else if usable && !(known.is_some_and(|k| k.unmarked) && !held.contended) {
+        } else if usable && (held.contended || !known.is_some_and(|k| k.unmarked)) {
             let mark = group::read(sys, held.fd());
             known_after.unmarked = mark.is_none();
             mark
