@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs the contended-counter benchmark (crates/untorn-bench/src/bin/counter.rs: P processes
-# making locked read-modify-write increments of one JSON counter, untorn against Python with
-# filelock) on a fresh, journaled ext4 file system: a sparse image with a default mkfs.ext4,
-# loop-mounted at a unique directory, always unmounted and detached on exit (success, failure
-# or Ctrl-C): see scripts/lib/loop-ext4.sh.
+# making locked read-modify-write increments of one JSON counter, untorn against the same
+# protocol by hand in Rust and against Python with filelock) on a fresh, journaled ext4 file
+# system: a sparse image with a default mkfs.ext4, loop-mounted (direct I/O) at a unique
+# directory, always unmounted and detached on exit (success, failure or Ctrl-C): see
+# scripts/lib/loop-ext4.sh.
 #
-#   sudo scripts/bench-counter.sh            # full run (3 rounds × P=1,2,8 × 500 increments)
-#   sudo scripts/bench-counter.sh --quick    # 50 increments per process
+#   sudo scripts/bench-counter.sh            # full run (3 repeats × 5 rounds × P=1,2,4,8 × 100)
+#   sudo scripts/bench-counter.sh --quick    # 30 increments per process
 #   sudo scripts/bench-counter.sh --rounds 5 --procs 1,8   # any other counter options
 #
 # Installs the Python package filelock with pip if it is missing (if that fails, the benchmark

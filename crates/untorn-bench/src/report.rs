@@ -88,7 +88,7 @@ pub fn interleaved_setup(dir: &Path, warmup: usize, extra: &str, settle: bool, o
     };
     format!(
         "dir `{}` ({}); Linux {}, {} CPUs; warm-up {warmup} rounds; {extra}contenders \
-         interleaved (round-robin, cycling through all their orders); {settling}.",
+         interleaved (each round in a fresh random order); {settling}.",
         dir.display(),
         fs_description(dir),
         kernel(),
@@ -107,4 +107,141 @@ pub fn kernel() -> String {
 /// The CPUs this process may use (0 if unknown): how many contenders can run at once.
 pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(0, |n| n.get())
+}
+
+/// What a ratio must reach.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Goal {
+    /// At most this (a cost against its floor).
+    AtMost(f64),
+    /// At least this (a speed-up, a rate against its floor).
+    AtLeast(f64),
+    /// No goal: printed for information.
+    None,
+}
+
+impl Goal {
+    fn met(self, v: f64) -> Option<bool> {
+        match self {
+            Goal::AtMost(g) => Some(v <= g),
+            Goal::AtLeast(g) => Some(v >= g),
+            Goal::None => None,
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            Goal::AtMost(g) => format!("≤ {g}"),
+            Goal::AtLeast(g) => format!("≥ {g}"),
+            Goal::None => "—".into(),
+        }
+    }
+}
+
+/// One row of a [`Repeats`] table: a ratio measured once per repeat, each beside its floor.
+struct RepeatRow {
+    name: String,
+    goal: Goal,
+    values: Vec<f64>,
+    floors: Vec<String>,
+}
+
+/// The ratios of a benchmark run several times over (each repeat a whole measurement, its
+/// ratios within that repeat), printed as one table: each repeat's ratio with the floor it was
+/// measured against beside it, the range over the repeats, and the verdict (PASS only when every
+/// repeat meets the goal). On a shared machine one run proves little; the range over repeats
+/// says how far a ratio can be trusted.
+#[derive(Default)]
+pub struct Repeats {
+    rows: Vec<RepeatRow>,
+}
+
+impl Repeats {
+    /// An empty table.
+    pub fn new() -> Repeats {
+        Repeats::default()
+    }
+
+    /// Records one repeat's `value` of the row `name` (created at its first value, with `goal`),
+    /// measured against `floor` (what the ratio divides by, as it should be printed: `770 µs`,
+    /// `1850 inc/s`).
+    pub fn add(&mut self, name: &str, goal: Goal, value: f64, floor: impl Into<String>) {
+        let i = match self.rows.iter().position(|r| r.name == name) {
+            Some(i) => i,
+            None => {
+                self.rows.push(RepeatRow {
+                    name: name.to_string(),
+                    goal,
+                    values: Vec::new(),
+                    floors: Vec::new(),
+                });
+                self.rows.len() - 1
+            }
+        };
+        self.rows[i].values.push(value);
+        self.rows[i].floors.push(floor.into());
+    }
+
+    /// Whether every row with a goal met it in every repeat (`None`: no row has a goal).
+    pub fn all_met(&self) -> Option<bool> {
+        let v: Vec<bool> = self
+            .rows
+            .iter()
+            .flat_map(|r| r.values.iter().filter_map(|&v| r.goal.met(v)))
+            .collect();
+        (!v.is_empty()).then(|| v.iter().all(|&b| b))
+    }
+
+    /// Prints the table (markdown) under `title`, ratios with `digits` decimals.
+    pub fn print(&self, title: &str, digits: usize) {
+        let n = self.rows.iter().map(|r| r.values.len()).max().unwrap_or(0);
+        println!("## {title}\n");
+        let mut head = "| ratio |".to_string();
+        let mut rule = "|---|".to_string();
+        for k in 1..=n {
+            head += &format!(" repeat {k} (floor) |");
+            rule += "---|";
+        }
+        println!("{head} range over repeats | goal | verdict |");
+        println!("{rule}---|---|---|");
+        for r in &self.rows {
+            let mut line = format!("| {} |", r.name);
+            for k in 0..n {
+                match (r.values.get(k), r.floors.get(k)) {
+                    (Some(v), Some(f)) => line += &format!(" {v:.digits$} ({f}) |"),
+                    _ => line += " — |",
+                }
+            }
+            let lo = r.values.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = r.values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let verdict = match r.goal {
+                Goal::None => "—",
+                g if r.values.iter().all(|&v| g.met(v) == Some(true)) => "PASS",
+                _ => "FAIL",
+            };
+            println!(
+                "{line} {lo:.digits$}–{hi:.digits$} | {} | {verdict} |",
+                r.goal.label()
+            );
+        }
+        println!();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_judge_every_repeat() {
+        let mut t = Repeats::new();
+        t.add("a / floor", Goal::AtMost(1.05), 1.01, "1 ms");
+        t.add("a / floor", Goal::AtMost(1.05), 1.07, "1 ms");
+        assert_eq!(t.all_met(), Some(false));
+        let mut t = Repeats::new();
+        t.add("rate / one", Goal::AtLeast(3.0), 3.2, "100/s");
+        t.add("info", Goal::None, 9.0, "x");
+        assert_eq!(t.all_met(), Some(true));
+        assert_eq!(Repeats::new().all_met(), None);
+    }
 }

@@ -90,6 +90,56 @@ pub enum LogFormatArg {
     Json,
 }
 
+/// A command's arguments, defined only when the command is used: clap builds the definition of
+/// every command on each run, and building all of them cost `untorn write` ~7% of its time
+/// (with `--help`, each is still built when shown). Reads as the arguments themselves (`Deref`);
+/// `.0` takes them.
+#[derive(Debug)]
+pub struct Deferred<T>(pub T);
+
+impl<T> std::ops::Deref for Deferred<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: clap::FromArgMatches> clap::FromArgMatches for Deferred<T> {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        T::from_arg_matches(m).map(Deferred)
+    }
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches(m)
+    }
+}
+
+impl<T: Args> Args for Deferred<T> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.defer(late::<T, false>)
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        cmd.defer(late::<T, true>)
+    }
+}
+
+/// `T`'s arguments added to `cmd` when clap builds it, keeping the command's own description
+/// (run late, a flattened group's would otherwise replace it).
+fn late<T: Args, const UPDATE: bool>(cmd: clap::Command) -> clap::Command {
+    let (about, long) = (cmd.get_about().cloned(), cmd.get_long_about().cloned());
+    let mut cmd = if UPDATE {
+        T::augment_args_for_update(cmd)
+    } else {
+        T::augment_args(cmd)
+    };
+    if let Some(a) = about {
+        cmd = cmd.about(a);
+    }
+    if let Some(l) = long {
+        cmd = cmd.long_about(l);
+    }
+    cmd
+}
+
 #[derive(Subcommand, Debug)]
 #[command(max_term_width = help::WIDTH)]
 pub enum Command {
@@ -104,7 +154,7 @@ pub enum Command {
         override_usage = "untorn write [OPTIONS] <FILE> [CONTENT]\n       \
                           untorn write [OPTIONS] --exec <FILE> [--] <COMMAND>..."
     )]
-    Write(WriteArgs),
+    Write(Deferred<WriteArgs>),
     /// Run COMMAND while holding FILE's lock (FILE.lock, as flock(1) locks it).
     ///
     /// untorn exits with COMMAND's exit code (128 + N if signal N killed it).
@@ -112,7 +162,7 @@ pub enum Command {
         after_help = help::after_help(Some("lock")),
         after_long_help = help::after_long_help(Some("lock"))
     )]
-    Lock(LockArgs),
+    Lock(Deferred<LockArgs>),
     /// Locked read-modify-write of FILE through a FILTER (jq, yq, sed, ...).
     ///
     /// Under the exclusive lock, FILE is fed to FILTER; if it exits 0 and its output is valid
@@ -122,7 +172,7 @@ pub enum Command {
         after_help = help::after_help(Some("edit")),
         after_long_help = help::after_long_help(Some("edit"))
     )]
-    Edit(EditArgs),
+    Edit(Deferred<EditArgs>),
     /// Print FILE under a shared lock.
     ///
     /// Where the lock file cannot be created (a read-only directory), FILE is read without a
@@ -131,7 +181,7 @@ pub enum Command {
         after_help = help::after_help(Some("read")),
         after_long_help = help::after_long_help(Some("read"))
     )]
-    Read(ReadArgs),
+    Read(Deferred<ReadArgs>),
     /// Append records to the log FILE: one write, durable when untorn exits 0.
     ///
     /// Each LINE (or each line of standard input) is one record. A torn tail (zeros; with
@@ -141,7 +191,7 @@ pub enum Command {
         after_help = help::after_help(Some("append")),
         after_long_help = help::after_long_help(Some("append"))
     )]
-    Append(AppendArgs),
+    Append(Deferred<AppendArgs>),
     /// Cut a torn tail off the log FILE (complete lines are never removed).
     ///
     /// A crash during an append can leave a torn record or zeros at the end of a log.
@@ -149,13 +199,13 @@ pub enum Command {
         after_help = help::after_help(Some("repair")),
         after_long_help = help::after_long_help(Some("repair"))
     )]
-    Repair(LogArgs),
+    Repair(Deferred<LogArgs>),
     /// Print the last complete records of the log FILE (a torn tail is left out).
     #[command(
         after_help = help::after_help(Some("tail")),
         after_long_help = help::after_long_help(Some("tail"))
     )]
-    Tail(TailArgs),
+    Tail(Deferred<TailArgs>),
     /// Take a backup of FILE now, and keep the newest N (--keep, default 5).
     ///
     /// A reflink where the file system has them, else a copy (with a progress bar on a
@@ -165,7 +215,7 @@ pub enum Command {
         after_help = help::after_help(Some("backup")),
         after_long_help = help::after_long_help(Some("backup"))
     )]
-    Backup(BackupNowArgs),
+    Backup(Deferred<BackupNowArgs>),
     /// List the backups of FILE, newest first, and judge each.
     ///
     /// Columns: name, time, size, whether it is valid for FILE's format, and whether it
@@ -174,7 +224,7 @@ pub enum Command {
         after_help = help::after_help(Some("backups")),
         after_long_help = help::after_long_help(Some("backups"))
     )]
-    Backups(BackupsArgs),
+    Backups(Deferred<BackupsArgs>),
     /// Restore FILE from a backup (default: the newest), atomically.
     ///
     /// The version it replaces becomes a backup, so a restore can be undone. A damaged backup
@@ -183,7 +233,7 @@ pub enum Command {
         after_help = help::after_help(Some("restore")),
         after_long_help = help::after_long_help(Some("restore"))
     )]
-    Restore(RestoreArgs),
+    Restore(Deferred<RestoreArgs>),
     /// Check that FILE is valid (JSON, YAML, TOML, UTF-8) and not damaged.
     ///
     /// Damaged: it does not match the checksum untorn recorded when it wrote it (`--format raw`
@@ -192,13 +242,13 @@ pub enum Command {
         after_help = help::after_help(Some("check")),
         after_long_help = help::after_long_help(Some("check"))
     )]
-    Check(CheckArgs),
+    Check(Deferred<CheckArgs>),
     /// Report, then remove, orphaned temp files in DIR that no live writer can own.
     #[command(
         after_help = help::after_help(Some("clean")),
         after_long_help = help::after_long_help(Some("clean"))
     )]
-    Clean(CleanArgs),
+    Clean(Deferred<CleanArgs>),
     /// Leave DIR consistent after a crash: transactions, temps, invalid files.
     ///
     /// Finishes or undoes interrupted transactions, removes orphaned temps and, with
@@ -207,7 +257,7 @@ pub enum Command {
         after_help = help::after_help(Some("recover")),
         after_long_help = help::after_long_help(Some("recover"))
     )]
-    Recover(RecoverArgs),
+    Recover(Deferred<RecoverArgs>),
     /// Apply several changes all together, durably, or none, even across a crash.
     ///
     /// Changes: `put TARGET=SOURCE` (SOURCE `-` is standard input), `rm PATH`, `mv FROM=TO`.
@@ -216,13 +266,13 @@ pub enum Command {
         after_help = help::after_help(Some("txn")),
         after_long_help = help::after_long_help(Some("txn"))
     )]
-    Txn(TxnArgs),
+    Txn(Deferred<TxnArgs>),
     /// Print the man page or a shell completion script (from this command line's definition).
     #[command(
         after_help = help::after_help(Some("generate")),
         after_long_help = help::after_long_help(Some("generate"))
     )]
-    Generate(GenerateArgs),
+    Generate(Deferred<GenerateArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -854,7 +904,7 @@ mod tests {
         let mut v = vec!["untorn", "write"];
         v.extend_from_slice(args);
         Cli::try_parse_from(v).map(|c| match c.command {
-            Command::Write(w) => w,
+            Command::Write(w) => w.0,
             other => panic!("{other:?}"),
         })
     }

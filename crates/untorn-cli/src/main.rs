@@ -8,6 +8,7 @@ mod help;
 mod remote;
 mod report;
 mod wait;
+mod warnings;
 
 use args::{
     AppendArgs, BackupNowArgs, Cli, Command, EditArgs, LockArgs, LogArgs, LogFormatArg, ReadArgs,
@@ -67,20 +68,20 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     let result = match command {
-        Command::Write(a) => cmd_write(a),
-        Command::Lock(a) => cmd_lock(a),
-        Command::Edit(a) => cmd_edit(a),
-        Command::Read(a) => cmd_read(a),
-        Command::Append(a) => cmd_append(a),
-        Command::Repair(a) => cmd_repair(a),
-        Command::Tail(a) => report::cmd_tail(a),
-        Command::Backup(a) => cmd_backup(a),
-        Command::Backups(a) => report::cmd_backups(a),
-        Command::Restore(a) => cmd_restore(a),
-        Command::Check(a) => report::cmd_check(a),
-        Command::Clean(a) => report::cmd_clean(a),
-        Command::Recover(a) => report::cmd_recover(a),
-        Command::Txn(a) => report::cmd_txn(a),
+        Command::Write(a) => cmd_write(a.0),
+        Command::Lock(a) => cmd_lock(a.0),
+        Command::Edit(a) => cmd_edit(a.0),
+        Command::Read(a) => cmd_read(a.0),
+        Command::Append(a) => cmd_append(a.0),
+        Command::Repair(a) => cmd_repair(a.0),
+        Command::Tail(a) => report::cmd_tail(a.0),
+        Command::Backup(a) => cmd_backup(a.0),
+        Command::Backups(a) => report::cmd_backups(a.0),
+        Command::Restore(a) => cmd_restore(a.0),
+        Command::Check(a) => report::cmd_check(a.0),
+        Command::Clean(a) => report::cmd_clean(a.0),
+        Command::Recover(a) => report::cmd_recover(a.0),
+        Command::Txn(a) => report::cmd_txn(a.0),
         Command::Generate(a) => {
             let mut out = Vec::new();
             match generate::run(a.what, a.dir.as_deref(), &mut out) {
@@ -155,16 +156,16 @@ fn init_tracing(
         (0 | 1, _) => Some(tracing::Level::DEBUG),
         _ => Some(tracing::Level::TRACE),
     };
+    let Some(level) = level else {
+        // The common case (no trace asked for): the smallest subscriber that prints warnings.
+        let _ = tracing::subscriber::set_global_default(warnings::Warnings);
+        return Ok(());
+    };
     let warnings = tracing_subscriber::fmt::layer()
         .with_writer(io::stderr)
         .with_ansi(false)
         .event_format(LineFormat("untorn: "))
         .with_filter(Targets::new().with_target("untorn", tracing::Level::WARN));
-    let Some(level) = level else {
-        let _ =
-            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(warnings));
-        return Ok(());
-    };
     let writer = match file {
         None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(io::stderr),
         Some(path) => {

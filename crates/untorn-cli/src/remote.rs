@@ -2,7 +2,7 @@
 //! change) is a URL comes here, before any local code runs; local paths never do, and never
 //! start the async runtime. The operations are `untorn::remote`'s (README: "Object storage").
 
-use crate::args::Command;
+use crate::args::{Command, Deferred};
 use crate::exit;
 use crate::Failure;
 use std::process::ExitCode;
@@ -25,20 +25,20 @@ fn looks_like_url(arg: &std::ffi::OsStr) -> bool {
 /// The URL a command names, if it names one.
 fn url_of(command: &Command) -> Option<String> {
     let path = match command {
-        Command::Write(a) => a.file.as_os_str(),
-        Command::Edit(a) => a.file.as_os_str(),
-        Command::Read(a) => a.file.as_os_str(),
-        Command::Check(a) => a.file.as_os_str(),
-        Command::Append(a) => a.file.as_os_str(),
-        Command::Tail(a) => a.log.file.as_os_str(),
-        Command::Repair(a) => a.file.as_os_str(),
-        Command::Backups(a) => a.file.as_os_str(),
-        Command::Backup(a) => a.file.as_os_str(),
-        Command::Restore(a) => a.file.as_os_str(),
-        Command::Lock(a) => a.file.as_os_str(),
-        Command::Clean(a) => a.dir.as_os_str(),
-        Command::Recover(a) => a.dir.as_os_str(),
-        Command::Txn(a) => {
+        Command::Write(Deferred(a)) => a.file.as_os_str(),
+        Command::Edit(Deferred(a)) => a.file.as_os_str(),
+        Command::Read(Deferred(a)) => a.file.as_os_str(),
+        Command::Check(Deferred(a)) => a.file.as_os_str(),
+        Command::Append(Deferred(a)) => a.file.as_os_str(),
+        Command::Tail(Deferred(a)) => a.log.file.as_os_str(),
+        Command::Repair(Deferred(a)) => a.file.as_os_str(),
+        Command::Backups(Deferred(a)) => a.file.as_os_str(),
+        Command::Backup(Deferred(a)) => a.file.as_os_str(),
+        Command::Restore(Deferred(a)) => a.file.as_os_str(),
+        Command::Lock(Deferred(a)) => a.file.as_os_str(),
+        Command::Clean(Deferred(a)) => a.dir.as_os_str(),
+        Command::Recover(Deferred(a)) => a.dir.as_os_str(),
+        Command::Txn(Deferred(a)) => {
             return a
                 .changes
                 .iter()
@@ -119,7 +119,7 @@ fn hand_over(url: &str) -> Result<u8, Failure> {
 
 #[cfg(feature = "remote")]
 mod handlers {
-    use crate::args::{CheckFormat, Command, DurabilityArg, SymlinkArg, TempArg};
+    use crate::args::{CheckFormat, Command, Deferred, DurabilityArg, SymlinkArg, TempArg};
     use crate::{exit, plain, print_out, torn_reason, Failure};
     use std::io::{self, IsTerminal, Read};
     use untorn::remote::{RemoteOptions, Url};
@@ -196,7 +196,7 @@ mod handlers {
                 );
                 Ok(exit::OK)
             }
-            Command::Write(a) => {
+            Command::Write(Deferred(a)) => {
                 if a.mode.is_some() {
                     return Err(not_for_urls(
                         url,
@@ -234,7 +234,7 @@ mod handlers {
                 }
                 Ok(exit::OK)
             }
-            Command::Read(a) => {
+            Command::Read(Deferred(a)) => {
                 let u = Url::parse(url)?;
                 let content = match (options(a.wait.timeout).read(&u)?, a.default) {
                     (Some(c), _) => c,
@@ -249,7 +249,7 @@ mod handlers {
                 print_out(&content)?;
                 Ok(exit::OK)
             }
-            Command::Check(a) => {
+            Command::Check(Deferred(a)) => {
                 let u = Url::parse(url)?;
                 let validator = CheckFormat::validator(
                     a.format,
@@ -259,8 +259,8 @@ mod handlers {
                 options(None).check(&u, &validator)?;
                 Ok(exit::OK)
             }
-            Command::Edit(a) => edit(a, url),
-            Command::Append(a) => {
+            Command::Edit(Deferred(a)) => edit(a, url),
+            Command::Append(Deferred(a)) => {
                 durability(url, a.durability)?;
                 let u = Url::parse(url)?;
                 let lines: Vec<Vec<u8>> = if a.lines.is_empty() {
@@ -280,7 +280,7 @@ mod handlers {
                 }
                 Ok(exit::OK)
             }
-            Command::Tail(a) => {
+            Command::Tail(Deferred(a)) => {
                 let u = Url::parse(url)?;
                 let log = options(None).tail(&u, log_format(a.log.jsonl), a.lines)?;
                 let mut out = Vec::new();
@@ -294,7 +294,7 @@ mod handlers {
                 print_out(&out)?;
                 Ok(exit::OK)
             }
-            Command::Backups(a) => {
+            Command::Backups(Deferred(a)) => {
                 let u = Url::parse(url)?;
                 let o = options(None);
                 let validator = CheckFormat::validator(
@@ -332,7 +332,7 @@ mod handlers {
                 print_out(out.as_bytes())?;
                 Ok(exit::OK)
             }
-            Command::Restore(a) => {
+            Command::Restore(Deferred(a)) => {
                 let u = Url::parse(url)?;
                 let which = match (a.from, a.nth) {
                     (Some(f), _) => untorn::Which::Named(f),

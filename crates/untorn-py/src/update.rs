@@ -2,7 +2,7 @@
 
 use crate::atomic::{bytes, open_options};
 use crate::error::{not_found, Failure};
-use crate::wait::{retrying, wait_for};
+use crate::wait::{acquire, retrying, wait_for};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::borrow::Cow;
@@ -50,7 +50,12 @@ pub(crate) fn update(
             Ok(Some(new.into_owned()))
         })
     };
-    retrying(py, &path, &now(false), wait, || opts.update(&path, call)).map_err(Into::into)
+    // The lock first, waited for interruptibly, then the update under it: a busy lock is waited
+    // for once and kept (trying again after the wait would hand the lock to the next process
+    // in line, and wait again: every increment paying for a thread and several wake-ups).
+    let lock = acquire(py, &path, &now(false), wait)?;
+    py.detach(|| opts.update_locked(lock, &path, call))
+        .map_err(Into::into)
 }
 
 /// Reads `path` under the shared lock: its bytes, or None if it does not exist (or, with

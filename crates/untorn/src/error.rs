@@ -282,6 +282,25 @@ impl Error {
         }
     }
 
+    /// A copy of this error for another caller it also answers (the appenders one batch of a
+    /// [`crate::LogWriter`] served): the same kind, step, paths, note and location; the OS
+    /// error by its number.
+    pub(crate) fn duplicate(&self) -> Error {
+        Error {
+            kind: self.kind,
+            op: self.op,
+            path: self.path.clone(),
+            other: self.other.clone(),
+            note: self.note.clone(),
+            source: self.source.as_ref().map(|e| match e.raw_os_error() {
+                Some(n) => io::Error::from_raw_os_error(n),
+                None => io::Error::new(e.kind(), e.to_string()),
+            }),
+            location: self.location,
+            format: self.format,
+        }
+    }
+
     /// The second path of a two-path step (the target of a rename or link).
     pub(crate) fn with_other(mut self, other: impl Into<PathBuf>) -> Error {
         self.other = Some(other.into());

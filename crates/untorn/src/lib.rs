@@ -115,8 +115,8 @@ pub use log::append_jsonl;
 #[cfg(feature = "yaml")]
 pub use log::append_to_yaml_list;
 pub use log::{
-    append, read_log, repair, tail, AppendOptions, Appended, Log, LogFormat, NotARecord, Torn,
-    TornReason,
+    append, read_log, repair, tail, AppendOptions, Appended, GroupCommit, Log, LogFormat,
+    LogWriter, NotARecord, Torn, TornReason,
 };
 pub use output_path::{write_via_path, OutputPath};
 #[allow(deprecated)]
@@ -153,3 +153,5 @@ mod tests_log;
 mod tests_mounts;
 #[cfg(test)]
 mod tests_order;
+#[cfg(test)]
+mod tests_writer;

@@ -51,9 +51,7 @@ impl LockOptions {
     pub fn lock(&self, path: impl AsRef<Path>) -> Result<Lock> {
         let path = path.as_ref();
         let t = locate(&self.ctx, path)?;
-        let mut name = t.name.clone();
-        name.push(".lock");
-        self.lock_in(&t.dir, &t.dir_path, &name)
+        self.lock_in(&t.dir, &t.dir_path, &crate::paths::lock_name(&t.name))
     }
 
     /// Locks the file `lock_file` itself (created if missing; never followed if it is a
@@ -91,6 +89,25 @@ impl LockOptions {
             }
         }
         r
+    }
+
+    /// [`LockOptions::lock_in`] of a lock file already open (`opened`, the entry `name` of
+    /// `dir`): one `flock` and one `fstat` when it carries no transaction's flag (a flagged one
+    /// is settled first, as [`LockOptions::lock_in`] does).
+    pub(crate) fn relock_in(
+        &self,
+        dir: &Fd,
+        dir_path: &Path,
+        name: &OsStr,
+        opened: lockfile::Opened,
+    ) -> Result<Lock> {
+        let started = Instant::now();
+        let held = lockfile::lock_opened(&self.ctx, opened, &self.how, started)?;
+        if !self.recover_txns || crate::txn::tag_of_size(held.st.size).is_none() {
+            return Ok(Lock { held });
+        }
+        drop(held);
+        self.lock_in(dir, dir_path, name)
     }
 
     fn acquire(&self, dir: &Fd, dir_path: &Path, name: &OsStr, started: Instant) -> Result<Lock> {
@@ -151,6 +168,11 @@ impl Lock {
     /// Releases the lock, reporting an error (dropping it releases too, silently).
     pub fn unlock(mut self) -> Result<()> {
         self.held.release()
+    }
+
+    /// The lock file, held: for what a caller does between unlocking and locking it again.
+    pub(crate) fn into_held(self) -> Held {
+        self.held
     }
 }
 

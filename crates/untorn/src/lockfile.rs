@@ -289,6 +289,9 @@ pub(crate) struct Held {
     pub(crate) path: PathBuf,
     kind: LockKind,
     acquired: Instant,
+    /// Whether another process held the lock when it was asked for (the first, non-blocking
+    /// try failed): others are at work on the same file.
+    pub(crate) contended: bool,
 }
 
 impl fmt::Debug for Held {
@@ -307,6 +310,19 @@ impl Held {
 
     pub(crate) fn is_shared(&self) -> bool {
         self.kind == LockKind::Shared
+    }
+
+    /// Releases the lock but keeps the lock file open, to lock it again with [`lock_opened`].
+    pub(crate) fn unlock_keep_open(mut self) -> Result<Opened> {
+        let fd = self.fd.take().expect("held until dropped");
+        let r = self.ctx.sys.lock(&fd, LockKind::Unlock, false);
+        let path = std::mem::take(&mut self.path);
+        r.map_err(|e| Error::io(Op::Lock, &path, e))?;
+        Ok(Opened {
+            fd,
+            st: self.st,
+            path,
+        })
     }
 
     pub(crate) fn release(&mut self) -> Result<()> {
@@ -414,6 +430,7 @@ pub(crate) fn lock_opened(ctx: &Arc<Ctx>, o: Opened, how: &How, started: Instant
         path,
         kind,
         acquired: Instant::now(),
+        contended: !got,
     })
 }
 

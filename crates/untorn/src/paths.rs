@@ -113,6 +113,13 @@ impl Target {
     }
 }
 
+/// The name of the lock file beside the entry `name` (`NAME.lock`).
+pub(crate) fn lock_name(name: &OsStr) -> OsString {
+    let mut n = name.to_owned();
+    n.push(".lock");
+    n
+}
+
 pub(crate) fn join(dir: &Path, name: &OsStr) -> PathBuf {
     if dir == Path::new(".") {
         PathBuf::from(name)

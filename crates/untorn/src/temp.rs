@@ -6,25 +6,12 @@ use crate::sys::{errnos::*, Fd, FileType, Stat, Sys};
 use std::io;
 use std::path::Path;
 
-/// Gives the temp `fd` (shown as `shown` in errors) the owner and group of the file it replaces
-/// (`old`, if it is a regular file and `keep_owner`), as far as the process may, and the mode
-/// `final_mode`.
+/// Gives the temp `fd` (shown as `shown` in errors; `st`, its metadata as the caller took it)
+/// the owner and group of the file it replaces (`old`, if it is a regular file and
+/// `keep_owner`), as far as the process may, and the mode `final_mode`.
 ///
 /// Changing the owner needs privilege: without it, the group is kept if the process is a member
 /// of it, and the write goes on.
-pub(crate) fn set_final_metadata(
-    sys: &dyn Sys,
-    fd: &Fd,
-    shown: &Path,
-    old: Option<Stat>,
-    keep_owner: bool,
-    final_mode: u32,
-) -> Result<()> {
-    let st = sys.stat(fd).map_err(|e| Error::io(Op::Stat, shown, e))?;
-    set_final_metadata_from(sys, fd, shown, &st, old, keep_owner, final_mode)
-}
-
-/// [`set_final_metadata`], with the temp's `st` already taken by the caller.
 pub(crate) fn set_final_metadata_from(
     sys: &dyn Sys,
     fd: &Fd,

@@ -42,7 +42,7 @@ fn limit() -> usize {
     }
 }
 
-fn sys(sim: &Sim) -> Arc<dyn Sys> {
+pub(crate) fn sys(sim: &Sim) -> Arc<dyn Sys> {
     Arc::new(sim.clone())
 }
 
@@ -128,7 +128,7 @@ pub(crate) fn judged(s: &Sim, path: &Path) -> Result<(Vec<u8>, Integrity), Strin
     crate::recover::read_judged(&*sys_, &fd, path).map_err(|e| e.to_string())
 }
 
-const N: usize = 3;
+pub(crate) const N: usize = 3;
 
 fn expect_version(sim: &Sim, path: &str, acked: usize) -> Result<usize, String> {
     let data = content(sim, path).ok_or_else(|| format!("{path} is missing"))?;
@@ -403,58 +403,71 @@ fn without_checksums_a_reused_backup_would_be_offered() {
     );
 }
 
+/// The records the append workloads append: JSON Lines of varied lengths.
+pub(crate) fn log_record(n: usize) -> String {
+    format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(n * 13 % 40))
+}
+
+/// After a crash of an append workload on `/d/log.jsonl` (record 0 there before it): the log
+/// holds records 0, 1, ... in order, at least every acknowledged one, and the next append
+/// leaves it whole.
+pub(crate) fn check_appended(s: &Sim, acked: usize) -> Result<(), String> {
+    let rec = log_record;
+    let mut o = UpdateOptions::new();
+    o.sys(sys(s));
+    let log = crate::log::read_log_with(o, Path::new("/d/log.jsonl"), LogFormat::JsonLines)
+        .map_err(|e| e.to_string())?;
+    let got: Vec<String> = log
+        .records
+        .iter()
+        .map(|r| String::from_utf8_lossy(r).into_owned())
+        .collect();
+    let want: Vec<String> = (0..got.len()).map(rec).collect();
+    if got != want {
+        return Err(format!("records {got:?}"));
+    }
+    if got.len() < acked + 1 {
+        return Err(format!(
+            "{} records, {acked} appends acknowledged",
+            got.len()
+        ));
+    }
+    // The next append repairs whatever tail the crash left.
+    let mut o = AppendOptions::new();
+    o.sys(sys(s)).format(LogFormat::JsonLines);
+    o.append("/d/log.jsonl", rec(99))
+        .map_err(|e| e.to_string())?;
+    let data = content(s, "/d/log.jsonl").unwrap();
+    let (valid, torn) = crate::log::valid_prefix(&data, LogFormat::JsonLines)
+        .map_err(|bad| format!("after the crash and an append: {bad:?}"))?;
+    if torn.is_some() || valid != data.len() || !data.ends_with(b"\n") {
+        return Err("an append after the crash left a torn log".into());
+    }
+    Ok(())
+}
+
+/// Puts record 0 in `/d/log.jsonl`: the append workloads' setup.
+pub(crate) fn put_log(s: &Sim) {
+    s.put(
+        Path::new("/d/log.jsonl"),
+        format!("{}\n", log_record(0)).as_bytes(),
+    )
+}
+
 #[test]
 fn appends_keep_every_acknowledged_record() {
-    let rec = |n: usize| format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(n * 13 % 40));
     let r = explore(
         "append",
-        |s| {
-            s.put(
-                Path::new("/d/log.jsonl"),
-                format!("{}\n", rec(0)).as_bytes(),
-            )
-        },
+        put_log,
         |s| {
             for n in 1..=N {
                 let mut o = AppendOptions::new();
                 o.sys(sys(s)).format(LogFormat::JsonLines);
-                o.append("/d/log.jsonl", rec(n)).unwrap();
+                o.append("/d/log.jsonl", log_record(n)).unwrap();
                 s.ack();
             }
         },
-        |s, acked| {
-            let mut o = UpdateOptions::new();
-            o.sys(sys(s));
-            let log = crate::log::read_log_with(o, Path::new("/d/log.jsonl"), LogFormat::JsonLines)
-                .map_err(|e| e.to_string())?;
-            let got: Vec<String> = log
-                .records
-                .iter()
-                .map(|r| String::from_utf8_lossy(r).into_owned())
-                .collect();
-            let want: Vec<String> = (0..got.len()).map(rec).collect();
-            if got != want {
-                return Err(format!("records {got:?}"));
-            }
-            if got.len() < acked + 1 {
-                return Err(format!(
-                    "{} records, {acked} appends acknowledged",
-                    got.len()
-                ));
-            }
-            // The next append repairs whatever tail the crash left.
-            let mut o = AppendOptions::new();
-            o.sys(sys(s)).format(LogFormat::JsonLines);
-            o.append("/d/log.jsonl", rec(99))
-                .map_err(|e| e.to_string())?;
-            let data = content(s, "/d/log.jsonl").unwrap();
-            let (valid, torn) = crate::log::valid_prefix(&data, LogFormat::JsonLines)
-                .map_err(|bad| format!("after the crash and an append: {bad:?}"))?;
-            if torn.is_some() || valid != data.len() || !data.ends_with(b"\n") {
-                return Err("an append after the crash left a torn log".into());
-            }
-            Ok(())
-        },
+        check_appended,
     );
     assert_clean(&r);
 }

@@ -9,8 +9,9 @@
 use crate::atomic::OpenOptions;
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
-use crate::files::read_file;
+use crate::files::{read_entry, read_file};
 use crate::lock::{Lock, LockOptions};
+use crate::paths::{locate, lock_name, Target};
 use crate::sys::{errnos::*, Sys};
 use std::path::Path;
 use std::sync::Arc;
@@ -73,6 +74,34 @@ impl UpdateOptions {
     /// Under the exclusive lock of `path`: reads it (`None` if it does not exist), calls `f`,
     /// and writes what `f` returns. `Ok(None)` from `f` writes nothing; an error from `f`
     /// leaves the file as it was and is returned. Returns whether the file was written.
+    ///
+    /// # System calls
+    ///
+    /// Beyond the protocol's own (lock, read, temp, write, fsync, rename, directory fsync,
+    /// unlock), an update of an existing file makes these, each for a reason:
+    ///
+    /// - `open` of the directory, once, and `statx` of the name (symlinks are followed one
+    ///   `statx` per link): the lock file is the sidecar of the file the path leads to, and
+    ///   the read, the temp and the rename all go through that one directory descriptor;
+    /// - `fstat` of the directory before the lock: what the write would refuse (a directory
+    ///   or file marked immutable or append-only, a FUSE mount untorn cannot vouch for) is
+    ///   refused before the lock file is created, so that a refused update leaves nothing;
+    /// - `open` of the lock file with `O_CREAT | O_NOFOLLOW | O_NONBLOCK` and `fstat` of it
+    ///   (a planted symlink or FIFO is refused; the mount's kind, asked once per mount with
+    ///   `fstatfs`, refuses NFS and FUSE, where `flock` may not exclude other machines), and
+    ///   `fstat` again under the lock: its size is a crashed transaction's flag, settled first;
+    /// - `fstat` of the file read: its type (a FIFO put in its place is refused, never read)
+    ///   and size (one `read` of the right size, then the `read` that finds its end); its mode
+    ///   and owner are what the new file keeps;
+    /// - the write's own, each justified in [`write()`](crate::write): `fstat` of the
+    ///   directory (its mount: `O_TMPFILE` support is learned per mount), the temp's `fstat`
+    ///   (its size, for the checksum), `futimens` and `fsetxattr` (the checksum every
+    ///   version carries), `fchmod` (the temp is made `0600` until complete), `linkat` and
+    ///   `renameat2(RENAME_EXCHANGE)` (the old file stays reachable until the directory fsync
+    ///   succeeded), then `unlinkat` of the old file, and the `close`s.
+    ///
+    /// With a symlink policy other than [`Symlinks::Follow`](crate::Symlinks) the write resolves
+    /// the path by its own rule, as [`write()`](crate::write) does.
     pub fn update<E, F>(&self, path: impl AsRef<Path>, f: F) -> Result<bool, E>
     where
         F: FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>, E>,
@@ -81,12 +110,87 @@ impl UpdateOptions {
         let path = path.as_ref();
         // What the write would refuse (an immutable file, a mount untorn cannot vouch for) is
         // refused before the lock file is created.
-        crate::atomic::checks::before_lock(&self.write, path)?;
-        let _lock = self.exclusive(path)?;
-        let old = read_file(&self.write.ctx, path)?;
+        if !self.write.follows_symlinks() {
+            crate::atomic::checks::before_lock(&self.write, path)?;
+            let _lock = self.exclusive(path)?;
+            return self.update_at(None, path, f);
+        }
+        // One resolution for the lock, the read and the write: the file the path leads to.
+        let t = locate(&self.write.ctx, path)?;
+        if t.existing
+            .is_none_or(|st| st.file_type() == crate::sys::FileType::Regular)
+        {
+            crate::atomic::checks::before_lock_at(&self.write, &t)?;
+        }
+        let _lock =
+            self.lock
+                .clone()
+                .shared(false)
+                .lock_in(&t.dir, &t.dir_path, &lock_name(&t.name))?;
+        self.update_at(Some(t), path, f)
+    }
+
+    /// [`update`](Self::update) under `lock`: the exclusive lock of `path` (taken with
+    /// [`LockOptions::lock`] on the same path), which the caller already holds, having waited
+    /// for it its own way (the Python bindings wait interruptibly, and keep the lock they
+    /// waited for instead of trying again). Released when this returns. A lock of another file
+    /// is an error of kind [`ErrorKind::InvalidInput`], and nothing is read or written.
+    #[doc(hidden)]
+    pub fn update_locked<E, F>(&self, lock: Lock, path: impl AsRef<Path>, f: F) -> Result<bool, E>
+    where
+        F: FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>, E>,
+        E: From<Error>,
+    {
+        let path = path.as_ref();
+        let t = locate(&self.write.ctx, path)?;
+        let want = crate::paths::join(&t.dir_path, &lock_name(&t.name));
+        if lock.is_shared() || lock.path() != want {
+            return Err(Error::new(
+                Op::Lock,
+                path,
+                ErrorKind::InvalidInput,
+                format!(
+                    "an update needs the exclusive lock '{}', not {} lock '{}'",
+                    want.display(),
+                    if lock.is_shared() {
+                        "the shared"
+                    } else {
+                        "the"
+                    },
+                    lock.path().display()
+                ),
+            )
+            .into());
+        }
+        let _lock = lock;
+        let t = self.write.follows_symlinks().then_some(t);
+        self.update_at(t, path, f)
+    }
+
+    /// The update itself, under the lock: reads `path` through `t` (what `locate` made of it,
+    /// when the write follows symlinks as the lock does) or by its own resolution, calls `f`,
+    /// and writes what it returns.
+    fn update_at<E, F>(&self, t: Option<Target>, path: &Path, f: F) -> Result<bool, E>
+    where
+        F: FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>, E>,
+        E: From<Error>,
+    {
+        let Some(mut t) = t else {
+            let old = read_file(&self.write.ctx, path)?;
+            return match f(old.as_deref())? {
+                Some(new) if old.as_deref() != Some(&new[..]) => {
+                    self.write.write(path, &new)?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            };
+        };
+        let old = read_entry(&*self.write.ctx.sys, &t.dir, &t.name, t.existing, path)?;
+        t.existing = old.as_ref().map(|(_, st)| *st);
+        let old = old.map(|(data, _)| data);
         match f(old.as_deref())? {
             Some(new) if old.as_deref() != Some(&new[..]) => {
-                self.write.write(path, &new)?;
+                self.write.write_resolved(t, &new)?;
                 Ok(true)
             }
             _ => Ok(false),

@@ -28,9 +28,9 @@
 //! benchmark checks every live file, that `with` and `copy` hold exactly 5 backups whose newest
 //! is the version written before the last, and that no temp file is left over.
 //!
-//! The contenders are **interleaved**: every round runs each contender once, round-robin, the order
-//! cycling through all 6 orders of the three from round to round (so each one follows each other
-//! about equally often), so that the noise of a shared machine falls on all alike. Before each
+//! The contenders are **interleaved**: every round runs each contender once, in a fresh random
+//! order (so each one follows each other equally often in expectation), so that the noise of a
+//! shared machine falls on all alike. Before each
 //! timed write the file system is **settled** with an untimed `syncfs(2)`, so that no contender
 //! pays the deferred journal work of the one before it (e.g. the block frees of an
 //! `unlink` of 64 MiB); `--no-settle` turns that off.
@@ -66,7 +66,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use untorn_bench::cmdline::CmdLine;
 use untorn_bench::report::{interleaved_setup, machine_noise};
-use untorn_bench::run::{fresh_work_dir, interleave, make_data, phase};
+use untorn_bench::run::{clock_seed, fresh_work_dir, interleave, make_data, phase};
 use untorn_bench::stats::{median, percentile, ratio_ci, Rng};
 use untorn_bench::units::{fmt_ns, fmt_ratio, size_label, KIB, MIB};
 use untorn_bench::Res;
@@ -297,7 +297,8 @@ fn bench_size(size: usize, o: &Opts, work: &Path, root: &OwnedFd) -> Res<SizeRes
         .iter()
         .map(|&k| Target::new(k, &base, &bufs[1], o.other_files))
         .collect::<Res<Vec<_>>>()?;
-    let times = interleave(ts.len(), o.warmup, rounds, root, o.settle, |i| {
+    let mut rng = Rng(clock_seed());
+    let times = interleave(ts.len(), o.warmup, rounds, root, o.settle, &mut rng, |i| {
         let t = &mut ts[i];
         t.write(&bufs[t.writes % 2])
     })?;

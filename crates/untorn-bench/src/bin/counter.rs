@@ -1,5 +1,6 @@
-//! Contended-counter benchmark (issue 3): locked read-modify-write of one JSON counter by P
-//! processes at once, untorn against the same protocol written by hand in Python.
+//! Contended-counter benchmark (issues 3 and 18): locked read-modify-write of one JSON counter
+//! by P processes at once, untorn against the same protocol written by hand in Rust and in
+//! Python.
 //!
 //! ```text
 //! cargo run --release -p untorn-bench --bin counter -- --dir DIR [--quick]
@@ -9,13 +10,19 @@
 //! # What is measured
 //!
 //! A file `DIR/counter-*.json` holding `{"count": 0}` is incremented by P processes at once
-//! (P = 1, 2, 8), each making 500 increments (`--quick`: 50). One increment is a complete,
+//! (P = 1, 2, 4, 8), each making 500 increments (`--quick`: 50). One increment is a complete,
 //! durable, locked read-modify-write:
 //!
 //! - **untorn**: `untorn::update_json(path, Counter::default(), |c| c.count += 1)`: exclusive
 //!   `flock(2)` of `PATH.lock`, read and parse, write a temp file, `fsync`, rename over `PATH`,
 //!   `fsync` the directory, unlock. The processes are this binary re-executed with the hidden
 //!   subcommand `child PATH N`.
+//! - **rust by hand**: the floor: the same protocol written by hand with rustix and serde_json,
+//!   nothing more: `open(PATH.lock, O_CREAT)`, `flock(LOCK_EX)`, read and parse, `open` of a
+//!   named temp (`O_CREAT | O_EXCL`) beside it, `write`, `fsync`, `rename` over `PATH`, `fsync`
+//!   of the directory, unlock and close (hidden subcommand `child-hand PATH N`). Lock, read,
+//!   temp, write, fsync, rename, directory fsync, unlock: every call beyond these that untorn
+//!   makes is what `untorn / rust by hand` prices.
 //! - **python filelock**: Python 3 with the `filelock` package (`FileLock(PATH + ".lock")`,
 //!   its defaults) around: `json.load`, +1, `tempfile.mkstemp` in the same directory, write,
 //!   `os.fsync`, `os.replace`, `os.fsync` of the directory. The script is
@@ -33,17 +40,23 @@
 //! Every run ends by reading the counter: it must be exactly P × N. A wrong count (a lost
 //! update) or a failed child is a hard failure: the run is reported and the exit code is 1.
 //!
-//! The stacks are **interleaved**: every round runs each P once for every stack, in an order
-//! rotated from one configuration to the next, so that the noise of a shared machine falls on
-//! all alike. There are 3 rounds (`--rounds N`), after one uncounted warm-up run per stack,
-//! and each configuration uses a fresh file.
+//! The stacks are **interleaved**: every round runs every configuration (stack × P) once, the
+//! process counts in a fresh random order and, for each, the stacks back to back in a fresh
+//! random order, so that each ratio compares runs close in time (on these machines the rate of
+//! one configuration swings several-fold from one minute to the next). There are 3 repeats
+//! (`--repeats N`) of 5 rounds (`--rounds N`) of 100 increments per process, after one
+//! uncounted warm-up run per stack; each configuration uses a fresh file.
 //!
 //! # How to read the results
 //!
-//! Rates are the **medians** over the rounds; `untorn/python` is the ratio of the medians
-//! (2.0 = untorn makes twice as many increments per second). The goal checked is untorn ≥ 2 ×
-//! python filelock at 8 processes; a miss prints FAIL but does not change the exit code (this
-//! is a report), only a wrong count does. Each increment is dominated by two journal commits
+//! Rates are the **medians** over all rounds; `untorn / X` is the ratio of the medians (2.0 =
+//! untorn makes twice as many increments per second). The goals checked are untorn ≥ 0.95 ×
+//! rust by hand and ≥ 2 × python filelock at 8 processes, in **every** repeat, a repeat's
+//! ratio being the median of its rounds' ratios (the last table gives each repeat's ratio
+//! beside the other side's rate, and the range); a miss prints FAIL
+//! but does not change the exit code (this is a report), only a wrong count does. The scaling
+//! rows (the rate at P over the rate at 1) report how throughput holds up as processes are
+//! added. Each increment is dominated by two journal commits
 //! (the temp file's `fsync` and the directory's `fsync`), so on a journaled file system one
 //! process cannot go much above ~2000 increments/s whatever the language; the stacks differ in
 //! what they add to that and, under contention, in how fast the lock passes from one process
@@ -53,18 +66,20 @@
 //!
 //! # Options
 //!
-//! `--rounds N` (default 3), `--iters N` (increments per process; default 500, 50 with
-//! `--quick`), `--procs 1,2,8`, `--python PATH` (default `python3`), `--no-fcntl`,
-//! `--no-python`.
+//! `--rounds N` (per repeat, default 5), `--repeats N` (default 3), `--iters N` (increments
+//! per process; default 100, 30 with `--quick`), `--procs 1,2,4,8`, `--python PATH` (default `python3`), `--no-fcntl`,
+//! `--no-python`, `--seed N` (of the shuffles).
 
+use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Write};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
-use std::time::Instant;
+use std::process::{Command, ExitCode, Stdio};
 use untorn_bench::cmdline::CmdLine;
-use untorn_bench::report::{cpus, fs_magic, fs_name, io_pressure, load_average};
-use untorn_bench::stats::median;
+use untorn_bench::crowd;
+use untorn_bench::report::{cpus, fs_magic, fs_name, io_pressure, load_average, Goal, Repeats};
+use untorn_bench::run::clock_seed;
+use untorn_bench::stats::{median, Rng};
 use untorn_bench::Res;
 
 /// The counter file's content.
@@ -78,13 +93,16 @@ const PY_SCRIPT: &str = include_str!("../../py/counter.py");
 /// Where that file is in the source tree the binary was built from.
 const PY_SCRIPT_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/py/counter.py");
 
-/// The goal: untorn at least this many times the Python filelock stack at `GOAL_PROCS`.
+/// The goals at `GOAL_PROCS` processes: untorn at least this many times the Python filelock
+/// stack, and this share of the Rust floor.
 const GOAL_RATIO: f64 = 2.0;
+const GOAL_HAND: f64 = 0.95;
 const GOAL_PROCS: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stack {
     Untorn,
+    RustHand,
     PyFilelock,
     PyFcntl,
 }
@@ -93,6 +111,7 @@ impl Stack {
     fn name(self) -> &'static str {
         match self {
             Stack::Untorn => "untorn",
+            Stack::RustHand => "rust by hand",
             Stack::PyFilelock => "python filelock",
             Stack::PyFcntl => "python fcntl.flock",
         }
@@ -101,6 +120,7 @@ impl Stack {
     fn file_tag(self) -> &'static str {
         match self {
             Stack::Untorn => "untorn",
+            Stack::RustHand => "hand",
             Stack::PyFilelock => "pyfilelock",
             Stack::PyFcntl => "pyfcntl",
         }
@@ -110,31 +130,37 @@ impl Stack {
 struct Opts {
     dir: PathBuf,
     rounds: usize,
+    repeats: usize,
     iters: u64,
     procs: Vec<usize>,
     python: String,
     fcntl: bool,
     python_enabled: bool,
+    seed: u64,
 }
 
-const USAGE: &str = "usage: counter --dir DIR [--quick] [--rounds N] [--iters N] [--procs 1,2,8] \
-                     [--python PATH] [--no-fcntl] [--no-python]";
+const USAGE: &str =
+    "usage: counter --dir DIR [--quick] [--rounds N] [--repeats N] [--iters N] [--procs 1,2,4,8] \
+                     [--python PATH] [--no-fcntl] [--no-python] [--seed N]";
 
 fn parse_args(args: &[String]) -> Res<Opts> {
     let mut dir = None;
     let mut quick = false;
-    let mut rounds = 3;
+    let mut rounds = 5;
+    let mut repeats = 3;
     let mut iters = None;
-    let mut procs = vec![1, 2, 8];
+    let mut procs = vec![1, 2, 4, 8];
     let mut python = "python3".to_string();
     let mut fcntl = true;
     let mut python_enabled = true;
+    let mut seed = clock_seed();
     let mut c = CmdLine::new(args, USAGE);
     while let Some(a) = c.next_arg() {
         match a {
             "--dir" => dir = Some(PathBuf::from(c.value(a)?)),
             "--quick" => quick = true,
             "--rounds" => rounds = c.parse(a)?,
+            "--repeats" => repeats = c.parse(a)?,
             "--iters" => iters = Some(c.parse(a)?),
             "--procs" => {
                 procs = c
@@ -146,6 +172,7 @@ fn parse_args(args: &[String]) -> Res<Opts> {
             "--python" => python = c.value(a)?,
             "--no-fcntl" => fcntl = false,
             "--no-python" => python_enabled = false,
+            "--seed" => seed = c.parse(a)?,
             "-h" | "--help" => c.help(),
             // `"--x"`, as this benchmark has always quoted it (the others print `'--x'`).
             other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
@@ -155,57 +182,82 @@ fn parse_args(args: &[String]) -> Res<Opts> {
     if !dir.is_dir() {
         return Err(format!("--dir {}: not a directory", dir.display()).into());
     }
-    if rounds == 0 || procs.is_empty() || procs.contains(&0) {
-        return Err("--rounds and every --procs value must be at least 1".into());
+    if rounds == 0 || repeats == 0 || procs.is_empty() || procs.contains(&0) {
+        return Err("--rounds, --repeats and every --procs value must be at least 1".into());
     }
+    procs.sort_unstable();
+    procs.dedup();
     Ok(Opts {
         dir,
         rounds,
-        iters: iters.unwrap_or(if quick { 50 } else { 500 }),
+        repeats,
+        iters: iters.unwrap_or(if quick { 30 } else { 100 }),
         procs,
         python,
         fcntl,
         python_enabled,
+        seed,
     })
 }
 
 /// Hidden subcommand `child PATH N`: the untorn side of one process.
 fn child(path: &Path, n: u64) -> Res<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "ready")?;
-    out.flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
+    crowd::wait_for_go()?;
     for _ in 0..n {
         untorn::update_json(path, Counter::default(), |c: &mut Counter| c.count += 1)?;
     }
-    writeln!(out, "done")?;
-    out.flush()?;
-    Ok(())
+    crowd::done()
 }
 
-/// Spawned children, killed and reaped if a run is abandoned.
-struct Kids(Vec<(Child, Option<ChildStdin>, BufReader<ChildStdout>)>);
-
-impl Drop for Kids {
-    fn drop(&mut self) {
-        for (c, _, _) in &mut self.0 {
-            if let Ok(None) = c.try_wait() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+/// Hidden subcommand `child-hand PATH N`: the floor, the protocol by hand (lock, read, temp,
+/// write, fsync, rename, directory fsync, unlock) and nothing more.
+fn child_hand(path: &Path, n: u64) -> Res<()> {
+    let dir_path = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().ok_or("no file name")?.to_owned();
+    let mut lock_name = name.clone();
+    lock_name.push(".lock");
+    let mut tmp = OsString::from(".");
+    tmp.push(&name);
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    crowd::wait_for_go()?;
+    for _ in 0..n {
+        let dir = rfs::open(
+            &dir_path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let lock = rfs::openat(
+            &dir,
+            &lock_name,
+            OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )?;
+        rfs::flock(&lock, FlockOperation::LockExclusive)?;
+        let old = std::fs::read(path)?;
+        let mut c: Counter = serde_json::from_slice(&old)?;
+        c.count += 1;
+        let mut new = serde_json::to_vec_pretty(&c)?;
+        new.push(b'\n');
+        let t = rfs::openat(
+            &dir,
+            &tmp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )?;
+        let mut done = 0;
+        while done < new.len() {
+            done += rustix::io::write(&t, &new[done..])?;
         }
+        rfs::fsync(&t)?;
+        drop(t);
+        rfs::renameat(&dir, &tmp, &dir, &name)?;
+        rfs::fsync(&dir)?;
+        rfs::flock(&lock, FlockOperation::Unlock)?;
     }
-}
-
-/// Reads one line from a child and checks that it is `want`.
-fn expect_line(r: &mut BufReader<ChildStdout>, want: &str, what: &str) -> Res<()> {
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    if line.trim_end() != want {
-        return Err(format!("{what}: expected {want:?} from a child, got {line:?}").into());
-    }
-    Ok(())
+    crowd::done()
 }
 
 struct Run {
@@ -238,9 +290,13 @@ struct Env {
 impl Env {
     fn command(&self, stack: Stack, path: &Path, n: u64) -> Command {
         let mut c = match stack {
-            Stack::Untorn => {
+            Stack::Untorn | Stack::RustHand => {
                 let mut c = Command::new(&self.exe);
-                c.arg("child");
+                c.arg(if stack == Stack::Untorn {
+                    "child"
+                } else {
+                    "child-hand"
+                });
                 c
             }
             Stack::PyFilelock | Stack::PyFcntl => {
@@ -253,9 +309,6 @@ impl Env {
             }
         };
         c.arg(path).arg(n.to_string());
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
         c
     }
 }
@@ -267,44 +320,14 @@ fn run(env: &Env, stack: Stack, dir: &Path, tag: &str, p: usize, n: u64) -> Res<
     let _ = std::fs::remove_file(&lock);
     untorn::write(&path, b"{\"count\": 0}\n")?;
     let what = format!("{} P={p}", stack.name());
-
-    let spawned = Instant::now();
-    let mut kids = Kids(Vec::with_capacity(p));
-    for _ in 0..p {
-        let mut c = env
-            .command(stack, &path, n)
-            .spawn()
-            .map_err(|e| format!("{what}: cannot start a child: {e}"))?;
-        let stdin = c.stdin.take();
-        let stdout = BufReader::new(c.stdout.take().expect("piped"));
-        kids.0.push((c, stdin, stdout));
-    }
-    for (_, _, out) in &mut kids.0 {
-        expect_line(out, "ready", &what)?;
-    }
-    let start = Instant::now();
-    for (_, stdin, _) in &mut kids.0 {
-        let mut s = stdin.take().expect("piped");
-        s.write_all(b"go\n")?;
-    }
-    for (_, _, out) in &mut kids.0 {
-        expect_line(out, "done", &what)?;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    for (c, _, _) in &mut kids.0 {
-        let st = c.wait()?;
-        if !st.success() {
-            return Err(format!("{what}: a child failed: {st}").into());
-        }
-    }
-    let secs_with_start = spawned.elapsed().as_secs_f64();
-
+    let commands = (0..p).map(|_| env.command(stack, &path, n)).collect();
+    let t = crowd::run(commands, &what)?;
     let counter: Counter = untorn::read_json(&path)?;
     let _ = std::fs::remove_file(&path);
     let _ = std::fs::remove_file(&lock);
     Ok(Run {
-        secs,
-        secs_with_start,
+        secs: t.secs,
+        secs_with_start: t.secs_with_start,
         count: counter.count,
         expected: p as u64 * n,
     })
@@ -366,6 +389,42 @@ fn fmt_ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
+/// The stacks to run, and the notes on those skipped.
+fn stacks(o: &Opts, script: &Path) -> (Vec<Stack>, Vec<String>) {
+    let mut stacks = vec![Stack::Untorn, Stack::RustHand];
+    let mut notes = Vec::new();
+    if !o.python_enabled {
+        notes.push("SKIPPED: the Python columns (--no-python)".into());
+        return (stacks, notes);
+    }
+    let (version, filelock) = probe_python(&o.python, script);
+    match (&version, &filelock) {
+        (None, _) => notes.push(format!(
+            "SKIPPED: the Python columns: `{}` does not run (install Python 3, or pass \
+             --python PATH)",
+            o.python
+        )),
+        (Some(_), Err(_)) => {
+            let msg = format!(
+                "SKIPPED: the python filelock column: the Python package 'filelock' is not \
+                 importable by `{}`; install it with `pip install filelock` (or `{} -m pip \
+                 install filelock`)",
+                o.python, o.python
+            );
+            eprintln!("{msg}");
+            notes.push(msg);
+        }
+        (Some(_), Ok(_)) => stacks.push(Stack::PyFilelock),
+    }
+    if version.is_some() && o.fcntl {
+        stacks.push(Stack::PyFcntl);
+    }
+    if let (Some(v), Ok(fl)) = (&version, &filelock) {
+        notes.push(format!("Python {v}, filelock {fl} (`{}`)", o.python));
+    }
+    (stacks, notes)
+}
+
 fn main_inner(args: &[String]) -> Res<bool> {
     let o = parse_args(args)?;
     let exe = std::env::current_exe()?;
@@ -376,49 +435,22 @@ fn main_inner(args: &[String]) -> Res<bool> {
         std::fs::write(&p, PY_SCRIPT)?;
         p
     };
-
-    let mut stacks = vec![Stack::Untorn];
-    let mut notes = Vec::new();
-    if o.python_enabled {
-        let (version, filelock) = probe_python(&o.python, &script);
-        match (&version, &filelock) {
-            (None, _) => notes.push(format!(
-                "SKIPPED: the Python columns: `{}` does not run (install Python 3, or pass \
-                 --python PATH)",
-                o.python
-            )),
-            (Some(_), Err(_)) => {
-                let msg = format!(
-                    "SKIPPED: the python filelock column: the Python package 'filelock' is not \
-                     importable by `{}`; install it with `pip install filelock` (or `{} -m pip \
-                     install filelock`)",
-                    o.python, o.python
-                );
-                eprintln!("{msg}");
-                notes.push(msg);
-            }
-            (Some(_), Ok(_)) => stacks.push(Stack::PyFilelock),
-        }
-        if version.is_some() && o.fcntl {
-            stacks.push(Stack::PyFcntl);
-        }
-        if let (Some(v), Ok(fl)) = (&version, &filelock) {
-            notes.push(format!("Python {v}, filelock {fl} (`{}`)", o.python));
-        }
-    } else {
-        notes.push("SKIPPED: the Python columns (--no-python)".into());
-    }
+    let (stacks, notes) = stacks(&o, &script);
 
     println!("# Contended JSON counter: locked read-modify-write, increments per second");
     println!();
     println!(
-        "dir {} ({}), {} CPUs; {} increments per process, {} rounds (medians), processes {:?}",
+        "dir {} ({}), {} CPUs; {} increments per process, {} repeats of {} rounds, processes \
+         {:?}; every configuration once per round, each process count's stacks back to back, \
+         in a fresh random order (seed {})",
         o.dir.display(),
         fs_type(&o.dir),
         cpus(),
         o.iters,
+        o.repeats,
         o.rounds,
-        o.procs
+        o.procs,
+        o.seed
     );
     for n in &notes {
         println!("{n}");
@@ -461,18 +493,23 @@ fn main_inner(args: &[String]) -> Res<bool> {
         check(s, 1, &r, "warm-up");
     }
 
-    // results[p index][stack index] = runs
+    // results[p index][stack index] = runs, one per round
     let mut results: Vec<Vec<Vec<Run>>> = o
         .procs
         .iter()
         .map(|_| stacks.iter().map(|_| Vec::new()).collect())
         .collect();
-    for round in 0..o.rounds {
-        for (pi, &p) in o.procs.iter().enumerate() {
-            let k = stacks.len();
-            for j in 0..k {
-                let si = (j + round + pi) % k;
-                let s = stacks[si];
+    let mut rng = Rng(o.seed);
+    let mut ps: Vec<usize> = (0..o.procs.len()).collect();
+    let mut ss: Vec<usize> = (0..stacks.len()).collect();
+    let all_rounds = o.rounds * o.repeats;
+    for round in 0..all_rounds {
+        // Each process count's stacks back to back: the ratios compare runs close in time.
+        rng.shuffle(&mut ps);
+        for &pi in &ps {
+            rng.shuffle(&mut ss);
+            for &si in &ss {
+                let (p, s) = (o.procs[pi], stacks[si]);
                 let r = run(&env, s, &o.dir, &format!("p{p}-r{round}"), p, o.iters)?;
                 check(s, p, &r, &format!("round {}", round + 1));
                 results[pi][si].push(r);
@@ -480,9 +517,9 @@ fn main_inner(args: &[String]) -> Res<bool> {
         }
     }
 
+    let idx = |s: Stack| stacks.iter().position(|&x| x == s);
     let med = |pi: usize, s: Stack, with_start: bool| -> Option<f64> {
-        let si = stacks.iter().position(|&x| x == s)?;
-        let v: Vec<f64> = results[pi][si]
+        let v: Vec<f64> = results[pi][idx(s)?]
             .iter()
             .map(|r| {
                 if with_start {
@@ -493,20 +530,6 @@ fn main_inner(args: &[String]) -> Res<bool> {
             })
             .collect();
         Some(median(&v))
-    };
-    // Ratios of the rounds, each round's untorn run against the same round's `s` run: runs close
-    // in time share the machine's noise. (median, min, max)
-    let paired = |pi: usize, s: Stack| -> Option<(f64, f64, f64)> {
-        let ui = stacks.iter().position(|&x| x == Stack::Untorn)?;
-        let si = stacks.iter().position(|&x| x == s)?;
-        let v: Vec<f64> = results[pi][ui]
-            .iter()
-            .zip(&results[pi][si])
-            .map(|(u, o)| u.rate() / o.rate())
-            .collect();
-        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        Some((median(&v), lo, hi))
     };
     let all_exact = |pi: usize| -> String {
         let runs: Vec<&Run> = results[pi].iter().flatten().collect();
@@ -523,71 +546,103 @@ fn main_inner(args: &[String]) -> Res<bool> {
         }
     };
 
-    let has_fcntl = stacks.contains(&Stack::PyFcntl);
     for with_start in [false, true] {
         println!();
         if with_start {
             println!("Including process start-up (spawn to the last exit), medians, increments/s:");
         } else {
-            println!("Medians of {} rounds, increments/s:", o.rounds);
+            println!("Medians of {} rounds, increments/s:", o.rounds * o.repeats);
         }
         println!();
-        let mut head =
-            "| processes | untorn inc/s | python filelock inc/s | ratio untorn/python".to_string();
-        let mut rule = "|---|---|---|---".to_string();
+        let mut head = "| processes |".to_string();
+        let mut rule = "|---|".to_string();
+        for s in &stacks {
+            head += &format!(" {} inc/s |", s.name());
+            rule += "---|";
+        }
+        for s in stacks.iter().skip(1) {
+            head += &format!(" untorn / {} |", s.name());
+            rule += "---|";
+        }
         if !with_start {
-            head += " | per-round ratios: median (min–max)";
-            rule += "|---";
+            head += " final counts exact? |";
+            rule += "---|";
         }
-        if has_fcntl {
-            head += " | python fcntl.flock inc/s | ratio untorn/fcntl";
-            rule += "|---|---";
-        }
-        if !with_start {
-            head += " | final counts exact?";
-            rule += "|---";
-        }
-        println!("{head} |");
-        println!("{rule}|");
+        println!("{head}");
+        println!("{rule}");
         for (pi, &p) in o.procs.iter().enumerate() {
+            let mut row = format!("| {p} |");
+            for &s in &stacks {
+                row += &format!(" {} |", fmt_rate(med(pi, s, with_start)));
+            }
             let u = med(pi, Stack::Untorn, with_start);
-            let f = med(pi, Stack::PyFilelock, with_start);
-            let mut row = format!(
-                "| {p} | {} | {} | {}",
-                fmt_rate(u),
-                fmt_rate(f),
-                fmt_ratio(u, f)
-            );
-            if !with_start {
-                row += &match paired(pi, Stack::PyFilelock) {
-                    Some((m, lo, hi)) => format!(" | {m:.2} ({lo:.2}–{hi:.2})"),
-                    None => " | —".into(),
-                };
-            }
-            if has_fcntl {
-                let c = med(pi, Stack::PyFcntl, with_start);
-                row += &format!(" | {} | {}", fmt_rate(c), fmt_ratio(u, c));
+            for &s in stacks.iter().skip(1) {
+                row += &format!(" {} |", fmt_ratio(u, med(pi, s, with_start)));
             }
             if !with_start {
-                row += &format!(" | {}", all_exact(pi));
+                row += &format!(" {} |", all_exact(pi));
             }
-            println!("{row} |");
+            println!("{row}");
         }
     }
 
-    println!();
-    println!("Machine at the end: {}", machine_noise());
-    match o.procs.iter().position(|&p| p == GOAL_PROCS) {
-        None => println!("Goal (untorn ≥ {GOAL_RATIO}× python filelock at {GOAL_PROCS} processes): not checked (P={GOAL_PROCS} not run)"),
-        Some(pi) => match (med(pi, Stack::Untorn, false), med(pi, Stack::PyFilelock, false)) {
-            (Some(u), Some(f)) => println!(
-                "Goal untorn ≥ {GOAL_RATIO}× python filelock at {GOAL_PROCS} processes: {} ({u:.0} vs {f:.0} inc/s, {:.2}×)",
-                if u >= GOAL_RATIO * f { "PASS" } else { "FAIL" },
-                u / f
-            ),
-            _ => println!("Goal (untorn ≥ {GOAL_RATIO}× python filelock at {GOAL_PROCS} processes): not checked (python filelock skipped)"),
-        },
+    // Each repeat's ratios: the median over its rounds of each round's ratio, untorn against
+    // the same round's run of the other stack (run right before or after it: they share the
+    // machine's noise), and each stack's scaling within the round.
+    let mut table = Repeats::new();
+    let one = o.procs.iter().position(|&p| p == 1);
+    for k in 0..o.repeats {
+        let block = k * o.rounds..(k + 1) * o.rounds;
+        let med_of = |f: &dyn Fn(usize) -> f64| median(&block.clone().map(f).collect::<Vec<_>>());
+        for (pi, &p) in o.procs.iter().enumerate() {
+            let ui = idx(Stack::Untorn).expect("untorn always runs");
+            for (s, goal) in [
+                (Stack::RustHand, GOAL_HAND),
+                (Stack::PyFilelock, GOAL_RATIO),
+            ] {
+                let Some(si) = idx(s) else { continue };
+                let g = if p == GOAL_PROCS {
+                    Goal::AtLeast(goal)
+                } else {
+                    Goal::None
+                };
+                let ratio = med_of(&|r| results[pi][ui][r].rate() / results[pi][si][r].rate());
+                let floor = med_of(&|r| results[pi][si][r].rate());
+                table.add(
+                    &format!("untorn / {} inc/s, {p} processes", s.name()),
+                    g,
+                    ratio,
+                    format!("{floor:.0}/s"),
+                );
+            }
+        }
+        if let Some(one) = one {
+            for s in [Stack::Untorn, Stack::RustHand] {
+                let si = idx(s).expect("always runs");
+                for (pi, &p) in o.procs.iter().enumerate().filter(|(_, &p)| p > 1) {
+                    let ratio = med_of(&|r| results[pi][si][r].rate() / results[one][si][r].rate());
+                    let base = med_of(&|r| results[one][si][r].rate());
+                    table.add(
+                        &format!("{} inc/s, {p} processes / 1", s.name()),
+                        Goal::None,
+                        ratio,
+                        format!("{base:.0}/s"),
+                    );
+                }
+            }
+        }
     }
+    println!();
+    table.print(
+        &format!(
+            "Every repeat (the median of its {} rounds): ratio (the other side's rate), range, \
+             goal ({} repeats)",
+            o.rounds, o.repeats
+        ),
+        2,
+    );
+
+    println!("Machine at the end: {}", machine_noise());
     if wrong.is_empty() {
         println!("Final counts: all exact.");
         Ok(true)
@@ -602,10 +657,17 @@ fn main_inner(args: &[String]) -> Res<bool> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("child") {
+    let sub = args.first().map(String::as_str);
+    if matches!(sub, Some("child" | "child-hand")) {
         let r = match (args.get(1), args.get(2).and_then(|n| n.parse().ok())) {
-            (Some(path), Some(n)) if args.len() == 3 => child(Path::new(path), n),
-            _ => Err("usage: counter child PATH N".into()),
+            (Some(path), Some(n)) if args.len() == 3 => {
+                if sub == Some("child") {
+                    child(Path::new(path), n)
+                } else {
+                    child_hand(Path::new(path), n)
+                }
+            }
+            _ => Err("usage: counter child|child-hand PATH N".into()),
         };
         return match r {
             Ok(()) => ExitCode::SUCCESS,

@@ -125,50 +125,54 @@ pub(super) fn mode_kept(sys: &dyn Sys, fd: &Fd, shown: &Path, asked: Option<u32>
 /// anything: a caller that takes a lock first (an update, an edit) asks this before, so that a
 /// refusal leaves no lock file behind either.
 pub(crate) fn before_lock(opts: &OpenOptions, path: &Path) -> Result<()> {
-    let ctx = &opts.ctx;
-    let target = match resolve(ctx, path, opts.symlinks) {
-        Ok(t) => t,
+    match resolve(&opts.ctx, path, opts.symlinks) {
+        Ok(t) => before_lock_at(opts, &t),
         // What the write itself will report, the same way.
-        Err(_) => return Ok(()),
-    };
+        Err(_) => Ok(()),
+    }
+}
+
+/// [`before_lock`] of a path already resolved to `target`.
+pub(crate) fn before_lock_at(opts: &OpenOptions, target: &Target) -> Result<()> {
+    let ctx = &opts.ctx;
     let dst = ctx
         .sys
         .stat(&target.dir)
         .map_err(|e| Error::io(Op::Stat, &target.dir_path, e))?;
-    attributes(&dst, &target, opts, false)?;
+    attributes(&dst, target, opts, false)?;
     durability(ctx, opts, dst.dev, &target.dir, &target.path()).map(|_| ())
 }
 
-/// Before an append to the log `path` in `dir` (nothing created yet, not even its lock file):
-/// refuses a log marked immutable (`chattr +i`: the open would fail after the lock file was
-/// made) and judges the durability `asked` on its mount as for a write (see
+/// Before an append to the log `path`, found at `t` (nothing created yet, not even its lock
+/// file): refuses a log marked immutable (`chattr +i`: the open would fail after the lock file
+/// was made) and judges the durability `asked` on its mount as for a write (see
 /// [`durability`]). Returns the durability the append achieves, and the mount's device.
 pub(crate) fn before_append(
     ctx: &Ctx,
-    dir: &Fd,
+    t: &Target,
     path: &Path,
     asked: Durability,
     allowed: bool,
 ) -> Result<(Durability, u64)> {
-    let dst = ctx
-        .sys
-        .stat(dir)
-        .map_err(|e| Error::io(Op::Stat, path, e))?;
-    if let Some(name) = path.file_name() {
-        if let Ok(st) = ctx.sys.stat_at(dir, name, true) {
-            if st.attrs & Stat::IMMUTABLE != 0 {
-                return Err(Error::new(
-                    Op::Append,
-                    path,
-                    ErrorKind::PermissionDenied,
-                    "the file is immutable (chattr +i): nothing can be appended".into(),
-                ));
-            }
+    if let Some(st) = &t.existing {
+        if st.attrs & Stat::IMMUTABLE != 0 {
+            return Err(Error::new(
+                Op::Append,
+                path,
+                ErrorKind::PermissionDenied,
+                "the file is immutable (chattr +i): nothing can be appended".into(),
+            ));
         }
     }
+    // The directory's device: the mount the lock file and a created log go to (the mount's
+    // verdict is cached by device, so this fstat is the whole per-append cost).
+    let dst = ctx
+        .sys
+        .stat(&t.dir)
+        .map_err(|e| Error::io(Op::Stat, path, e))?;
     let durable = ctx.check_durability(
         dst.dev,
-        dir,
+        &t.dir,
         path,
         Op::Append,
         asked != Durability::None,

@@ -139,7 +139,6 @@ impl From<CommitError> for io::Error {
 impl AtomicFile {
     pub(super) fn open(opts: &OpenOptions, path: &Path, started: Instant) -> Result<AtomicFile> {
         let ctx = opts.ctx.clone();
-        let sys = &*ctx.sys;
         let mut target = resolve(&ctx, path, opts.symlinks)?;
         // A transaction that crashed with this file in it is finished (or undone) first, so
         // that this write never lands under one that is later rolled forward over it.
@@ -156,6 +155,19 @@ impl AtomicFile {
         )? {
             target = resolve(&ctx, path, opts.symlinks)?;
         }
+        Self::open_resolved(opts, target, started)
+    }
+
+    /// [`AtomicFile::open`] of a path already resolved to `target` (by [`resolve`], or by a
+    /// caller that follows symlinks the same way), whose lock file carries no transaction's
+    /// flag: the caller holds that lock, taken through [`crate::lock`], which settles flags.
+    pub(crate) fn open_resolved(
+        opts: &OpenOptions,
+        target: Target,
+        started: Instant,
+    ) -> Result<AtomicFile> {
+        let ctx = opts.ctx.clone();
+        let sys = &*ctx.sys;
         let dst = sys
             .stat(&target.dir)
             .map_err(|e| Error::io(Op::Stat, &target.dir_path, e))?;

@@ -209,6 +209,11 @@ impl OpenOptions {
         self
     }
 
+    /// Whether a write follows symlinks to the file they lead to (as a lock does).
+    pub(crate) fn follows_symlinks(&self) -> bool {
+        self.symlinks == Symlinks::Follow
+    }
+
     /// Replaces the file at `path` with `contents`, atomically and (by default) durably.
     /// See [`write()`](crate::write) for the protocol and what a crash leaves behind.
     ///
@@ -216,13 +221,25 @@ impl OpenOptions {
     /// [`Durability::None`] where the file system cannot keep it (see
     /// [`AtomicFile::durability`]).
     pub fn write(&self, path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> Result<Durability> {
-        let data = contents.as_ref();
         let f = self.open(path)?;
         let achieved = f.durability();
-        self.write_data(f, data).map(|()| achieved)
+        Self::write_into(f, contents.as_ref()).map(|()| achieved)
     }
 
-    fn write_data(&self, mut f: AtomicFile, data: &[u8]) -> Result<()> {
+    /// [`OpenOptions::write`] of a path already resolved to `target`, under its lock (see
+    /// [`AtomicFile::open_resolved`]): for a locked update, which resolved the path to take
+    /// the lock.
+    pub(crate) fn write_resolved(
+        &self,
+        target: crate::paths::Target,
+        data: &[u8],
+    ) -> Result<Durability> {
+        let f = AtomicFile::open_resolved(self, target, Instant::now())?;
+        let achieved = f.durability();
+        Self::write_into(f, data).map(|()| achieved)
+    }
+
+    fn write_into(mut f: AtomicFile, data: &[u8]) -> Result<()> {
         if data.len() < crate::sum::PARALLEL_MIN {
             f.write_all_bytes(data)?;
             return f.commit().map_err(|e| e.error);

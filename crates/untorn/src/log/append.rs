@@ -1,13 +1,16 @@
 //! Appending records: one write under the log's lock, then its sync; a torn tail repaired first.
 
-use super::torn::{judge_end, not_a_record, truncate_durably};
+use super::group;
+use super::torn::{judge_end, not_a_record, truncate_durably, End};
 use super::{LogFormat, Torn};
 use crate::atomic::Durability;
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
-use crate::lock::LockOptions;
-use crate::paths::split;
+use crate::lock::{Lock, LockOptions};
+use crate::lockfile::{self, Opened};
+use crate::paths::{locate, lock_name, split};
 use crate::sys::{errnos::*, Fd, FileType, OpenHow, Stat, SyncKind, Sys};
+use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,13 +31,28 @@ pub struct Appended {
     pub durability: Durability,
 }
 
+/// Whether appenders share their syncs (see the [module docs](crate::log#concurrency)).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GroupCommit {
+    /// An appender that finds the lock taken lets another's sync serve its records (default).
+    #[default]
+    Auto,
+    /// Every appender syncs for itself, under the lock it wrote under.
+    Off,
+    /// Every appender unlocks after its write and syncs (or finds it done) under the lock taken
+    /// again: the group commit's path even without contention (tests, benchmarks).
+    Always,
+}
+
 /// Options for appending to a log.
 #[derive(Clone, Debug)]
 pub struct AppendOptions {
-    durability: Durability,
-    format: LogFormat,
-    lock: LockOptions,
-    ctx: Arc<Ctx>,
+    pub(super) durability: Durability,
+    pub(super) format: LogFormat,
+    pub(super) lock: LockOptions,
+    pub(super) group: GroupCommit,
+    pub(super) ctx: Arc<Ctx>,
 }
 
 impl Default for AppendOptions {
@@ -50,6 +68,7 @@ impl AppendOptions {
             durability: Durability::Full,
             format: LogFormat::Lines,
             lock: LockOptions::new(),
+            group: GroupCommit::Auto,
             ctx: Ctx::real(),
         }
     }
@@ -90,6 +109,13 @@ impl AppendOptions {
         self
     }
 
+    /// Whether concurrent appenders share their syncs (default [`GroupCommit::Auto`]).
+    #[doc(hidden)]
+    pub fn group_commit(&mut self, g: GroupCommit) -> &mut Self {
+        self.group = g;
+        self
+    }
+
     /// Appends one record (a newline is added if it lacks one). See [`AppendOptions::append_all`].
     pub fn append(&self, path: impl AsRef<Path>, record: impl AsRef<[u8]>) -> Result<Appended> {
         self.append_all(path, [record])
@@ -111,6 +137,27 @@ impl AppendOptions {
     {
         let path = path.as_ref();
         let started = Instant::now();
+        let buf = self.records(path, records)?;
+        let r = self.append_bytes(path, buf);
+        let duration_us = started.elapsed().as_micros() as u64;
+        match &r {
+            Ok(a) => {
+                tracing::debug!(target: "untorn", op = "append", path = %path.display(), bytes = a.bytes, duration_us, outcome = "appended")
+            }
+            Err(e) => {
+                tracing::debug!(target: "untorn", op = "append", path = %path.display(), duration_us, outcome = "failed", error = %e)
+            }
+        }
+        r
+    }
+
+    /// The records as one buffer, each checked (one line, a record of the format) and ended
+    /// with its newline.
+    pub(super) fn records<I, R>(&self, path: &Path, records: I) -> Result<Vec<u8>>
+    where
+        I: IntoIterator<Item = R>,
+        R: AsRef<[u8]>,
+    {
         let mut buf = Vec::new();
         for r in records {
             let r = r.as_ref();
@@ -137,69 +184,94 @@ impl AppendOptions {
             buf.extend_from_slice(body);
             buf.push(b'\n');
         }
-        let r = self.append_bytes(path, buf);
-        let duration_us = started.elapsed().as_micros() as u64;
-        match &r {
-            Ok(a) => {
-                tracing::debug!(target: "untorn", op = "append", path = %path.display(), bytes = a.bytes, duration_us, outcome = "appended")
-            }
-            Err(e) => {
-                tracing::debug!(target: "untorn", op = "append", path = %path.display(), duration_us, outcome = "failed", error = %e)
-            }
-        }
-        r
+        Ok(buf)
     }
 
     fn append_bytes(&self, path: &Path, buf: Vec<u8>) -> Result<Appended> {
         let sys = &*self.ctx.sys;
-        // One directory descriptor for the lock file and the log (they sit side by side).
-        let (dir_path, _) = split(path)?;
-        let dir = sys
-            .open_dir(None, &dir_path)
-            .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+        // The entry the path leads to (symlinks followed): its directory holds the log and the
+        // lock file side by side, one descriptor for both, and one lock whatever name a writer
+        // uses.
+        let t = locate(&self.ctx, path)?;
+        // What the append would refuse (an immutable log, a mount untorn cannot vouch for) is
+        // refused before the lock file is created.
         let allowed = self.lock.how.allow_shared_fs;
-        let (durability, dev) =
-            crate::atomic::checks::before_append(&self.ctx, &dir, path, self.durability, allowed)?;
-        let appended = Appended {
+        let (achieved, dev) =
+            crate::atomic::checks::before_append(&self.ctx, &t, path, self.durability, allowed)?;
+        let lock = self
+            .lock_options()
+            .lock_in(&t.dir, &t.dir_path, &lock_name(&t.name))?;
+        let (fd, created) = open_log_at(sys, &t.dir, &t.name, t.existing, path, true)?;
+        let r = fstat_regular(sys, &fd, path).and_then(|st| {
+            let at = At {
+                dir: &t.dir,
+                fd: &fd,
+                st,
+                created,
+                path,
+                achieved,
+            };
+            self.append_locked(lock, &at, None, buf).0
+        });
+        if r.is_ok() && self.durability == Durability::Full {
+            self.ctx.warn_if_volatile(dev, &t.dir, path);
+        }
+        match r {
+            // An append that fails leaves no log it created (an empty file is not "nothing
+            // changed").
+            Err(e) if created => Err(self.remove_created(&t.dir, &t.name, &fd, path, e)),
+            r => r.map(|(a, _)| a),
+        }
+    }
+
+    /// The options of the exclusive lock appenders take.
+    pub(super) fn lock_options(&self) -> LockOptions {
+        let mut l = self.lock.clone();
+        l.shared(false);
+        l
+    }
+
+    /// Appends `buf` to the open log `at`, under `lock` (held; released before returning):
+    /// judges the log's end (unless `known` says it is as the last append through a handle left
+    /// it), cuts a torn tail, writes, and makes the records durable, alone or in a group commit
+    /// (see [`group`](super::group)). Returns the outcome (with what the log's end is known to
+    /// be after it) and the lock file, unlocked, for the next append.
+    pub(super) fn append_locked(
+        &self,
+        lock: Lock,
+        at: &At<'_>,
+        known: Option<Known>,
+        mut buf: Vec<u8>,
+    ) -> (Result<(Appended, Known)>, Option<Opened>) {
+        let sys = &*self.ctx.sys;
+        let path = at.path;
+        let mut appended = Appended {
             bytes: buf.len() as u64,
             repaired: None,
             terminated: false,
-            durability,
+            durability: at.achieved,
         };
-        // The lock of the file the path leads to (one lock whatever name a writer uses).
-        let lock = self.lock.clone().shared(false).lock(path)?;
-        let (fd, created) = open_log_in(sys, &dir, path, true)?;
-        let r = self.append_open(&dir, &fd, created, path, buf, appended);
-        if r.is_ok() && self.durability == Durability::Full {
-            self.ctx.warn_if_volatile(dev, &dir, path);
-        }
-        let r = match r {
-            // An append that fails leaves no log it created (an empty file is not "nothing
-            // changed").
-            Err(e) if created => Err(self.remove_created(&dir, &fd, path, e)),
-            r => r,
+        let mut held = lock.into_held();
+        let mut size = at.st.size;
+        // As this handle left it (nobody appended since): its end need not be read again, and
+        // nor need the sync mark if there was none (nobody was grouping here).
+        let known = known.filter(|k| k.end == size);
+        let end = match known {
+            Some(k) => Ok(End {
+                torn: None,
+                unterminated: k.unterminated,
+            }),
+            None => judge_end(sys, at.fd, size, self.format, path, Op::Append),
         };
-        drop(lock);
-        r
-    }
-
-    /// [`AppendOptions::append_bytes`] once the log is open (and locked).
-    fn append_open(
-        &self,
-        dir: &Fd,
-        fd: &Fd,
-        created: bool,
-        path: &Path,
-        mut buf: Vec<u8>,
-        mut appended: Appended,
-    ) -> Result<Appended> {
-        let sys = &*self.ctx.sys;
-        let st = fstat_regular(sys, fd, path)?;
-        let mut size = st.size;
-        let end = judge_end(sys, fd, size, self.format, path, Op::Append)?;
+        let end = match end {
+            Ok(e) => e,
+            Err(e) => return (Err(e), held.unlock_keep_open().ok()),
+        };
         if let Some(t) = end.torn {
             tracing::warn!(target: "untorn", path = %path.display(), valid_len = t.valid_len, junk_len = t.junk_len, reason = ?t.reason, "cutting a torn tail before appending");
-            truncate_durably(sys, fd, t.valid_len, path)?;
+            if let Err(e) = truncate_durably(sys, at.fd, t.valid_len, path) {
+                return (Err(e), held.unlock_keep_open().ok());
+            }
             size = t.valid_len;
             appended.repaired = Some(t);
         }
@@ -210,44 +282,95 @@ impl AppendOptions {
         }
         let mut done = 0;
         while done < buf.len() {
-            match sys.write(fd, &buf[done..]) {
-                Ok(0) => {
-                    return Err(self.undo(fd, size, path, std::io::ErrorKind::WriteZero.into()))
+            let e = match sys.write(at.fd, &buf[done..]) {
+                Ok(0) => std::io::ErrorKind::WriteZero.into(),
+                Ok(n) => {
+                    done += n;
+                    continue;
                 }
-                Ok(n) => done += n,
-                Err(e) => return Err(self.undo(fd, size, path, e)),
+                Err(e) => e,
+            };
+            return (
+                Err(self.undo(at.fd, size, path, e)),
+                held.unlock_keep_open().ok(),
+            );
+        }
+        let mut known_after = Known {
+            end: size + buf.len() as u64,
+            unterminated: false,
+            unmarked: false,
+        };
+        if self.durability == Durability::None {
+            let known = known_after;
+            return (Ok((appended, known)), held.unlock_keep_open().ok());
+        }
+        let not_durable = |e: Error| e.with_note("the record was appended but may not be durable");
+        let usable = group::usable(&self.ctx, &held.st);
+        let grouped = usable
+            && !at.created
+            && match self.group {
+                GroupCommit::Off => false,
+                GroupCommit::Auto => held.contended,
+                GroupCommit::Always => true,
+            };
+        let mark = if grouped {
+            // Others are appending: let a holder in between sync for us (see `group`).
+            let before = group::read(sys, held.fd());
+            let again = held.unlock_keep_open().and_then(|o| {
+                // Let the appenders the unlock woke write first: the more records are written
+                // before the next sync, the more that one sync serves.
+                std::thread::yield_now();
+                lockfile::lock_opened(&self.ctx, o, &self.lock.how_exclusive(), Instant::now())
+            });
+            held = match again {
+                Ok(h) => h,
+                Err(e) => return (Err(not_durable(e)), None),
+            };
+            let now = group::read(sys, held.fd());
+            if group::covered(before, now, &at.st) {
+                tracing::trace!(target: "untorn", path = %path.display(), "made durable by another appender's sync");
+                return (Ok((appended, known_after)), held.unlock_keep_open().ok());
+            }
+            now
+        } else if usable && (held.contended || !known.is_some_and(|k| k.unmarked)) {
+            let mark = group::read(sys, held.fd());
+            known_after.unmarked = mark.is_none();
+            mark
+        } else {
+            known_after.unmarked = true;
+            None
+        };
+        // The lock is held until the records are durable. Released earlier, another appender's
+        // fdatasync could commit their new size before their data: on ext4 data=writeback a
+        // power cut then shows the block's stale content (another file's old data) as if it
+        // were records. The power-cut test bed caught exactly that.
+        if let Err(e) = sys.sync(at.fd, SyncKind::Data) {
+            let e = Error::io(Op::Sync, path, e);
+            return (Err(not_durable(e)), held.unlock_keep_open().ok());
+        }
+        if at.created && self.durability == Durability::Full {
+            // A new file's directory entry is durable only once its directory is.
+            if let Err(e) = sys.sync_dir(at.dir) {
+                let e = Error::io(Op::SyncDir, path, e);
+                return (Err(not_durable(e)), held.unlock_keep_open().ok());
             }
         }
-        // The lock is held until the record is durable. Released earlier, another appender's
-        // fdatasync could commit this record's new size before its data: on ext4
-        // data=writeback a power cut then shows the block's stale content (another file's old
-        // data) as if it were records. The power-cut test bed caught exactly that.
-        if self.durability != Durability::None {
-            sys.sync(fd, SyncKind::Data).map_err(|e| {
-                Error::io(Op::Sync, path, e)
-                    .with_note("the record was appended but may not be durable")
-            })?;
+        // Appenders waiting to learn whether their records are durable: they are now.
+        if grouped || mark.is_some() {
+            group::advance(&self.ctx, held.fd(), &held.st, mark, &at.st);
         }
-        if created && self.durability == Durability::Full {
-            // A new file's directory entry is durable only once its directory is.
-            sys.sync_dir(dir)
-                .map_err(|e| Error::io(Op::SyncDir, path, e))?;
-        }
-        Ok(appended)
+        (Ok((appended, known_after)), held.unlock_keep_open().ok())
     }
 
     /// After a failed append that created the log: removes it (if its name is still this
     /// file), so that the failure leaves nothing behind, and says so in the error.
-    fn remove_created(&self, dir: &Fd, fd: &Fd, path: &Path, err: Error) -> Error {
+    fn remove_created(&self, dir: &Fd, name: &OsStr, fd: &Fd, path: &Path, err: Error) -> Error {
         let sys = &*self.ctx.sys;
-        let Ok((_, name)) = split(path) else {
-            return err;
-        };
-        let ours = match (sys.stat(fd), sys.stat_at(dir, &name, false)) {
+        let ours = match (sys.stat(fd), sys.stat_at(dir, name, false)) {
             (Ok(a), Ok(b)) => (a.dev, a.ino) == (b.dev, b.ino),
             _ => false,
         };
-        if ours && sys.unlink(dir, &name).is_ok() {
+        if ours && sys.unlink(dir, name).is_ok() {
             return err.with_note("nothing was appended; the log this append created was removed");
         }
         tracing::warn!(target: "untorn", path = %path.display(), "could not remove the log a failed append created");
@@ -267,52 +390,81 @@ impl AppendOptions {
 /// Opens the log for appending (creating it if `create`), following symlinks. Returns the
 /// directory, the file, and whether this call created it.
 pub(super) fn open_log(sys: &dyn Sys, path: &Path, create: bool) -> Result<(Fd, Fd, bool)> {
-    let (dir_path, _) = split(path)?;
+    let (dir_path, name) = split(path)?;
     let dir = sys
         .open_dir(None, &dir_path)
         .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
-    let (fd, created) = open_log_in(sys, &dir, path, create)?;
+    let existing = sys.stat_at(&dir, &name, true).ok();
+    let (fd, created) = open_log_at(sys, &dir, &name, existing, path, create)?;
     Ok((dir, fd, created))
 }
 
-/// [`open_log`] in `dir`, the directory of `path`, already open.
-pub(super) fn open_log_in(
+/// Opens the entry `name` of `dir` (the log at `path`, as `existing` saw it there: nothing but
+/// a regular file is opened) for appending, creating it if `create`. Returns the file and
+/// whether this call created it.
+pub(super) fn open_log_at(
     sys: &dyn Sys,
     dir: &Fd,
+    name: &OsStr,
+    existing: Option<Stat>,
     path: &Path,
     create: bool,
 ) -> Result<(Fd, bool)> {
-    let (_, name) = split(path)?;
-    if let Ok(st) = sys.stat_at(dir, &name, true) {
-        if st.file_type() != FileType::Regular {
-            return Err(not_regular(path, st));
-        }
+    if let Some(st) = existing.filter(|st| st.file_type() != FileType::Regular) {
+        return Err(not_regular(path, st));
     }
     let mut how = OpenHow {
         read: true,
         append: true,
         ..OpenHow::default()
     };
-    match sys.open_file(dir, &name, how, 0) {
+    match sys.open_file(dir, name, how, 0) {
         Ok(fd) => return Ok((fd, false)),
         Err(e) if e.raw_os_error() == Some(ENOENT) && create => {}
         Err(e) => return Err(Error::io(Op::Open, path, e)),
     }
     how.create = true;
     how.exclusive = true;
-    match sys.open_file(dir, &name, how, 0o666) {
+    match sys.open_file(dir, name, how, 0o666) {
         Ok(fd) => Ok((fd, true)),
         // Another process created it in between.
         Err(e) if e.raw_os_error() == Some(EEXIST) => {
             how.create = false;
             how.exclusive = false;
             let fd = sys
-                .open_file(dir, &name, how, 0)
+                .open_file(dir, name, how, 0)
                 .map_err(|e| Error::io(Op::Open, path, e))?;
             Ok((fd, false))
         }
         Err(e) => Err(Error::io(Op::Create, path, e)),
     }
+}
+
+/// The open log one append writes, as it is under the lock.
+pub(super) struct At<'a> {
+    /// Its directory.
+    pub(super) dir: &'a Fd,
+    pub(super) fd: &'a Fd,
+    /// Its metadata, under the lock (the size is where the records go).
+    pub(super) st: Stat,
+    /// Whether the log was created for this append (its entry is not durable yet).
+    pub(super) created: bool,
+    /// The path as the caller named it (for messages).
+    pub(super) path: &'a Path,
+    /// The durability the append achieves on the log's mount (see
+    /// [`before_append`](crate::atomic::checks::before_append)).
+    pub(super) achieved: Durability,
+}
+
+/// How a log ended after an append through a handle: the next append need not read its end
+/// again if the log is still that size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Known {
+    pub(super) end: u64,
+    pub(super) unterminated: bool,
+    /// The lock file had no sync mark (nobody grouped appends here): while the log stays as
+    /// this handle left it and the lock is free when asked for, it is not looked for again.
+    pub(super) unmarked: bool,
 }
 
 pub(super) fn not_regular(path: &Path, st: Stat) -> Error {

@@ -81,10 +81,26 @@ struct Plan {
     dead: bool,
 }
 
+/// Something to run just before the `nth` call of kind `call` reaches the inner
+/// implementation (another process's step, say, at a chosen point of this one).
+struct Hook {
+    call: Call,
+    nth: usize,
+    seen: usize,
+    run: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl fmt::Debug for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hook({:?} #{})", self.call, self.nth)
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     events: Vec<Event>,
     plan: Option<Plan>,
+    hook: Option<Hook>,
     /// Labels of open descriptors (by raw fd number), so that `write` and `sync` name the file.
     labels: HashMap<i32, String>,
     /// What `fs_kind` answers instead of asking the kernel.
@@ -152,6 +168,17 @@ impl Probe {
             seen: 0,
             sticky: true,
             dead: false,
+        });
+    }
+
+    /// Runs `f` just before the `nth` call (counting from 1, from now) of kind `call` reaches
+    /// the inner implementation: another process's work, at that point of this one's.
+    pub fn before_nth(&self, call: Call, nth: usize, f: impl FnOnce() + Send + 'static) {
+        self.state.lock().unwrap().hook = Some(Hook {
+            call,
+            nth,
+            seen: 0,
+            run: Some(Box::new(f)),
         });
     }
 
@@ -252,6 +279,17 @@ impl Probe {
             detail,
             failed: fail.is_some(),
         });
+        let mut run = None;
+        if let Some(h) = st.hook.as_mut().filter(|h| h.call == call) {
+            h.seen += 1;
+            if h.seen == h.nth {
+                run = h.run.take();
+            }
+        }
+        drop(st);
+        if let Some(f) = run {
+            f();
+        }
         match fail {
             Some(errno) => Err(io::Error::from_raw_os_error(errno)),
             None => Ok(()),

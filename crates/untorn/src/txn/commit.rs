@@ -100,10 +100,12 @@ impl Transaction {
                 s.id = (st.dev, st.ino);
                 // The checksum that readers of this version (a backup, later) check it by.
                 crate::sum::record(&self.ctx, &s.fd, s.w.crc(), &st, &shown);
-                crate::temp::set_final_metadata(
+                // Its owner and mode as that fstat saw them (the checksum changed neither).
+                crate::temp::set_final_metadata_from(
                     sys,
                     &s.fd,
                     &shown,
+                    &st,
                     s.existing,
                     true,
                     s.final_mode,

@@ -118,12 +118,7 @@ pub(crate) fn tag_of(name: &OsStr) -> Option<u16> {
     (1..=MAX_TAG).contains(&tag).then_some(tag)
 }
 
-/// The lock file's name of an entry: `NAME.lock`.
-pub(crate) fn lock_name(name: &OsStr) -> OsString {
-    let mut l = name.to_os_string();
-    l.push(".lock");
-    l
-}
+pub(crate) use crate::paths::lock_name;
 
 /// If `name` is a transaction journal's file name.
 pub fn is_journal_name(name: &OsStr) -> bool {

@@ -33,6 +33,11 @@ pub(super) struct Dirs {
 impl Dirs {
     /// Adds the open directory `fd` (named `path`); one file system for all, or an error.
     fn add(&mut self, sys: &dyn Sys, fd: Arc<Fd>, path: &Path) -> Result<usize> {
+        // The same open directory again (the files of one directory share its descriptor):
+        // known, no fstat.
+        if let Some(i) = self.list.iter().position(|d| Arc::ptr_eq(&d.fd, &fd)) {
+            return Ok(i);
+        }
         let st = sys.stat(&fd).map_err(|e| Error::io(Op::Stat, path, e))?;
         if let Some(&i) = self.by_id.get(&(st.dev, st.ino)) {
             return Ok(i);

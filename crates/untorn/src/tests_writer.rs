@@ -1,0 +1,307 @@
+//! Unit tests of the group commit of appends and of [`LogWriter`].
+
+use crate::sys::testing::{Call, Event, Probe};
+use crate::sys::Sys;
+use crate::*;
+use std::fs;
+use std::sync::Arc;
+
+fn dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn probed(group: GroupCommit) -> (Probe, AppendOptions) {
+    let probe = Probe::real();
+    let mut o = AppendOptions::new();
+    o.sys(Arc::new(probe.clone()) as Arc<dyn Sys>)
+        .group_commit(group);
+    (probe, o)
+}
+
+/// The calls from the record's write on, as kinds (locks with their kind).
+fn after_write(events: &[Event]) -> Vec<String> {
+    let i = events
+        .iter()
+        .rposition(|e| e.call == Call::Write)
+        .expect("a write");
+    events[i..]
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.call,
+                Call::Write | Call::Lock | Call::Sync | Call::SetXattr | Call::GetXattr
+            )
+        })
+        .map(|e| match e.call {
+            Call::Lock if e.detail.contains("Unlock") => "unlock".to_string(),
+            Call::Lock => "lock".to_string(),
+            c => format!("{c:?}").to_lowercase(),
+        })
+        .collect()
+}
+
+#[test]
+fn an_uncontended_append_syncs_under_the_lock_it_wrote_under() {
+    let d = dir();
+    let p = d.path().join("a.log");
+    fs::write(&p, "old\n").unwrap();
+    let (probe, o) = probed(GroupCommit::Auto);
+    o.append(&p, "new").unwrap();
+    // No mark yet: nobody grouped here, so none is made (no metadata written per append).
+    assert_eq!(
+        after_write(&probe.events()),
+        ["write", "getxattr", "sync", "unlock"],
+        "{}",
+        probe.transcript()
+    );
+    assert_eq!(fs::read_to_string(&p).unwrap(), "old\nnew\n");
+}
+
+#[test]
+fn a_grouped_append_syncs_under_the_lock_taken_again_and_advances_the_mark() {
+    let d = dir();
+    let p = d.path().join("a.log");
+    fs::write(&p, "old\n").unwrap();
+    let (probe, o) = probed(GroupCommit::Always);
+    o.append(&p, "new").unwrap();
+    assert_eq!(
+        after_write(&probe.events()),
+        ["write", "getxattr", "unlock", "lock", "getxattr", "sync", "setxattr", "unlock"],
+        "{}",
+        probe.transcript()
+    );
+    // Now that there is a mark, an uncontended append advances it too (grouped appenders may be
+    // waiting for it).
+    probe.clear();
+    let (probe2, o2) = probed(GroupCommit::Auto);
+    o2.append(&p, "newer").unwrap();
+    assert_eq!(
+        after_write(&probe2.events()),
+        ["write", "getxattr", "sync", "setxattr", "unlock"],
+        "{}",
+        probe2.transcript()
+    );
+    assert_eq!(fs::read_to_string(&p).unwrap(), "old\nnew\nnewer\n");
+}
+
+/// Between a grouped appender's write and its second lock, another appender appends and syncs:
+/// the first one's record is durable by that sync (the mark moved, naming this log), and it
+/// does not sync again.
+#[test]
+fn another_appenders_sync_serves_a_grouped_append() {
+    let d = dir();
+    let p = d.path().join("a.log");
+    fs::write(&p, "old\n").unwrap();
+    let (probe, o) = probed(GroupCommit::Always);
+    let p2 = p.clone();
+    // The lock calls of one grouped append: 1 the first lock, 2 the unlock after the write, 3
+    // the second lock. Another process's append runs just before the third.
+    probe.before_nth(Call::Lock, 3, move || {
+        AppendOptions::new()
+            .group_commit(GroupCommit::Always)
+            .append(&p2, "other")
+            .unwrap();
+    });
+    o.append(&p, "mine").unwrap();
+    let calls = after_write(&probe.events());
+    assert_eq!(
+        calls,
+        ["write", "getxattr", "unlock", "lock", "getxattr", "unlock"],
+        "{}",
+        probe.transcript()
+    );
+    assert_eq!(fs::read_to_string(&p).unwrap(), "old\nmine\nother\n");
+}
+
+/// A mark that moved but names another inode (the log was replaced, rotated) does not count.
+#[test]
+fn a_sync_of_another_inode_does_not_serve() {
+    let d = dir();
+    let p = d.path().join("a.log");
+    fs::write(&p, "old\n").unwrap();
+    let (probe, o) = probed(GroupCommit::Always);
+    let p2 = p.clone();
+    probe.before_nth(Call::Lock, 3, move || {
+        // Rotated: a new log under the name, appended to and synced.
+        fs::rename(&p2, p2.with_extension("log.1")).unwrap();
+        AppendOptions::new()
+            .group_commit(GroupCommit::Always)
+            .append(&p2, "other")
+            .unwrap();
+    });
+    o.append(&p, "mine").unwrap();
+    let calls = after_write(&probe.events());
+    assert!(
+        calls.contains(&"sync".to_string()),
+        "{calls:?}\n{}",
+        probe.transcript()
+    );
+    assert_eq!(
+        fs::read_to_string(p.with_extension("log.1")).unwrap(),
+        "old\nmine\n"
+    );
+}
+
+/// A mark on a lock file that another (untrusted) user owns is never read or written: that
+/// user could otherwise set it to make appends skip their sync.
+#[test]
+fn an_untrusted_lock_files_mark_is_ignored() {
+    if rustix::process::geteuid().as_raw() != 0 {
+        eprintln!("SKIPPED: needs root (chown)");
+        return;
+    }
+    let d = dir();
+    let p = d.path().join("a.log");
+    fs::write(&p, "old\n").unwrap();
+    let lock = lock_path_for(&p);
+    fs::write(&lock, "").unwrap();
+    std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).unwrap();
+    let (probe, o) = probed(GroupCommit::Always);
+    o.append(&p, "new").unwrap();
+    assert_eq!(
+        after_write(&probe.events()),
+        ["write", "sync", "unlock"],
+        "{}",
+        probe.transcript()
+    );
+}
+
+#[test]
+fn a_writer_judges_the_tail_at_open_and_again_only_when_the_log_changed() {
+    let d = dir();
+    let p = d.path().join("a.log");
+    fs::write(&p, "old\ntorn\0\0").unwrap();
+    let probe = Probe::real();
+    let mut o = AppendOptions::new();
+    o.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
+    let w = o.open(&p).unwrap();
+    // The torn tail was cut at open, and the first append reports it.
+    assert_eq!(fs::read_to_string(&p).unwrap(), "old\n");
+    let a = w.append("one").unwrap();
+    assert_eq!(a.repaired.map(|t| t.valid_len), Some(4));
+    probe.clear();
+    let a = w.append("two").unwrap();
+    assert_eq!(a.repaired, None);
+    // As the writer left it: nothing read, nothing opened, no path resolved, and no sync mark
+    // looked for (there was none, and nobody appended since).
+    assert_eq!(probe.count(Call::ReadAt), 0, "{}", probe.transcript());
+    assert_eq!(probe.count(Call::GetXattr), 0, "{}", probe.transcript());
+    assert_eq!(probe.count(Call::OpenFile), 0, "{}", probe.transcript());
+    assert_eq!(probe.count(Call::OpenDir), 0, "{}", probe.transcript());
+    assert_eq!(probe.count(Call::Sync), 1, "{}", probe.transcript());
+
+    // Another process leaves an unterminated line: the writer sees the size changed, judges the
+    // end again, and ends that line before its record.
+    let mut f = fs::OpenOptions::new().append(true).open(&p).unwrap();
+    std::io::Write::write_all(&mut f, b"theirs").unwrap();
+    probe.clear();
+    let a = w.append("three").unwrap();
+    assert!(a.terminated);
+    assert!(probe.count(Call::ReadAt) > 0, "{}", probe.transcript());
+    assert_eq!(
+        fs::read_to_string(&p).unwrap(),
+        "old\none\ntwo\ntheirs\nthree\n"
+    );
+}
+
+#[test]
+fn a_writer_follows_its_log_when_it_is_replaced_or_removed() {
+    let d = dir();
+    let p = d.path().join("a.log");
+    let w = LogWriter::open(&p).unwrap();
+    assert!(p.exists(), "open creates the log");
+    w.append("one").unwrap();
+    fs::rename(&p, d.path().join("a.log.1")).unwrap();
+    w.append("two").unwrap();
+    fs::remove_file(&p).unwrap();
+    w.append("three").unwrap();
+    assert_eq!(
+        fs::read_to_string(d.path().join("a.log.1")).unwrap(),
+        "one\n"
+    );
+    assert_eq!(fs::read_to_string(&p).unwrap(), "three\n");
+    fs::remove_file(&p).unwrap();
+    fs::create_dir(&p).unwrap();
+    assert_eq!(
+        w.append("four").unwrap_err().kind(),
+        ErrorKind::IsADirectory
+    );
+}
+
+#[test]
+fn a_writer_refuses_a_file_that_is_not_its_format() {
+    let d = dir();
+    let p = d.path().join("notes.txt");
+    fs::write(&p, "just text\n").unwrap();
+    let e = AppendOptions::new()
+        .format(LogFormat::JsonLines)
+        .open(&p)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidContent, "{e}");
+    assert_eq!(fs::read_to_string(&p).unwrap(), "just text\n");
+}
+
+/// Threads sharing one writer (one lock file descriptor: flock cannot tell them apart) are
+/// taken one at a time: no record is lost or split.
+#[test]
+fn threads_share_a_writer() {
+    let d = dir();
+    let p = d.path().join("a.log");
+    let w = Arc::new(LogWriter::open(&p).unwrap());
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let w = w.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    w.append(format!("thread {t} record {i:03} {}", "x".repeat(300)))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let text = fs::read_to_string(&p).unwrap();
+    assert_eq!(text.lines().count(), 100);
+    assert!(text
+        .lines()
+        .all(|l| l.starts_with("thread ") && l.len() > 300));
+}
+
+/// Threads appending through one writer at once share its syncs: while the first batch syncs
+/// (slowly, here), the others' records queue, and the next batch writes and syncs them all.
+#[test]
+fn threads_sharing_a_writer_share_its_syncs() {
+    let d = dir();
+    let p = d.path().join("a.log");
+    let probe = Probe::real();
+    let mut o = AppendOptions::new();
+    o.sys(Arc::new(probe.clone()) as Arc<dyn Sys>);
+    let w = Arc::new(o.open(&p).unwrap());
+    probe.clear();
+    probe.before_nth(Call::Sync, 1, || {
+        std::thread::sleep(std::time::Duration::from_millis(200))
+    });
+    let first = {
+        let w = w.clone();
+        std::thread::spawn(move || w.append("first").unwrap())
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let others: Vec<_> = (0..7)
+        .map(|t| {
+            let w = w.clone();
+            std::thread::spawn(move || w.append(format!("thread {t}")).unwrap())
+        })
+        .collect();
+    assert_eq!(first.join().unwrap().bytes, 6);
+    for (t, h) in others.into_iter().enumerate() {
+        let a = h.join().unwrap();
+        assert_eq!(a.bytes, format!("thread {t}\n").len() as u64);
+    }
+    let text = fs::read_to_string(&p).unwrap();
+    assert_eq!(text.lines().count(), 8);
+    assert!(text.starts_with("first\n"), "{text}");
+    assert_eq!(probe.count(Call::Sync), 2, "{}", probe.transcript());
+    assert_eq!(probe.count(Call::Write), 2, "{}", probe.transcript());
+}
