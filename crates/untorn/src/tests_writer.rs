@@ -166,6 +166,35 @@ fn an_untrusted_lock_files_mark_is_ignored() {
     );
 }
 
+/// A mark on a lock file that others may write (group- or world-writable: a `user.*`
+/// attribute can be set by whoever may write the file) is never read or written either, even
+/// when a mark already there names this log and would serve.
+#[test]
+fn a_lock_file_others_may_write_has_its_mark_ignored() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = dir();
+    let p = d.path().join("a.log");
+    fs::write(&p, "old\n").unwrap();
+    // A mark made the ordinary way, then the lock file opened to others.
+    AppendOptions::new()
+        .group_commit(GroupCommit::Always)
+        .append(&p, "first")
+        .unwrap();
+    let lock = lock_path_for(&p);
+    for mode in [0o666, 0o664] {
+        fs::set_permissions(&lock, fs::Permissions::from_mode(mode)).unwrap();
+        let (probe, o) = probed(GroupCommit::Always);
+        o.append(&p, "new").unwrap();
+        assert_eq!(
+            after_write(&probe.events()),
+            ["write", "sync", "unlock"],
+            "mode {mode:o}\n{}",
+            probe.transcript()
+        );
+    }
+    assert_eq!(fs::read_to_string(&p).unwrap(), "old\nfirst\nnew\nnew\n");
+}
+
 #[test]
 fn a_writer_judges_the_tail_at_open_and_again_only_when_the_log_changed() {
     let d = dir();

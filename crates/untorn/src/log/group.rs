@@ -41,9 +41,10 @@
 //! gen=G`: the log's device and inode, and a counter every sync advances). It lives in the lock
 //! file's inode, shared by every process, written only after a durable sync; whether it
 //! survives a crash does not matter (it is read and compared within one run of appends). It is
-//! used only where the lock file belongs to this user, root or a trusted user (a mark someone
-//! else could set would let them make an append skip its sync) and where the file system has
-//! user extended attributes; elsewhere every appender syncs for itself.
+//! used only where the lock file belongs to this user, root or a trusted user and nobody else
+//! may write it (a mark someone else could set would let them make an append skip its sync),
+//! and where the file system has user extended attributes; elsewhere every appender syncs for
+//! itself.
 
 use crate::ctx::{Ctx, Feature};
 use crate::sys::{errnos::*, Fd, Stat, Sys};
@@ -80,10 +81,13 @@ impl Mark {
 }
 
 /// Whether this lock file's mark may be used: the file system keeps user extended attributes
-/// (as far as known) and the lock file's owner is trusted.
+/// (as far as known), the lock file's owner is trusted, and nobody but its owner may write it
+/// (a `user.*` attribute can be set by whoever may write the file: a group- or world-writable
+/// lock file would let them set a mark that makes an append skip its sync).
 pub(super) fn usable(ctx: &Ctx, lock: &Stat) -> bool {
     // Root's lock files are trusted by everyone: no need to ask who we are.
     ctx.has(lock.dev, Feature::Xattr) != Some(false)
+        && lock.mode & 0o022 == 0
         && (lock.uid == 0 || trusts(ctx.sys.euid(), lock.uid))
 }
 
