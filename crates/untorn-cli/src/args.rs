@@ -123,8 +123,14 @@ impl<T: Args> Args for Deferred<T> {
 }
 
 /// `T`'s arguments added to `cmd` when clap builds it, keeping the command's own description
-/// (run late, a flattened group's would otherwise replace it).
+/// (run late, a flattened group's would otherwise replace it), and the command's examples
+/// under its help: made here, for the one command used, instead of for all of them on every
+/// run (wrapping them was a tenth of `untorn --version`'s time in user space).
 fn late<T: Args, const UPDATE: bool>(cmd: clap::Command) -> clap::Command {
+    let name = cmd.get_name().to_owned();
+    let cmd = cmd
+        .after_help(help::after_help(Some(&name)))
+        .after_long_help(help::after_long_help(Some(&name)));
     let (about, long) = (cmd.get_about().cloned(), cmd.get_long_about().cloned());
     let mut cmd = if UPDATE {
         T::augment_args_for_update(cmd)
@@ -148,130 +154,70 @@ pub enum Command {
     /// Standard input is streamed into a temp file beside FILE (memory stays flat), and FILE
     /// is replaced only when all of it has arrived: `jq . f | untorn write f` is safe. With
     /// --exec, a program writes the new content to a path untorn gives it.
-    #[command(
-        after_help = help::after_help(Some("write")),
-        after_long_help = help::after_long_help(Some("write")),
-        override_usage = "untorn write [OPTIONS] <FILE> [CONTENT]\n       \
-                          untorn write [OPTIONS] --exec <FILE> [--] <COMMAND>..."
-    )]
+    #[command(override_usage = "untorn write [OPTIONS] <FILE> [CONTENT]\n       \
+                          untorn write [OPTIONS] --exec <FILE> [--] <COMMAND>...")]
     Write(Deferred<WriteArgs>),
     /// Run COMMAND while holding FILE's lock (FILE.lock, as flock(1) locks it).
     ///
     /// untorn exits with COMMAND's exit code (128 + N if signal N killed it).
-    #[command(
-        after_help = help::after_help(Some("lock")),
-        after_long_help = help::after_long_help(Some("lock"))
-    )]
     Lock(Deferred<LockArgs>),
     /// Locked read-modify-write of FILE through a FILTER (jq, yq, sed, ...).
     ///
     /// Under the exclusive lock, FILE is fed to FILTER; if it exits 0 and its output is valid
     /// for the file's format, FILE is replaced with the output, atomically and durably.
     /// Otherwise FILE stays as it was (exit 12 invalid output, 13 filter failed).
-    #[command(
-        after_help = help::after_help(Some("edit")),
-        after_long_help = help::after_long_help(Some("edit"))
-    )]
     Edit(Deferred<EditArgs>),
     /// Print FILE under a shared lock.
     ///
     /// Where the lock file cannot be created (a read-only directory), FILE is read without a
     /// lock and a warning says so.
-    #[command(
-        after_help = help::after_help(Some("read")),
-        after_long_help = help::after_long_help(Some("read"))
-    )]
     Read(Deferred<ReadArgs>),
     /// Append records to the log FILE: one write, durable when untorn exits 0.
     ///
     /// Each LINE (or each line of standard input) is one record. A torn tail (zeros; with
     /// --jsonl a last line that is not JSON and has no newline) is cut first, with a warning;
     /// a last line without newline that may stay is ended first.
-    #[command(
-        after_help = help::after_help(Some("append")),
-        after_long_help = help::after_long_help(Some("append"))
-    )]
     Append(Deferred<AppendArgs>),
     /// Cut a torn tail off the log FILE (complete lines are never removed).
     ///
     /// A crash during an append can leave a torn record or zeros at the end of a log.
-    #[command(
-        after_help = help::after_help(Some("repair")),
-        after_long_help = help::after_long_help(Some("repair"))
-    )]
     Repair(Deferred<LogArgs>),
     /// Print the last complete records of the log FILE (a torn tail is left out).
-    #[command(
-        after_help = help::after_help(Some("tail")),
-        after_long_help = help::after_long_help(Some("tail"))
-    )]
     Tail(Deferred<TailArgs>),
     /// Take a backup of FILE now, and keep the newest N (--keep, default 5).
     ///
     /// A reflink where the file system has them, else a copy (with a progress bar on a
     /// terminal). Backups beyond --keep are removed, oldest first; `untorn restore` never
     /// removes any.
-    #[command(
-        after_help = help::after_help(Some("backup")),
-        after_long_help = help::after_long_help(Some("backup"))
-    )]
     Backup(Deferred<BackupNowArgs>),
     /// List the backups of FILE, newest first, and judge each.
     ///
     /// Columns: name, time, size, whether it is valid for FILE's format, and whether it
     /// matches the checksum recorded when untorn wrote it (whole, unverified, damaged).
-    #[command(
-        after_help = help::after_help(Some("backups")),
-        after_long_help = help::after_long_help(Some("backups"))
-    )]
     Backups(Deferred<BackupsArgs>),
     /// Restore FILE from a backup (default: the newest), atomically.
     ///
     /// The version it replaces becomes a backup, so a restore can be undone. A damaged backup
     /// is refused (exit 12). A restore removes no backup.
-    #[command(
-        after_help = help::after_help(Some("restore")),
-        after_long_help = help::after_long_help(Some("restore"))
-    )]
     Restore(Deferred<RestoreArgs>),
     /// Check that FILE is valid (JSON, YAML, TOML, UTF-8) and not damaged.
     ///
     /// Damaged: it does not match the checksum untorn recorded when it wrote it (`--format raw`
     /// checks only that). Exit 0, or 12 with the line and column, or why it is damaged.
-    #[command(
-        after_help = help::after_help(Some("check")),
-        after_long_help = help::after_long_help(Some("check"))
-    )]
     Check(Deferred<CheckArgs>),
     /// Report, then remove, orphaned temp files in DIR that no live writer can own.
-    #[command(
-        after_help = help::after_help(Some("clean")),
-        after_long_help = help::after_long_help(Some("clean"))
-    )]
     Clean(Deferred<CleanArgs>),
     /// Leave DIR consistent after a crash: transactions, temps, invalid files.
     ///
     /// Finishes or undoes interrupted transactions, removes orphaned temps and, with
     /// --restore-invalid, restores files that fail validation from their newest valid backup.
-    #[command(
-        after_help = help::after_help(Some("recover")),
-        after_long_help = help::after_long_help(Some("recover"))
-    )]
     Recover(Deferred<RecoverArgs>),
     /// Apply several changes all together, durably, or none, even across a crash.
     ///
     /// Changes: `put TARGET=SOURCE` (SOURCE `-` is standard input), `rm PATH`, `mv FROM=TO`.
     /// Lock files stay after rm and mv (a lock file is never deleted: see the README).
-    #[command(
-        after_help = help::after_help(Some("txn")),
-        after_long_help = help::after_long_help(Some("txn"))
-    )]
     Txn(Deferred<TxnArgs>),
     /// Print the man page or a shell completion script (from this command line's definition).
-    #[command(
-        after_help = help::after_help(Some("generate")),
-        after_long_help = help::after_long_help(Some("generate"))
-    )]
     Generate(Deferred<GenerateArgs>),
 }
 

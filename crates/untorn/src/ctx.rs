@@ -237,6 +237,12 @@ impl Ctx {
 
     /// What the mount at `dev` (holding `dir`) keeps across a power cut, and whether it is
     /// FUSE (judged once per mount).
+    /// Whether the mount `dev` has been judged already (see [`Ctx::keeps`]).
+    pub(crate) fn knows_keeps(&self, dev: u64) -> bool {
+        let m = self.mounts.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(&dev).is_some_and(|m| m.keeps.is_some())
+    }
+
     pub(crate) fn keeps(&self, dev: u64, dir: &sys::Fd) -> (Keeps, bool) {
         {
             let m = self.mounts.lock().unwrap_or_else(|e| e.into_inner());

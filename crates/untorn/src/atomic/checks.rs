@@ -164,19 +164,27 @@ pub(crate) fn before_append(
             ));
         }
     }
-    // The directory's device: the mount the lock file and a created log go to (the mount's
-    // verdict is cached by device, so this fstat is the whole per-append cost).
-    let dst = ctx
-        .sys
-        .stat(&t.dir)
-        .map_err(|e| Error::io(Op::Stat, path, e))?;
+    // The mount the log is on. Its verdict is cached by device: once the log's device has
+    // one (judged through this directory on an earlier append: the common case, a log in a
+    // directory of its mount) no call is needed; otherwise the directory's device, whose
+    // verdict the directory's descriptor can judge (a log bind-mounted alone is judged by its
+    // directory's mount).
+    let dev = match &t.existing {
+        Some(st) if ctx.knows_keeps(st.dev) => st.dev,
+        _ => {
+            ctx.sys
+                .stat(&t.dir)
+                .map_err(|e| Error::io(Op::Stat, path, e))?
+                .dev
+        }
+    };
     let durable = ctx.check_durability(
-        dst.dev,
+        dev,
         &t.dir,
         path,
         Op::Append,
         asked != Durability::None,
         allowed,
     )?;
-    Ok((if durable { asked } else { Durability::None }, dst.dev))
+    Ok((if durable { asked } else { Durability::None }, dev))
 }
