@@ -1306,7 +1306,8 @@ def recover(
     """Leaves ``dir`` consistent after a crash: finishes or undoes interrupted transactions,
     removes orphaned temp files that no process has open (older than ``older_than`` seconds),
     and with ``restore_invalid="json"`` (or ``"yaml"``, ``"toml"``) restores the files of that
-    format that fail to parse from their newest valid backup. Returns what it did, in order;
+    format that fail to parse from their newest valid backup (``"utf8"``: the files of no known
+    format that are not UTF-8 text). Returns what it did, in order;
     ``dry_run=True`` only reports."""
     out = []
     for d in _untorn.recover(

@@ -386,11 +386,13 @@ pub struct RecoverArgs {
     /// Restore invalid --format files from their newest valid backup.
     #[arg(long, requires = "format")]
     pub restore_invalid: bool,
-    /// The format of the files to validate: json, yaml, toml (by extension).
+    /// The format of the files to validate: json, yaml, toml, utf8, raw (by extension).
     ///
-    /// --format json validates *.json, yaml *.yaml and *.yml, toml *.toml.
+    /// --format json validates *.json, yaml *.yaml and *.yml, toml *.toml; utf8 and raw the
+    /// files of none of these (not untorn's own: lock files, journals, temps, backups), utf8
+    /// as UTF-8 text, raw by their checksum only.
     #[arg(long, value_enum, value_name = "FORMAT", hide_possible_values = true)]
-    pub format: Option<FormatArg>,
+    pub format: Option<RecoverFormat>,
     /// Only temps at least this old.
     ///
     /// Default 0s: after a crash, no writer is running.
@@ -583,6 +585,16 @@ pub struct ReadArgs {
     /// Print this instead of failing when FILE does not exist.
     #[arg(long, value_name = "TEXT")]
     pub default: Option<String>,
+}
+
+/// What `recover --restore-invalid` validates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RecoverFormat {
+    Json,
+    Yaml,
+    Toml,
+    Utf8,
+    Raw,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -1051,7 +1063,7 @@ mod tests {
         else {
             panic!()
         };
-        assert!(r.restore_invalid && r.format == Some(FormatArg::Json));
+        assert!(r.restore_invalid && r.format == Some(RecoverFormat::Json));
         assert_eq!(r.older_than, std::time::Duration::ZERO);
         assert!(
             parse(&["recover", "d", "--restore-invalid"]).is_err(),

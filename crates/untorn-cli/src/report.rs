@@ -345,9 +345,15 @@ pub fn cmd_recover(a: RecoverArgs) -> Result<u8, Failure> {
         .timeout(a.timeout)
         .abandon(a.abandon);
     if a.restore_invalid {
-        if let Some(f) = a.format {
-            opts.restore_invalid(f.into());
-        }
+        use crate::args::RecoverFormat as F;
+        match a.format {
+            Some(F::Json) => opts.restore_invalid(untorn::Format::Json),
+            Some(F::Yaml) => opts.restore_invalid(untorn::Format::Yaml),
+            Some(F::Toml) => opts.restore_invalid(untorn::Format::Toml),
+            Some(F::Raw) => opts.restore_invalid(untorn::Format::Raw),
+            Some(F::Utf8) => opts.restore_invalid_utf8(),
+            None => &mut opts,
+        };
     }
     let msg = format!("recovering '{}'", a.dir.display());
     let actions = wait::with_spinner(&msg, || untorn::recover(&a.dir, &opts))?;

@@ -168,6 +168,52 @@ fn recover_restores_corrupt_files_and_removes_orphans() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("cannot fix lost.json"));
 }
 
+/// `recover --restore-invalid --format utf8`: text files (no JSON, YAML or TOML extension)
+/// that are no longer UTF-8 come back from their newest valid backup; files of a known format
+/// and untorn's own lock files are left to their own checks.
+#[test]
+fn recover_format_utf8_restores_text_files_that_are_not_utf8() {
+    let d = tempfile::tempdir().unwrap();
+    ok(&["write", "--backup", "notes.txt", "line one\n"], d.path());
+    ok(&["write", "--backup", "notes.txt", "line two\n"], d.path());
+    ok(&["lock", "notes.txt", "--", "true"], d.path());
+    // Garbage where the text was (another tool's crash), and a broken JSON file beside it.
+    fs::write(d.path().join("notes.txt"), b"\xff\xfe\x00garbage").unwrap();
+    fs::write(d.path().join("other.json"), "{").unwrap();
+    let plan = ok(
+        &[
+            "recover",
+            ".",
+            "--restore-invalid",
+            "--format",
+            "utf8",
+            "--dry-run",
+        ],
+        d.path(),
+    );
+    assert!(plan.contains("would restore notes.txt"), "{plan}");
+    assert!(!plan.contains("other.json") && !plan.contains(".lock"), "{plan}");
+    let done = ok(
+        &["recover", ".", "--restore-invalid", "--format", "utf8"],
+        d.path(),
+    );
+    assert!(done.contains("restore notes.txt from notes.txt."), "{done}");
+    assert_eq!(
+        fs::read_to_string(d.path().join("notes.txt")).unwrap(),
+        "line one\n"
+    );
+    assert_eq!(fs::read_to_string(d.path().join("other.json")).unwrap(), "{");
+    // A text file that is not UTF-8 and has no backup: reported, exit 12, left as it was.
+    fs::write(d.path().join("lost.txt"), b"\xff").unwrap();
+    let out = untorn(
+        &["recover", ".", "--restore-invalid", "--format", "utf8"],
+        d.path(),
+    );
+    assert_eq!(out.status.code(), Some(12));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cannot fix lost.txt"));
+    assert_eq!(fs::read(d.path().join("lost.txt")).unwrap(), b"\xff");
+}
+
 #[test]
 fn clean_reports_then_removes_old_orphans_only() {
     let d = tempfile::tempdir().unwrap();

@@ -199,7 +199,7 @@ fn seconds(s: f64, what: &str) -> PyResult<Duration> {
 
 /// After a crash: finishes or undoes interrupted transactions in `dir`, removes orphaned temps,
 /// and (with `restore_invalid`) restores files of that format that fail to parse from their
-/// newest valid backup. Returns what it did (or, with `dry_run`, would do), as dicts.
+/// newest valid backup (`"utf8"`: the files of no known format that are not UTF-8 text). Returns what it did (or, with `dry_run`, would do), as dicts.
 #[pyfunction]
 #[pyo3(signature = (dir, *, restore_invalid = None, dry_run = false, older_than = 0.0))]
 pub(crate) fn recover<'py>(
@@ -212,11 +212,14 @@ pub(crate) fn recover<'py>(
     let mut opts = RecoverOptions::new();
     opts.dry_run(dry_run)
         .older_than(seconds(older_than, "older_than")?);
-    if let Some(f) = restore_invalid
-        .map(crate::format::format_from)
-        .transpose()?
-    {
-        opts.restore_invalid(f);
+    match restore_invalid {
+        Some("utf8") => {
+            opts.restore_invalid_utf8();
+        }
+        Some(f) => {
+            opts.restore_invalid(crate::format::format_from(f)?);
+        }
+        None => {}
     }
     let actions = py.detach(|| untorn::recover(&dir, &opts)).map_err(to_py)?;
     actions

@@ -320,6 +320,15 @@ impl From<Recovered> for Action {
     }
 }
 
+/// Which files [`RecoverOptions`] restores when they fail validation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Restore {
+    /// The files of this format (by extension), checked as it.
+    Format(Format),
+    /// The files of no known format (by extension), checked as UTF-8 text.
+    Utf8,
+}
+
 /// Options for [`recover`].
 ///
 /// ```
@@ -330,7 +339,7 @@ impl From<Recovered> for Action {
 /// ```
 #[derive(Clone, Debug)]
 pub struct RecoverOptions {
-    restore_invalid: Option<Format>,
+    restore_invalid: Option<Restore>,
     dry_run: bool,
     older_than: Duration,
     wait: Wait,
@@ -361,7 +370,17 @@ impl RecoverOptions {
     /// Restores files of this format (by extension) that fail validation from their newest valid
     /// backup.
     pub fn restore_invalid(&mut self, f: Format) -> &mut Self {
-        self.restore_invalid = Some(f);
+        self.restore_invalid = Some(Restore::Format(f));
+        self
+    }
+
+    /// Restores text files that fail validation from their newest valid backup: the files
+    /// whose extension names no format (not JSON, YAML or TOML: what
+    /// [`restore_invalid`](Self::restore_invalid)`(Format::Raw)` selects) that are not UTF-8,
+    /// or whose checksum says they are damaged. untorn's own files (temps, backups, lock files,
+    /// journals) are never touched. Replaces [`restore_invalid`](Self::restore_invalid).
+    pub fn restore_invalid_utf8(&mut self) -> &mut Self {
+        self.restore_invalid = Some(Restore::Utf8);
         self
     }
 
@@ -435,18 +454,18 @@ pub fn recover(dir: impl AsRef<Path>, opts: &RecoverOptions) -> Result<Vec<Actio
             .map(Action::KeptTempInUse),
     );
     actions.extend(cleaned.untrusted.into_iter().map(Action::UntrustedTemp));
-    if let Some(format) = opts.restore_invalid {
-        restore_invalid(ctx, dir, format, opts.dry_run, &mut actions)?;
+    if let Some(what) = opts.restore_invalid {
+        restore_invalid(ctx, dir, what, opts.dry_run, &mut actions)?;
     }
     Ok(actions)
 }
 
-/// Restores the files of `format` in `dir` that fail validation from their newest valid
+/// Restores the files `what` selects in `dir` that fail validation from their newest valid
 /// backup. Only regular files: a symbolic link is reported and never written through.
 fn restore_invalid(
     ctx: &Arc<Ctx>,
     dir: &Path,
-    format: Format,
+    what: Restore,
     dry_run: bool,
     actions: &mut Vec<Action>,
 ) -> Result<()> {
@@ -458,12 +477,16 @@ fn restore_invalid(
         .list_dir(&dfd)
         .map_err(|e| Error::io(Op::ListDir, dir, e))?;
     names.sort();
-    let validator = Validator::Format(format);
+    let (format, validator) = match what {
+        Restore::Format(f) => (f, Validator::Format(f)),
+        Restore::Utf8 => (Format::Raw, Validator::Utf8),
+    };
     for n in names {
         let path = join(dir, &n);
         if Format::from_path(&path) != format
             || temp_file_target(&n).is_some()
             || crate::backup::parse_backup_name(&n).is_some()
+            || (format == Format::Raw && is_own_file(&n))
         {
             continue;
         }
@@ -544,6 +567,13 @@ fn restore_invalid(
         }
     }
     Ok(())
+}
+
+/// Whether `name` is a lock file or a transaction's journal: untorn's own files, which a
+/// restore of files of no known format must never treat as the user's.
+fn is_own_file(name: &std::ffi::OsStr) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    name.as_bytes().ends_with(b".lock") || crate::txn::is_journal_name(name)
 }
 
 /// The newest backup of `path` (among those the caller trusts) that passes `validator` and is
