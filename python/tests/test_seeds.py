@@ -192,6 +192,18 @@ def test_batch_discarded_on_any_exception(tmp_path: Path) -> None:
     assert a.read_text() == "old"
 
 
+def test_recover_restores_text_that_is_no_longer_utf8(tmp_path: Path) -> None:
+    p = tmp_path / "notes.txt"
+    untorn.write_bytes(p, b"first\n", backups=2)
+    untorn.write_bytes(p, b"second\n", backups=2)
+    p.write_bytes(b"\xff\xfe garbage")
+    (tmp_path / "other.json").write_text("{")
+    done = untorn.recover(tmp_path, restore_invalid="utf8")
+    assert [(a.action, a.path) for a in done] == [("restored", p)]
+    assert p.read_bytes() == b"first\n"
+    assert (tmp_path / "other.json").read_text() == "{"
+
+
 def test_recover_cleans_orphans_and_restores_invalid(tmp_path: Path) -> None:
     p = tmp_path / "state.json"
     untorn.write_json(p, {"good": True}, backups=2)
