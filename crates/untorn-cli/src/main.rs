@@ -46,14 +46,15 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if let Err(msg) = init_tracing(cli.verbose, cli.log_format, cli.log_file.as_deref()) {
+    let g = cli.globals();
+    if let Err(msg) = init_tracing(g.verbose, g.log_format, g.log_file.as_deref()) {
         eprintln!("untorn: {msg}");
         return ExitCode::from(exit::FAILURE);
     }
-    for uid in &cli.trust_user {
+    for uid in &g.trust_user {
         untorn::trust::trust_owner(*uid);
     }
-    if cli.allow_shared_fs {
+    if g.allow_shared_fs {
         untorn::allow_shared_fs(true);
     }
     let name = command_name(&cli.command);

@@ -25,20 +25,20 @@ fn looks_like_url(arg: &std::ffi::OsStr) -> bool {
 /// The URL a command names, if it names one.
 fn url_of(command: &Command) -> Option<String> {
     let path = match command {
-        Command::Write(Deferred(a)) => a.file.as_os_str(),
-        Command::Edit(Deferred(a)) => a.file.as_os_str(),
-        Command::Read(Deferred(a)) => a.file.as_os_str(),
-        Command::Check(Deferred(a)) => a.file.as_os_str(),
-        Command::Append(Deferred(a)) => a.file.as_os_str(),
-        Command::Tail(Deferred(a)) => a.log.file.as_os_str(),
-        Command::Repair(Deferred(a)) => a.file.as_os_str(),
-        Command::Backups(Deferred(a)) => a.file.as_os_str(),
-        Command::Backup(Deferred(a)) => a.file.as_os_str(),
-        Command::Restore(Deferred(a)) => a.file.as_os_str(),
-        Command::Lock(Deferred(a)) => a.file.as_os_str(),
-        Command::Clean(Deferred(a)) => a.dir.as_os_str(),
-        Command::Recover(Deferred(a)) => a.dir.as_os_str(),
-        Command::Txn(Deferred(a)) => {
+        Command::Write(Deferred(a, _)) => a.file.as_os_str(),
+        Command::Edit(Deferred(a, _)) => a.file.as_os_str(),
+        Command::Read(Deferred(a, _)) => a.file.as_os_str(),
+        Command::Check(Deferred(a, _)) => a.file.as_os_str(),
+        Command::Append(Deferred(a, _)) => a.file.as_os_str(),
+        Command::Tail(Deferred(a, _)) => a.log.file.as_os_str(),
+        Command::Repair(Deferred(a, _)) => a.file.as_os_str(),
+        Command::Backups(Deferred(a, _)) => a.file.as_os_str(),
+        Command::Backup(Deferred(a, _)) => a.file.as_os_str(),
+        Command::Restore(Deferred(a, _)) => a.file.as_os_str(),
+        Command::Lock(Deferred(a, _)) => a.file.as_os_str(),
+        Command::Clean(Deferred(a, _)) => a.dir.as_os_str(),
+        Command::Recover(Deferred(a, _)) => a.dir.as_os_str(),
+        Command::Txn(Deferred(a, _)) => {
             return a
                 .changes
                 .iter()
@@ -196,7 +196,7 @@ mod handlers {
                 );
                 Ok(exit::OK)
             }
-            Command::Write(Deferred(a)) => {
+            Command::Write(Deferred(a, _)) => {
                 if a.mode.is_some() {
                     return Err(not_for_urls(
                         url,
@@ -234,7 +234,7 @@ mod handlers {
                 }
                 Ok(exit::OK)
             }
-            Command::Read(Deferred(a)) => {
+            Command::Read(Deferred(a, _)) => {
                 let u = Url::parse(url)?;
                 let content = match (options(a.wait.timeout).read(&u)?, a.default) {
                     (Some(c), _) => c,
@@ -249,7 +249,7 @@ mod handlers {
                 print_out(&content)?;
                 Ok(exit::OK)
             }
-            Command::Check(Deferred(a)) => {
+            Command::Check(Deferred(a, _)) => {
                 let u = Url::parse(url)?;
                 let validator = CheckFormat::validator(
                     a.format,
@@ -259,8 +259,8 @@ mod handlers {
                 options(None).check(&u, &validator)?;
                 Ok(exit::OK)
             }
-            Command::Edit(Deferred(a)) => edit(a, url),
-            Command::Append(Deferred(a)) => {
+            Command::Edit(Deferred(a, _)) => edit(a, url),
+            Command::Append(Deferred(a, _)) => {
                 durability(url, a.durability)?;
                 let u = Url::parse(url)?;
                 let lines: Vec<Vec<u8>> = if a.lines.is_empty() {
@@ -280,7 +280,7 @@ mod handlers {
                 }
                 Ok(exit::OK)
             }
-            Command::Tail(Deferred(a)) => {
+            Command::Tail(Deferred(a, _)) => {
                 let u = Url::parse(url)?;
                 let log = options(None).tail(&u, log_format(a.log.jsonl), a.lines)?;
                 let mut out = Vec::new();
@@ -294,7 +294,7 @@ mod handlers {
                 print_out(&out)?;
                 Ok(exit::OK)
             }
-            Command::Backups(Deferred(a)) => {
+            Command::Backups(Deferred(a, _)) => {
                 let u = Url::parse(url)?;
                 let o = options(None);
                 let validator = CheckFormat::validator(
@@ -332,7 +332,7 @@ mod handlers {
                 print_out(out.as_bytes())?;
                 Ok(exit::OK)
             }
-            Command::Restore(Deferred(a)) => {
+            Command::Restore(Deferred(a, _)) => {
                 let u = Url::parse(url)?;
                 let which = match (a.from, a.nth) {
                     (Some(f), _) => untorn::Which::Named(f),

@@ -192,7 +192,10 @@ fn recover_format_utf8_restores_text_files_that_are_not_utf8() {
         d.path(),
     );
     assert!(plan.contains("would restore notes.txt"), "{plan}");
-    assert!(!plan.contains("other.json") && !plan.contains(".lock"), "{plan}");
+    assert!(
+        !plan.contains("other.json") && !plan.contains(".lock"),
+        "{plan}"
+    );
     let done = ok(
         &["recover", ".", "--restore-invalid", "--format", "utf8"],
         d.path(),
@@ -202,7 +205,10 @@ fn recover_format_utf8_restores_text_files_that_are_not_utf8() {
         fs::read_to_string(d.path().join("notes.txt")).unwrap(),
         "line one\n"
     );
-    assert_eq!(fs::read_to_string(d.path().join("other.json")).unwrap(), "{");
+    assert_eq!(
+        fs::read_to_string(d.path().join("other.json")).unwrap(),
+        "{"
+    );
     // A text file that is not UTF-8 and has no backup: reported, exit 12, left as it was.
     fs::write(d.path().join("lost.txt"), b"\xff").unwrap();
     let out = untorn(
