@@ -21,8 +21,6 @@ const GLOBAL: &str = "Global options";
         Every write is atomic (readers and crashes see the old or the new file, whole) and \
         durable once untorn exits 0. On any error the file is left as it was. Locks are \
         flock(2) locks on FILE.lock, the same as `flock FILE.lock ...`.",
-    after_help = help::after_help(None),
-    after_long_help = help::after_long_help(None),
     max_term_width = help::WIDTH,
 )]
 pub struct Cli {
@@ -108,10 +106,54 @@ impl GlobalArgs {
 }
 
 impl Cli {
+    /// untorn's definition with its own examples, exit codes and environment under its help:
+    /// for the man page, and for a run that may show untorn's own help.
+    pub fn command_with_help() -> clap::Command {
+        use clap::CommandFactory;
+        Cli::command()
+            .after_help(help::after_help(None))
+            .after_long_help(help::after_long_help(None))
+    }
+
+    /// Parses the command line. untorn's own examples and tables are made only for a command
+    /// line that may show untorn's own help (they were a tenth of a run's allocations).
+    pub fn parse_args() -> Result<Cli, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        let args: Vec<OsString> = std::env::args_os().collect();
+        let mut cmd = if shows_own_help(args.get(1..).unwrap_or_default()) {
+            Cli::command_with_help()
+        } else {
+            Cli::command()
+        };
+        let mut m = cmd.try_get_matches_from_mut(args)?;
+        Cli::from_arg_matches_mut(&mut m).map_err(|e| e.format(&mut cmd))
+    }
+
     /// The options every command takes, wherever they were given.
     pub fn globals(&self) -> GlobalArgs {
         self.global.clone().merge(self.command.globals())
     }
+}
+
+/// Whether a command line (without the program's name) may show untorn's own help: `-h`,
+/// `--help` or `help` before any command, or no command at all. The values of untorn's own
+/// options are skipped, so that `--log-file help` is not taken for the command.
+fn shows_own_help(args: &[OsString]) -> bool {
+    let mut it = args.iter().map(|a| a.as_encoded_bytes());
+    while let Some(a) = it.next() {
+        match a {
+            b"-h" | b"--help" | b"help" | b"--" => return true,
+            b"--log-file" | b"--log-format" | b"--trust-user" => {
+                it.next();
+            }
+            // A cluster of short flags (-vh) may hold -h.
+            _ if a.starts_with(b"-") && !a.starts_with(b"--") && a.contains(&b'h') => return true,
+            _ if a.starts_with(b"-") => {}
+            // The command: its own help is made in its deferred definition.
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// How trace events are printed.
@@ -1251,6 +1293,41 @@ mod tests {
         assert_eq!(c.globals().verbose, 1);
         let c = Cli::try_parse_from(["untorn", "-v", "write", "-v", "f", "x"]).unwrap();
         assert_eq!(c.globals().verbose, 2);
+    }
+
+    #[test]
+    fn own_help_is_made_only_where_it_may_be_shown() {
+        let shows = |a: &[&str]| shows_own_help(&a.iter().map(OsString::from).collect::<Vec<_>>());
+        for yes in [
+            &[][..],
+            &["-h"],
+            &["--help"],
+            &["help"],
+            &["help", "write"],
+            &["-v", "--help"],
+            &["-vh"],
+            &["--log-file", "write", "-h"],
+            &["--trust-user", "0"],
+        ] {
+            assert!(shows(yes), "{yes:?}");
+        }
+        for no in [
+            &["write", "f", "x"][..],
+            &["write", "-h"],
+            &["-v", "append", "f", "--help"],
+            &["--log-file", "help", "read", "f"],
+            &["--log-format=json", "read", "f"],
+        ] {
+            assert!(!shows(no), "{no:?}");
+        }
+        // And untorn's own help has its examples and exit codes in both lengths.
+        for flag in ["-h", "--help"] {
+            let e = Cli::command_with_help()
+                .try_get_matches_from(["untorn", flag])
+                .unwrap_err();
+            let text = e.render().to_string();
+            assert!(text.contains("untorn write"), "{flag}: {text}");
+        }
     }
 
     /// The global options merge from both places: lists join, a value after the command wins.

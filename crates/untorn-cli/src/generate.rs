@@ -4,7 +4,6 @@
 
 use crate::args::{Cli, GenerateWhat};
 use crate::help;
-use clap::CommandFactory;
 use roff::{bold, italic, roman, Roff};
 use std::io::{self, Write};
 use std::path::Path;
@@ -12,7 +11,7 @@ use std::path::Path;
 /// The command line's definition, built (bin names of the subcommands set), without the
 /// `help` subcommand.
 fn command() -> clap::Command {
-    let mut cmd = Cli::command().disable_help_subcommand(true);
+    let mut cmd = Cli::command_with_help().disable_help_subcommand(true);
     cmd.build();
     cmd
 }

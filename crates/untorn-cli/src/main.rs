@@ -14,7 +14,6 @@ use args::{
     AppendArgs, BackupNowArgs, Cli, Command, EditArgs, LockArgs, LogArgs, LogFormatArg, ReadArgs,
     RestoreArgs, WriteArgs,
 };
-use clap::Parser;
 use std::ffi::OsString;
 use std::io::{self, IsTerminal, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -33,7 +32,7 @@ impl From<untorn::Error> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_args() {
         Ok(c) => c,
         Err(e) => {
             // --help and --version print to stdout and succeed; usage errors exit with USAGE.
