@@ -3,7 +3,7 @@
 //! terminal (scripts see exactly what they saw before).
 
 use crate::args::WaitArgs;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -176,16 +176,23 @@ pub fn with_spinner<T>(msg: &str, work: impl FnOnce() -> T) -> T {
         if wait.recv_timeout(delay).is_ok() {
             return;
         }
-        let bar =
-            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        bar.set_message(msg);
-        bar.enable_steady_tick(Duration::from_millis(100));
-        let _ = wait.recv();
-        bar.finish_and_clear();
+        // One line on the terminal, redrawn every 100 ms, erased when the work is done.
+        const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+        let started = std::time::Instant::now();
+        let mut err = std::io::stderr();
+        for frame in FRAMES.iter().cycle() {
+            let secs = started.elapsed().as_secs() + delay.as_secs();
+            let _ = write!(err, "\r\x1b[2K{frame} {msg} {secs}s");
+            let _ = err.flush();
+            if !matches!(
+                wait.recv_timeout(Duration::from_millis(100)),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            ) {
+                break;
+            }
+        }
+        let _ = write!(err, "\r\x1b[2K");
+        let _ = err.flush();
     });
     let r = work();
     let _ = done.send(());
