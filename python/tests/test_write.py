@@ -6,9 +6,11 @@ import gc
 import json
 import math
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -261,3 +263,40 @@ def test_target_and_temp_paths(tmp_path: Path) -> None:
         assert untorn.temp_file_target(f.temp_path.name) == Path("t.txt")
     assert untorn.temp_file_target("t.txt") is None
     os.remove(p)
+
+
+def _fstype(path: Path) -> str:
+    """The file system type of the mount holding ``path`` (from /proc/self/mountinfo)."""
+    best, kind = "", ""
+    real = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            mnt = fields[4]
+            fstype = fields[fields.index("-") + 1]
+            inside = real == mnt or real.startswith(mnt.rstrip("/") + "/")
+            if inside and len(mnt) >= len(best):
+                best, kind = mnt, fstype
+    return kind
+
+
+def test_writes_return_the_durability_achieved(tmp_path: Path) -> None:
+    p = tmp_path / "state.json"
+    expected = "none" if _fstype(tmp_path) in ("tmpfs", "ramfs") else "full"
+    assert untorn.write_bytes(p, b"{}") == expected
+    assert untorn.write_json(p, {"a": 1}) == expected
+    assert untorn.write_text(p, "{}", durability="none") == "none"
+    if expected == "full":
+        assert untorn.write(p, "{}", durability="file") == "file"
+
+
+def test_a_write_on_tmpfs_says_it_will_not_survive_a_power_cut() -> None:
+    shm = Path("/dev/shm")
+    if _fstype(shm) != "tmpfs" or not os.access(shm, os.W_OK):
+        pytest.skip("/dev/shm is not a writable tmpfs here")
+    d = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        assert untorn.write_bytes(d / "f", b"x") == "none"
+        assert (d / "f").read_bytes() == b"x"
+    finally:
+        shutil.rmtree(d)

@@ -255,13 +255,16 @@ def write_bytes(
     durability: str = "full",
     no_clobber: bool = False,
     symlinks: str = "follow",
-) -> None:
+) -> str:
     """Replaces (or creates) the file at ``path`` with ``data``, atomically and durably.
 
     Readers, and the file after any crash, see the whole old or the whole new content. See the
-    module docs for the keyword arguments.
+    module docs for the keyword arguments. Returns the durability achieved: ``durability`` as
+    asked, or ``"none"`` where the file system keeps nothing across a power cut (tmpfs, ramfs,
+    overlayfs mounted ``volatile``: the write is still atomic, and a warning says so once).
+    The other ``write*`` functions return it too.
     """
-    _untorn.write(
+    return _untorn.write(
         path,
         _bytes(data),
         backups=backups,
@@ -282,13 +285,13 @@ def write(
     durability: str = "full",
     no_clobber: bool = False,
     symlinks: str = "follow",
-) -> None:
+) -> str:
     """Replaces (or creates) the file at ``path`` with ``data``, atomically and durably: text
     (``str``, encoded as ``encoding``, UTF-8 by default) or bytes, written exactly as given
     (no newline added). What ``untorn write FILE CONTENT`` does; see the module docs for the
     keyword arguments."""
     raw = data.encode(encoding) if isinstance(data, str) else _bytes(data)
-    _untorn.write(
+    return _untorn.write(
         path,
         raw,
         backups=backups,
@@ -310,12 +313,12 @@ def write_text(
     durability: str = "full",
     no_clobber: bool = False,
     symlinks: str = "follow",
-) -> None:
+) -> str:
     """Replaces (or creates) the file at ``path`` with ``text`` (UTF-8 unless ``encoding``
     says otherwise), atomically and durably. No newline is added."""
     if not isinstance(text, str):
         raise TypeError(f"text must be str, not {type(text).__name__} (use write_bytes)")
-    _untorn.write(
+    return _untorn.write(
         path,
         text.encode(encoding, errors),
         backups=backups,
@@ -326,8 +329,8 @@ def write_text(
     )
 
 
-def _write_structured(fmt: str, path: StrPath, obj: Any, default: Any, kw: Any) -> None:
-    _untorn.write(path, _dumps(fmt, obj, path, default), **kw)
+def _write_structured(fmt: str, path: StrPath, obj: Any, default: Any, kw: Any) -> str:
+    return _untorn.write(path, _dumps(fmt, obj, path, default), **kw)
 
 
 def write_json(
@@ -340,7 +343,7 @@ def write_json(
     durability: str = "full",
     no_clobber: bool = False,
     symlinks: str = "follow",
-) -> None:
+) -> str:
     """Replaces (or creates) the file at ``path`` with ``obj`` as JSON, atomically and durably.
 
     The JSON is what untorn writes everywhere: indented by two spaces, keys in their order,
@@ -348,7 +351,7 @@ def write_json(
     (``ValueError``): they are not JSON. ``default`` is passed to :func:`json.dumps` (a function
     that turns other objects into JSON-able ones).
     """
-    _write_structured(
+    return _write_structured(
         "json",
         path,
         obj,
@@ -373,13 +376,13 @@ def write_yaml(
     durability: str = "full",
     no_clobber: bool = False,
     symlinks: str = "follow",
-) -> None:
+) -> str:
     """Replaces (or creates) the file at ``path`` with ``obj`` as YAML, atomically and durably.
 
     Rendered by untorn's YAML renderer (the one ``untorn edit`` checks with), so ``obj`` must
     be JSON-like: dicts with string keys, lists, strings, numbers, booleans, None.
     """
-    _write_structured(
+    return _write_structured(
         "yaml",
         path,
         obj,
@@ -404,11 +407,11 @@ def write_toml(
     durability: str = "full",
     no_clobber: bool = False,
     symlinks: str = "follow",
-) -> None:
+) -> str:
     """Replaces (or creates) the file at ``path`` with ``obj`` (a dict) as TOML, atomically and
     durably. ``obj`` must be JSON-like; dates and times are written as strings (pass
     ``default=str`` for datetime objects)."""
-    _write_structured(
+    return _write_structured(
         "toml",
         path,
         obj,

@@ -30,8 +30,9 @@ def write(
     durability: str = "full",
     no_clobber: bool = False,
     symlinks: str = "follow",
-) -> None:
-    """Replaces the file at ``path`` with ``data``, atomically and durably."""
+) -> str:
+    """Replaces the file at ``path`` with ``data``, atomically and durably; returns the
+    durability achieved ("full", "file" or "none")."""
 
 def open(
     path: _Path,

@@ -65,7 +65,9 @@ fn io_to_py(e: std::io::Error) -> PyErr {
     }
 }
 
-/// Replaces the file at `path` with `data`, atomically and durably.
+/// Replaces the file at `path` with `data`, atomically and durably. Returns the durability
+/// achieved: the level asked for, or "none" where the file system keeps nothing across a power
+/// cut (tmpfs, ramfs, overlayfs mounted volatile) or cannot be vouched for (allowed).
 #[pyfunction]
 #[pyo3(signature = (path, data, *, backups = 0, perm = None, durability = "full", no_clobber = false, symlinks = "follow"))]
 #[allow(clippy::too_many_arguments)]
@@ -78,11 +80,20 @@ pub(crate) fn write(
     durability: &str,
     no_clobber: bool,
     symlinks: &str,
-) -> PyResult<()> {
+) -> PyResult<&'static str> {
     let o = open_options(backups, perm, durability, no_clobber, symlinks)?;
     py.detach(|| o.write(&path, &data))
-        .map(|_| ())
+        .map(durability_name)
         .map_err(to_py)
+}
+
+/// A durability as the Python API spells it (the names `durability=` takes).
+pub(crate) fn durability_name(d: Durability) -> &'static str {
+    match d {
+        Durability::Full => "full",
+        Durability::File => "file",
+        Durability::None => "none",
+    }
 }
 
 /// An atomic replacement in progress: write into it, then `commit()` (or `discard()`).
