@@ -794,6 +794,22 @@ impl State {
         self.backups.get(key).map_or(&[], Vec::as_slice)
     }
 
+    /// The backups of the file at `t` that hold another version than the file: a backup name
+    /// linked to the live file itself (left so by a `txn mv` of a hard link of a backed-up
+    /// version, or by a crash between a backup's link and its rename) is "stale": not listed,
+    /// not restored from, and removed when backups are next pruned.
+    fn versions_of(&self, t: &Target) -> Vec<Ino> {
+        let live = match t.node {
+            Some(Node::File(i)) => Some(i),
+            _ => None,
+        };
+        self.backups_of(&t.path())
+            .iter()
+            .copied()
+            .filter(|&b| Some(b) != live)
+            .collect()
+    }
+
     /// Drops empty backup lists (so that states compare by what is there).
     fn tidy(&mut self) {
         self.backups.retain(|_, v| !v.is_empty());
@@ -1255,7 +1271,12 @@ impl State {
         let mut s = self.clone();
         let inode = self.inodes[&ino].clone();
         let copy = s.new_inode(inode.data, inode.mode);
+        // Pruning removes the stale names of the live file, and counts only the others.
+        if let Some(list) = s.backups.get_mut(&t.path()) {
+            list.retain(|&b| b != ino);
+        }
         s.add_backup(&t.path(), copy, keep.max(1));
+        s.tidy();
         vec![Outcome::ok(s, "backup")]
     }
 
@@ -1266,7 +1287,7 @@ impl State {
         };
         let fmt = fmt_of(name);
         let list = self
-            .backups_of(&t.path())
+            .versions_of(&t)
             .iter()
             .rev()
             .map(|&i| {
@@ -1282,7 +1303,7 @@ impl State {
             Ok(t) => t,
             Err(v) => return v,
         };
-        let list = self.backups_of(&t.path());
+        let list = self.versions_of(&t);
         let Some(&from) = nth.checked_sub(1).and_then(|k| list.iter().rev().nth(k)) else {
             return fail(self, &[3], "restore: no such backup");
         };
@@ -1344,6 +1365,7 @@ impl State {
                 .iter()
                 .rev()
                 .copied()
+                .filter(|&b| b != i)
                 .find(|&b| is_json(s.data(b)));
             match good {
                 None => unresolved = true,
