@@ -93,6 +93,22 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
+    /// The options as given after a command. A value that came only from the environment is
+    /// left to untorn's own copy (which reads the same variable), so that a flag given before
+    /// the command is not overridden by it: a flag beats the environment wherever it is given.
+    fn after_command(m: &clap::ArgMatches) -> Result<GlobalArgs, clap::Error> {
+        use clap::parser::ValueSource;
+        let mut g = <GlobalArgs as clap::FromArgMatches>::from_arg_matches(m)?;
+        let from_env = |id: &str| m.value_source(id) == Some(ValueSource::EnvVariable);
+        if from_env("log_format") {
+            g.log_format = None;
+        }
+        if from_env("log_file") {
+            g.log_file = None;
+        }
+        Ok(g)
+    }
+
     /// These options with `later`'s (given after the command) added: counts add up, lists
     /// join, a later value wins.
     fn merge(mut self, later: &GlobalArgs) -> GlobalArgs {
@@ -181,12 +197,13 @@ impl<T: clap::FromArgMatches> clap::FromArgMatches for Deferred<T> {
     fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
         Ok(Deferred(
             T::from_arg_matches(m)?,
-            GlobalArgs::from_arg_matches(m)?,
+            GlobalArgs::after_command(m)?,
         ))
     }
     fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
         self.0.update_from_arg_matches(m)?;
-        self.1.update_from_arg_matches(m)
+        self.1 = GlobalArgs::after_command(m)?;
+        Ok(())
     }
 }
 

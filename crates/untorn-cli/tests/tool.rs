@@ -444,6 +444,37 @@ fn txn_json_lists_what_changed() {
 // The audit trail
 // ---------------------------------------------------------------------------------------------
 
+/// A flag beats its environment variable, whether given before the command or after it; the
+/// variable alone still turns the trace on.
+#[test]
+fn a_log_flag_beats_its_environment_variable() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let run = |args: &[&str]| {
+        Command::new(bin())
+            .args(args)
+            .current_dir(dir)
+            .env("UNTORN_LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["--log-format", "text", "write", "f", "x"][..],
+        &["write", "--log-format", "text", "f", "x"],
+    ] {
+        let out = run(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: the flag asked for no trace, the environment's json won: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = run(&["write", "f", "x"]);
+    assert!(text(&out.stderr).starts_with('{'), "{}", text(&out.stderr));
+}
+
 #[test]
 fn log_format_json_is_an_audit_trail() {
     if !have("jq", "log_format_json_is_an_audit_trail") {
