@@ -195,6 +195,37 @@ fn a_lock_file_others_may_write_has_its_mark_ignored() {
     assert_eq!(fs::read_to_string(&p).unwrap(), "old\nfirst\nnew\nnew\n");
 }
 
+/// The log's name swapped for a symbolic link after the path was resolved (an attacker in a
+/// shared directory, between the `statx` and the open): the append is refused and the file
+/// the link points to is untouched; a `LogWriter` that finds its log replaced by a link
+/// refuses the same way.
+#[test]
+fn a_link_swapped_in_for_the_log_is_never_appended_through() {
+    let d = dir();
+    let p = d.path().join("a.log");
+    let victim = d.path().join("victim");
+    fs::write(&p, "old\n").unwrap();
+    fs::write(&victim, "secret\n").unwrap();
+    let (probe, o) = probed(GroupCommit::Auto);
+    let (p2, v2) = (p.clone(), victim.clone());
+    // The first lock call comes after the path was resolved, before the log is opened.
+    probe.before_nth(Call::Lock, 1, move || {
+        fs::remove_file(&p2).unwrap();
+        std::os::unix::fs::symlink(&v2, &p2).unwrap();
+    });
+    let e = o.append(&p, "new").unwrap_err();
+    assert!(e.to_string().contains("a.log"), "{e}");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "secret\n");
+
+    fs::remove_file(&p).unwrap();
+    fs::write(&p, "old\n").unwrap();
+    let w = AppendOptions::new().open(&p).unwrap();
+    fs::remove_file(&p).unwrap();
+    std::os::unix::fs::symlink(&victim, &p).unwrap();
+    assert!(w.append("new").is_err());
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "secret\n");
+}
+
 #[test]
 fn a_writer_judges_the_tail_at_open_and_again_only_when_the_log_changed() {
     let d = dir();

@@ -8,7 +8,7 @@ use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::lock::{Lock, LockOptions};
 use crate::lockfile::{self, Opened};
-use crate::paths::{locate, lock_name, split};
+use crate::paths::{locate, lock_name};
 use crate::sys::{errnos::*, Fd, FileType, OpenHow, Stat, SyncKind, Sys};
 use std::ffi::OsStr;
 use std::path::Path;
@@ -387,18 +387,6 @@ impl AppendOptions {
     }
 }
 
-/// Opens the log for appending (creating it if `create`), following symlinks. Returns the
-/// directory, the file, and whether this call created it.
-pub(super) fn open_log(sys: &dyn Sys, path: &Path, create: bool) -> Result<(Fd, Fd, bool)> {
-    let (dir_path, name) = split(path)?;
-    let dir = sys
-        .open_dir(None, &dir_path)
-        .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
-    let existing = sys.stat_at(&dir, &name, true).ok();
-    let (fd, created) = open_log_at(sys, &dir, &name, existing, path, create)?;
-    Ok((dir, fd, created))
-}
-
 /// Opens the entry `name` of `dir` (the log at `path`, as `existing` saw it there: nothing but
 /// a regular file is opened) for appending, creating it if `create`. Returns the file and
 /// whether this call created it.
@@ -413,9 +401,15 @@ pub(super) fn open_log_at(
     if let Some(st) = existing.filter(|st| st.file_type() != FileType::Regular) {
         return Err(not_regular(path, st));
     }
+    // `name` is the entry the path leads to, its symbolic links already followed (by
+    // `paths::locate`, which refuses a link planted in a sticky directory): a link put in its
+    // place since is not followed (ELOOP), and a FIFO does not block the open (the caller's
+    // fstat refuses it).
     let mut how = OpenHow {
         read: true,
         append: true,
+        no_follow: true,
+        nonblock: true,
         ..OpenHow::default()
     };
     match sys.open_file(dir, name, how, 0) {

@@ -60,7 +60,7 @@ mod group;
 mod torn;
 mod writer;
 
-use append::{fstat_regular, open_log};
+use append::{fstat_regular, open_log_at};
 pub use append::{AppendOptions, Appended, GroupCommit};
 #[cfg(feature = "remote")]
 pub(crate) use torn::not_a_record;
@@ -168,7 +168,9 @@ pub fn repair(path: impl AsRef<Path>, format: LogFormat) -> Result<Option<Torn>>
     let ctx = Ctx::real();
     let sys = &*ctx.sys;
     let _lock = LockOptions::new().lock(path)?;
-    let (_dir, fd, _) = open_log(sys, path, false)?;
+    // The file the path leads to (as the lock does), opened without following a link.
+    let t = crate::paths::locate(&ctx, path)?;
+    let (fd, _) = open_log_at(sys, &t.dir, &t.name, t.existing, path, false)?;
     let st = fstat_regular(sys, &fd, path)?;
     let torn = judge_end(sys, &fd, st.size, format, path, Op::Repair)?.torn;
     if let Some(t) = torn {
