@@ -509,7 +509,7 @@ pub struct RecoverArgs {
     /// files of none of these (not untorn's own: lock files, journals, temps, backups), utf8
     /// as UTF-8 text, raw by their checksum only.
     #[arg(long, value_enum, value_name = "FORMAT", hide_possible_values = true)]
-    pub format: Option<RecoverFormat>,
+    pub format: Option<CheckFormat>,
     /// Only temps at least this old.
     ///
     /// Default 0s: after a crash, no writer is running.
@@ -702,16 +702,6 @@ pub struct ReadArgs {
     /// Print this instead of failing when FILE does not exist.
     #[arg(long, value_name = "TEXT")]
     pub default: Option<String>,
-}
-
-/// What `recover --restore-invalid` validates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum RecoverFormat {
-    Json,
-    Yaml,
-    Toml,
-    Utf8,
-    Raw,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -1180,7 +1170,7 @@ mod tests {
         else {
             panic!()
         };
-        assert!(r.restore_invalid && r.format == Some(RecoverFormat::Json));
+        assert!(r.restore_invalid && r.format == Some(CheckFormat::Json));
         assert_eq!(r.older_than, std::time::Duration::ZERO);
         assert!(
             parse(&["recover", "d", "--restore-invalid"]).is_err(),

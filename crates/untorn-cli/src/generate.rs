@@ -98,11 +98,10 @@ fn long_about(cmd: &clap::Command) -> String {
         .unwrap_or_default()
 }
 
-/// untorn(1): everything on one page (every command with its flags and examples), plus the
-/// exit codes, the environment and the files untorn keeps beside a file.
-pub fn main_page(cmd: &clap::Command) -> String {
+/// A page's title, name, synopsis, description and options, as clap_mangen renders them.
+fn page_head(cmd: &clap::Command, title: String) -> String {
     let man = clap_mangen::Man::new(cmd.clone())
-        .title("UNTORN")
+        .title(title)
         .section("1")
         .source(version())
         .manual("User Commands");
@@ -112,7 +111,13 @@ pub fn main_page(cmd: &clap::Command) -> String {
     let _ = man.render_synopsis_section(&mut page);
     let _ = man.render_description_section(&mut page);
     let _ = man.render_options_section(&mut page);
-    let mut text = String::from_utf8_lossy(&page).into_owned();
+    String::from_utf8_lossy(&page).into_owned()
+}
+
+/// untorn(1): everything on one page (every command with its flags and examples), plus the
+/// exit codes, the environment and the files untorn keeps beside a file.
+pub fn main_page(cmd: &clap::Command) -> String {
+    let mut text = page_head(cmd, "UNTORN".into());
 
     let mut r = Roff::new();
     r.control("SH", ["COMMANDS"]);
@@ -175,19 +180,7 @@ fn command_section(sub: &clap::Command) -> String {
 
 /// untorn-COMMAND(1).
 pub fn command_page(sub: &clap::Command) -> String {
-    let title = format!("UNTORN-{}", sub.get_name().to_uppercase());
-    let man = clap_mangen::Man::new(sub.clone())
-        .title(title)
-        .section("1")
-        .source(version())
-        .manual("User Commands");
-    let mut page = Vec::new();
-    let _ = man.render_title(&mut page);
-    let _ = man.render_name_section(&mut page);
-    let _ = man.render_synopsis_section(&mut page);
-    let _ = man.render_description_section(&mut page);
-    let _ = man.render_options_section(&mut page);
-    let mut text = String::from_utf8_lossy(&page).into_owned();
+    let mut text = page_head(sub, format!("UNTORN-{}", sub.get_name().to_uppercase()));
     let mut r = Roff::new();
     r.control("SH", ["EXAMPLES"]);
     examples(&mut r, Some(sub.get_name()));

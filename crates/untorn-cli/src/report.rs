@@ -345,7 +345,7 @@ pub fn cmd_recover(a: RecoverArgs) -> Result<u8, Failure> {
         .timeout(a.timeout)
         .abandon(a.abandon);
     if a.restore_invalid {
-        use crate::args::RecoverFormat as F;
+        use crate::args::CheckFormat as F;
         match a.format {
             Some(F::Json) => opts.restore_invalid(untorn::Format::Json),
             Some(F::Yaml) => opts.restore_invalid(untorn::Format::Yaml),

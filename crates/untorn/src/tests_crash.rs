@@ -152,7 +152,7 @@ fn expect_version(sim: &Sim, path: &str, acked: usize) -> Result<usize, String> 
     Ok(v)
 }
 
-fn assert_clean(r: &Report) {
+pub(crate) fn assert_clean(r: &Report) {
     r.print();
     assert!(r.states > r.crash_points, "{}: states were explored", r.op);
     assert!(

@@ -7,7 +7,7 @@
 use crate::sum::Integrity;
 use crate::sys::sim::Sim;
 use crate::sys::Sys;
-use crate::tests_crash::{explore, judged, put_by_untorn, Report};
+use crate::tests_crash::{assert_clean, explore, judged, put_by_untorn};
 use crate::with_sys;
 use crate::*;
 use std::path::Path;
@@ -45,18 +45,6 @@ fn whole_backups(s: &Sim, name: &str) -> Result<Vec<usize>, String> {
         }
     }
     Ok(out)
-}
-
-fn assert_clean(r: &Report) {
-    r.print();
-    assert!(r.states > r.crash_points, "{}: states were explored", r.op);
-    assert!(
-        r.violations.is_empty(),
-        "{}: {} violations, first: {}",
-        r.op,
-        r.violations.len(),
-        r.violations[0]
-    );
 }
 
 /// Sets `/d/f.json` up as version 0 then version 1 through untorn with backups (so version 0 is

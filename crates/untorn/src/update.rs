@@ -85,7 +85,10 @@ impl UpdateOptions {
     ///   the read, the temp and the rename all go through that one directory descriptor;
     /// - `fstat` of the directory before the lock: what the write would refuse (a directory
     ///   or file marked immutable or append-only, a FUSE mount untorn cannot vouch for) is
-    ///   refused before the lock file is created, so that a refused update leaves nothing;
+    ///   refused before the lock file is created, so that a refused update leaves nothing
+    ///   (the write's own `fstat` of the directory, under the lock, is not skipped: the wait
+    ///   for the lock may be long, and a directory made append-only meanwhile would strand
+    ///   the temp, which could then never be removed);
     /// - `open` of the lock file with `O_CREAT | O_NOFOLLOW | O_NONBLOCK` and `fstat` of it
     ///   (a planted symlink or FIFO is refused; the mount's kind, asked once per mount with
     ///   `fstatfs`, refuses NFS and FUSE, where `flock` may not exclude other machines), and
