@@ -220,6 +220,55 @@ fn recover_format_utf8_restores_text_files_that_are_not_utf8() {
     assert_eq!(fs::read(d.path().join("lost.txt")).unwrap(), b"\xff");
 }
 
+/// `recover --restore-invalid` waits for a file's lock no longer than `--timeout`: another
+/// process (of any user) may hold it. The file is reported and left as it was.
+#[test]
+fn recover_restore_invalid_waits_for_a_held_lock_no_longer_than_its_timeout() {
+    let d = tempfile::tempdir().unwrap();
+    ok(&["write", "--backup", "s.json", "{\"v\": 1}"], d.path());
+    ok(&["write", "--backup", "s.json", "{\"v\": 2}"], d.path());
+    fs::write(d.path().join("s.json"), "{").unwrap();
+    let mut holder = std::process::Command::new(env!("CARGO_BIN_EXE_untorn"))
+        .args(["lock", "s.json", "--", "sleep", "30"])
+        .current_dir(d.path())
+        .spawn()
+        .unwrap();
+    // Until the holder has the lock.
+    let lock = d.path().join("s.json.lock");
+    for _ in 0..200 {
+        if lock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let out = untorn(
+        &[
+            "recover",
+            ".",
+            "--restore-invalid",
+            "--format",
+            "json",
+            "--timeout",
+            "0.3s",
+        ],
+        d.path(),
+    );
+    let took = started.elapsed();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(took < std::time::Duration::from_secs(10), "waited {took:?}");
+    assert_ne!(out.status.code(), Some(0));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("s.json"), "{said}");
+    assert_eq!(fs::read_to_string(d.path().join("s.json")).unwrap(), "{");
+}
+
 #[test]
 fn clean_reports_then_removes_old_orphans_only() {
     let d = tempfile::tempdir().unwrap();

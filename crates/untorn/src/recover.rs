@@ -396,9 +396,10 @@ impl RecoverOptions {
         self
     }
 
-    /// Waits at most `d` for the locks of an interrupted transaction (default 10 s): another
-    /// process, of any user, may hold them. A transaction whose locks stay busy is reported
-    /// ([`Action::Failed`], of kind [`ErrorKind::TimedOut`]) and the rest recovered.
+    /// Waits at most `d` for the locks of an interrupted transaction, and for the lock of each
+    /// file [`restore_invalid`](Self::restore_invalid) restores (default 10 s): another
+    /// process, of any user, may hold them. What stays busy is reported ([`Action::Failed`],
+    /// of kind [`ErrorKind::TimedOut`]) and the rest recovered.
     pub fn timeout(&mut self, d: Duration) -> &mut Self {
         self.wait = Wait::Timeout(d);
         self
@@ -455,7 +456,7 @@ pub fn recover(dir: impl AsRef<Path>, opts: &RecoverOptions) -> Result<Vec<Actio
     );
     actions.extend(cleaned.untrusted.into_iter().map(Action::UntrustedTemp));
     if let Some(what) = opts.restore_invalid {
-        restore_invalid(ctx, dir, what, opts.dry_run, &mut actions)?;
+        restore_invalid(ctx, dir, what, opts.dry_run, opts.wait, &mut actions)?;
     }
     Ok(actions)
 }
@@ -467,6 +468,7 @@ fn restore_invalid(
     dir: &Path,
     what: Restore,
     dry_run: bool,
+    wait: Wait,
     actions: &mut Vec<Action>,
 ) -> Result<()> {
     let sys = &*ctx.sys;
@@ -502,8 +504,9 @@ fn restore_invalid(
             _ => continue,
         }
         let r = (|| -> Result<Vec<Action>> {
+            // Bounded like every wait of recovery: another user may hold this lock.
             let mut lock = crate::LockOptions::new();
-            lock.with_ctx(ctx.clone());
+            lock.with_ctx(ctx.clone()).wait(wait);
             let _lock = if dry_run {
                 None
             } else {
