@@ -29,12 +29,22 @@ fn after_write(events: &[Event]) -> Vec<String> {
         .filter(|e| {
             matches!(
                 e.call,
-                Call::Write | Call::Lock | Call::Sync | Call::SetXattr | Call::GetXattr
+                Call::Write
+                    | Call::Lock
+                    | Call::RecordLock
+                    | Call::Sync
+                    | Call::SetXattr
+                    | Call::GetXattr
             )
         })
         .map(|e| match e.call {
             Call::Lock if e.detail.contains("Unlock") => "unlock".to_string(),
             Call::Lock => "lock".to_string(),
+            // The lead of a sync (see `log::group`).
+            Call::RecordLock if e.detail.contains("Unlock") => "drop-lead".to_string(),
+            Call::RecordLock if e.detail.contains("Shared") => "follow".to_string(),
+            Call::RecordLock if e.failed => "lead-taken".to_string(),
+            Call::RecordLock => "lead".to_string(),
             c => format!("{c:?}").to_lowercase(),
         })
         .collect()
@@ -66,7 +76,18 @@ fn a_grouped_append_syncs_under_the_lock_taken_again_and_advances_the_mark() {
     o.append(&p, "new").unwrap();
     assert_eq!(
         after_write(&probe.events()),
-        ["write", "getxattr", "unlock", "lock", "getxattr", "sync", "setxattr", "unlock"],
+        [
+            "write",
+            "getxattr",
+            "lead",
+            "unlock",
+            "lock",
+            "getxattr",
+            "sync",
+            "setxattr",
+            "drop-lead",
+            "unlock"
+        ],
         "{}",
         probe.transcript()
     );
@@ -106,11 +127,142 @@ fn another_appenders_sync_serves_a_grouped_append() {
     let calls = after_write(&probe.events());
     assert_eq!(
         calls,
-        ["write", "getxattr", "unlock", "lock", "getxattr", "unlock"],
+        [
+            "write",
+            "getxattr",
+            "lead",
+            "unlock",
+            "lock",
+            "getxattr",
+            "drop-lead",
+            "unlock"
+        ],
         "{}",
         probe.transcript()
     );
     assert_eq!(fs::read_to_string(&p).unwrap(), "old\nmine\nother\n");
+}
+
+/// Another process leads the coming sync (it holds the lead: the probe makes taking it fail
+/// with EAGAIN): this append releases the lock after its write, waits for the leader, and
+/// finds its record durable by the leader's sync (the mark moved, naming this log). It never
+/// syncs, and never takes the lock again.
+#[test]
+fn an_append_follows_the_leader_of_a_sync() {
+    let d = dir();
+    let p = d.path().join("a.log");
+    fs::write(&p, "old\n").unwrap();
+    let (probe, o) = probed(GroupCommit::Always);
+    probe.fail_nth(Some(Call::RecordLock), 1, crate::sys::errnos::EAGAIN);
+    let p2 = p.clone();
+    // The leader's sync, made while this appender waits for it (before its second record-lock
+    // call, the wait).
+    probe.before_nth(Call::RecordLock, 2, move || {
+        AppendOptions::new()
+            .group_commit(GroupCommit::Always)
+            .append(&p2, "leader")
+            .unwrap();
+    });
+    o.append(&p, "follower").unwrap();
+    assert_eq!(
+        after_write(&probe.events()),
+        [
+            "write",
+            "getxattr",
+            "lead-taken",
+            "unlock",
+            "follow",
+            "drop-lead",
+            "getxattr"
+        ],
+        "{}",
+        probe.transcript()
+    );
+    assert_eq!(
+        fs::read_to_string(&p).unwrap(),
+        "old\nfollower\nleader\n"
+    );
+}
+
+/// The leader dropped its lead without a sync of this log (it failed, died, or its record lock
+/// was lost when its process closed the lock file): the follower takes the lock again and
+/// syncs for itself, under it.
+#[test]
+fn a_follower_whose_leader_did_not_sync_syncs_itself() {
+    let d = dir();
+    let p = d.path().join("a.log");
+    fs::write(&p, "old\n").unwrap();
+    let (probe, o) = probed(GroupCommit::Always);
+    probe.fail_nth(Some(Call::RecordLock), 1, crate::sys::errnos::EAGAIN);
+    o.append(&p, "follower").unwrap();
+    assert_eq!(
+        after_write(&probe.events()),
+        [
+            "write",
+            "getxattr",
+            "lead-taken",
+            "unlock",
+            "follow",
+            "drop-lead",
+            "getxattr",
+            "lock",
+            "getxattr",
+            "sync",
+            "setxattr",
+            "unlock"
+        ],
+        "{}",
+        probe.transcript()
+    );
+    assert_eq!(fs::read_to_string(&p).unwrap(), "old\nfollower\n");
+}
+
+/// An appender that finds the lock free groups only while the mark says a sync served several
+/// appenders a moment ago (others are appending); otherwise it syncs at once, under the lock
+/// it wrote under (a lone appender pays nothing for the group commit).
+#[test]
+fn a_free_lock_groups_only_while_others_were_appending_a_moment_ago() {
+    let d = dir();
+    let p = d.path().join("a.log");
+    fs::write(&p, "old\n").unwrap();
+    let lock = lock_path_for(&p);
+    fs::write(&lock, "").unwrap();
+    let st = fs::metadata(&p).unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    use std::os::unix::fs::MetadataExt;
+    for (busy, grouped) in [(now_ms - 20, true), (now_ms - 60_000, false), (0, false)] {
+        let mark = format!("dev={} ino={} gen=7 busy={busy}", st.dev(), st.ino());
+        rustix::fs::setxattr(
+            &lock,
+            "user.untorn.synced",
+            mark.as_bytes(),
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        let (probe, o) = probed(GroupCommit::Auto);
+        o.append(&p, "new").unwrap();
+        let calls = after_write(&probe.events());
+        let want: &[&str] = if grouped {
+            &[
+                "write",
+                "getxattr",
+                "lead",
+                "unlock",
+                "lock",
+                "getxattr",
+                "sync",
+                "setxattr",
+                "drop-lead",
+                "unlock",
+            ]
+        } else {
+            &["write", "getxattr", "sync", "setxattr", "unlock"]
+        };
+        assert_eq!(calls, want, "busy={busy}\n{}", probe.transcript());
+    }
 }
 
 /// A mark that moved but names another inode (the log was replaced, rotated) does not count.

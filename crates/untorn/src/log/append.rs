@@ -1,12 +1,13 @@
 //! Appending records: one write under the log's lock, then its sync; a torn tail repaired first.
 
-use super::group;
+use super::group::{self, Lead};
 use super::torn::{judge_end, not_a_record, truncate_durably, End};
 use super::{LogFormat, Torn};
 use crate::atomic::Durability;
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::lock::{Lock, LockOptions};
+use crate::lockfile::Wait;
 use crate::lockfile::{self, Opened};
 use crate::paths::{locate, lock_name};
 use crate::sys::{errnos::*, Fd, FileType, OpenHow, Stat, SyncKind, Sys};
@@ -306,60 +307,110 @@ impl AppendOptions {
         }
         let not_durable = |e: Error| e.with_note("the record was appended but may not be durable");
         let usable = group::usable(&self.ctx, &held.st);
+        let contended = held.contended;
+        // The sync mark, read under the lock after the write (see `group`). A handle that found
+        // none last time does not look again while the lock is free and the log as it left it.
+        let first = if usable
+            && (contended || self.group == GroupCommit::Always || !known.is_some_and(|k| k.unmarked))
+        {
+            let m = group::read(sys, held.fd());
+            known_after.unmarked = m.is_none();
+            m
+        } else {
+            known_after.unmarked = true;
+            None
+        };
+        // Others are appending: the lock was taken, or a sync served several appenders a
+        // moment ago.
+        let busy = contended || first.is_some_and(|m| m.busy());
         let grouped = usable
             && !at.created
             && match self.group {
                 GroupCommit::Off => false,
-                GroupCommit::Auto => held.contended,
+                GroupCommit::Auto => busy,
                 GroupCommit::Always => true,
             };
+        let how = self.lock.how_exclusive();
+        // Whether this appender leads the coming sync (see `group`), or follows another's. A
+        // follower waits for the leader without a deadline: only an appender that may wait for
+        // ever (the default) follows; the others sync for themselves.
+        let may_lead = grouped
+            && how.wait == Wait::Forever
+            && how.cancel.is_none()
+            && group::lead_usable(&self.ctx, &held.st, held.fd());
+        let lead = if may_lead {
+            group::take_lead(sys, held.fd())
+        } else {
+            Lead::None
+        };
+        let follower = lead == Lead::Taken;
+        let lead = lead == Lead::Got;
+        // Whether the sync serves others' records too (its mark is then dated busy).
+        let mut several = contended || follower;
         let mark = if grouped {
-            // Others are appending: let a holder in between sync for us (see `group`).
-            let before = group::read(sys, held.fd());
-            let again = held.unlock_keep_open().and_then(|o| {
-                // Let the appenders the unlock woke write first: the more records are written
-                // before the next sync, the more that one sync serves.
-                std::thread::yield_now();
-                lockfile::lock_opened(&self.ctx, o, &self.lock.how_exclusive(), Instant::now())
-            });
-            held = match again {
+            // On the error paths below the lock file is closed, which drops the lead with it (a
+            // record lock does not outlive the process's close of the file).
+            let opened = match held.unlock_keep_open() {
+                Ok(o) => o,
+                Err(e) => return (Err(not_durable(e)), None),
+            };
+            if follower {
+                // Someone leads the coming sync, which starts after this write (it runs under
+                // the lock this appender held): wait for it, then read the mark.
+                group::follow(sys, &opened.fd);
+                if group::covered(first, group::read(sys, &opened.fd), &at.st) {
+                    tracing::trace!(target: "untorn", path = %path.display(), "made durable by the leader's sync");
+                    return (Ok((appended, known_after)), Some(opened));
+                }
+            } else {
+                // Let the appenders waiting for the lock write first: the more records are
+                // written before the next sync, the more that one sync serves.
+                group::gather(sys, at.fd, known_after.end);
+            }
+            held = match lockfile::lock_opened(&self.ctx, opened, &how, Instant::now()) {
                 Ok(h) => h,
                 Err(e) => return (Err(not_durable(e)), None),
             };
             let now = group::read(sys, held.fd());
-            if group::covered(before, now, &at.st) {
+            if group::covered(first, now, &at.st) {
                 tracing::trace!(target: "untorn", path = %path.display(), "made durable by another appender's sync");
+                if lead {
+                    group::drop_lead(sys, held.fd());
+                }
                 return (Ok((appended, known_after)), held.unlock_keep_open().ok());
             }
+            // Others wrote since: this sync serves them too.
+            several |= sys.stat(at.fd).is_ok_and(|st| st.size > known_after.end);
             now
-        } else if usable && (held.contended || !known.is_some_and(|k| k.unmarked)) {
-            let mark = group::read(sys, held.fd());
-            known_after.unmarked = mark.is_none();
-            mark
         } else {
-            known_after.unmarked = true;
-            None
+            first
         };
         // The lock is held until the records are durable. Released earlier, another appender's
         // fdatasync could commit their new size before their data: on ext4 data=writeback a
         // power cut then shows the block's stale content (another file's old data) as if it
         // were records. The power-cut test bed caught exactly that.
-        if let Err(e) = sys.sync(at.fd, SyncKind::Data) {
-            let e = Error::io(Op::Sync, path, e);
-            return (Err(not_durable(e)), held.unlock_keep_open().ok());
-        }
-        if at.created && self.durability == Durability::Full {
-            // A new file's directory entry is durable only once its directory is.
-            if let Err(e) = sys.sync_dir(at.dir) {
-                let e = Error::io(Op::SyncDir, path, e);
-                return (Err(not_durable(e)), held.unlock_keep_open().ok());
-            }
-        }
+        let synced = sys
+            .sync(at.fd, SyncKind::Data)
+            .map_err(|e| Error::io(Op::Sync, path, e))
+            .and_then(|()| {
+                if at.created && self.durability == Durability::Full {
+                    // A new file's directory entry is durable only once its directory is.
+                    sys.sync_dir(at.dir)
+                        .map_err(|e| Error::io(Op::SyncDir, path, e))
+                } else {
+                    Ok(())
+                }
+            });
         // Appenders waiting to learn whether their records are durable: they are now.
-        if grouped || mark.is_some() {
-            group::advance(&self.ctx, held.fd(), &held.st, mark, &at.st);
+        if synced.is_ok() && (grouped || mark.is_some()) {
+            group::advance(&self.ctx, held.fd(), &held.st, mark, &at.st, several);
         }
-        (Ok((appended, known_after)), held.unlock_keep_open().ok())
+        // The mark is set before the lead is dropped: the followers read it once it is.
+        if lead {
+            group::drop_lead(sys, held.fd());
+        }
+        let r = synced.map(|()| (appended, known_after)).map_err(not_durable);
+        (r, held.unlock_keep_open().ok())
     }
 
     /// After a failed append that created the log: removes it (if its name is still this

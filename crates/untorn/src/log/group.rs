@@ -16,26 +16,46 @@
 //! # The protocol
 //!
 //! An appender that finds the lock taken (others are appending) does not sync under the lock
-//! it writes under. It writes its records, reads the lock file's **sync mark**, releases the
-//! lock, and takes it again: by then the holders in between may have synced. If the mark has
-//! changed and names this log's inode, a sync of this log started after this append's write
-//! (marks change only under the lock, after a successful `fdatasync` begun under it), so the
-//! records are durable; otherwise it syncs, under the lock, and advances the mark. Every sync
-//! still runs under the exclusive lock, with no write during it: the hole stays closed. An
-//! appender that finds the lock free syncs at once under it, as before (one lock, no waiting
-//! for others), and advances the mark only where one exists (someone grouped here before).
-//! Between its unlock and its second lock a grouped appender yields the processor, so that the
-//! appenders the unlock woke write first and the next sync serves more records.
+//! it writes under. It writes its records and reads the lock file's **sync mark**, still under
+//! the lock. Then it either **leads** the next sync or **follows** the one already coming:
+//!
+//! - The first appender to write after a sync finds nobody leading: it takes the **lead**, a
+//!   POSIX record lock (`fcntl F_SETLK`, exclusive, never waited for) on the lock file, which
+//!   on the local file systems is independent of the `flock` that excludes writers. It
+//!   releases the `flock`, lets the appenders waiting for it write (it yields the processor
+//!   and takes the lock again: the more records are written before the sync, the more it
+//!   serves), then syncs under the lock, advances the mark, drops the lead, and unlocks.
+//! - An appender that writes while someone leads **follows**: it releases the `flock` and
+//!   waits for the lead to be dropped (a shared record lock, waited for), then reads the mark,
+//!   without the `flock`. If the mark has changed and names this log's inode, its records are
+//!   durable. Otherwise (the leader failed or died, or the hint was lost: a record lock is
+//!   the process's, and any close of the file by that process drops it) it takes the lock
+//!   again and syncs for itself, as every appender without a leader does.
+//!
+//! A follower takes the lock once per record instead of twice, and a sync serves everyone who
+//! wrote while the previous one ran. Every sync still runs under the exclusive `flock`, with
+//! no write during it: the hole stays closed. The lead is only a hint: whether an appender
+//! returns early depends on the mark alone, and the mark changes only under the lock, after a
+//! successful `fdatasync` begun under it. An appender that finds the lock free syncs at once
+//! under it, as before (one lock, no waiting for others), and advances the mark only where one
+//! exists (someone grouped here before).
 //!
 //! Why a changed mark proves the sync: the appender read `before` under the lock, after its
 //! write; a mark set later was set in a later hold of the lock, after an `fdatasync` begun in
-//! that hold, so after the write, of the inode the mark names.
+//! that hold, so after the write, of the inode the mark names. Reading it without the lock
+//! changes nothing in that argument (the leader sets it before dropping the lead).
+//!
+//! The lead is used only where `flock` is the kernel's own and record locks do not meet it
+//! (ext4, xfs, btrfs, tmpfs: on NFS a `flock` *is* a record lock, and the lead would replace
+//! the lock), and only where the mark is ([`usable`]). Nobody can hold the lead against an
+//! appender for long: taking it exclusively needs the lock file open for writing (its owner,
+//! trusted, and nobody else: [`usable`]), a follower waits for it only while a leader syncs,
+//! and a leader never waits for it.
 //!
 //! What it buys depends on how long a flush takes against how fast the lock passes between
-//! processes: with 8 appenders on these 2-core VMs, 1.2–2 records per flush (counted by the
-//! mark) when a flush costs 0.3–3 ms. Threads of one process sharing a
-//! [`LogWriter`](super::LogWriter) batch far better: their records queue in memory while a
-//! batch syncs, and the next batch takes them all.
+//! processes (see the append benchmark's part 3 for the records per flush). Threads of one
+//! process sharing a [`LogWriter`](super::LogWriter) batch better still: their records queue
+//! in memory while a batch syncs, and the next batch takes them all.
 //!
 //! The mark is the extended attribute `user.untorn.synced` of the lock file (`dev=D ino=I
 //! gen=G`: the log's device and inode, and a counter every sync advances). It lives in the lock
@@ -47,7 +67,7 @@
 //! itself.
 
 use crate::ctx::{Ctx, Feature};
-use crate::sys::{errnos::*, Fd, Stat, Sys};
+use crate::sys::{errnos::*, Fd, FsKind, LockKind, Stat, Sys};
 use crate::trust::trusts;
 
 /// The extended attribute of the lock file that holds the sync mark.
@@ -60,22 +80,49 @@ pub(super) struct Mark {
     pub(super) dev: u64,
     pub(super) ino: u64,
     pub(super) gen: u64,
+    /// When a sync last served the records of more than one appender (milliseconds since the
+    /// epoch; 0: never): appenders that find the lock free still group while this is recent.
+    pub(super) busy: u64,
+}
+
+/// How long after a sync that served several appenders an appender that finds the lock free
+/// still leads a group (lets the lock go before its sync) instead of syncing at once.
+const BUSY_FOR_MS: u64 = 200;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Mark {
     fn encode(&self) -> String {
-        format!("dev={} ino={} gen={}", self.dev, self.ino, self.gen)
+        format!(
+            "dev={} ino={} gen={} busy={}",
+            self.dev, self.ino, self.gen, self.busy
+        )
+    }
+
+    /// Whether a sync served several appenders' records a moment ago (others are appending).
+    pub(super) fn busy(&self) -> bool {
+        let now = now_ms();
+        self.busy != 0 && self.busy <= now && now - self.busy < BUSY_FOR_MS
     }
 
     fn decode(b: &[u8]) -> Option<Mark> {
         let s = std::str::from_utf8(b).ok()?;
         let mut it = s.split(' ');
         let mut field = |name: &str| -> Option<u64> { it.next()?.strip_prefix(name)?.parse().ok() };
-        let m = Mark {
+        let mut m = Mark {
             dev: field("dev=")?,
             ino: field("ino=")?,
             gen: field("gen=")?,
+            busy: 0,
         };
+        // Marks written before `busy` existed have three fields.
+        if let Some(b) = it.next() {
+            m.busy = b.strip_prefix("busy=")?.parse().ok()?;
+        }
         it.next().is_none().then_some(m)
     }
 }
@@ -89,6 +136,72 @@ pub(super) fn usable(ctx: &Ctx, lock: &Stat) -> bool {
     ctx.has(lock.dev, Feature::Xattr) != Some(false)
         && lock.mode & 0o022 == 0
         && (lock.uid == 0 || trusts(ctx.sys.euid(), lock.uid))
+}
+
+/// Whether the lead (a record lock on the lock file `fd`) may be used: a local file system
+/// whose `flock` is the kernel's own, independent of record locks.
+pub(super) fn lead_usable(ctx: &Ctx, lock: &Stat, fd: &Fd) -> bool {
+    matches!(
+        ctx.fs_kind(lock.dev, fd),
+        FsKind::Ext4 | FsKind::Xfs | FsKind::Btrfs | FsKind::Tmpfs
+    )
+}
+
+/// How long the leader of a sync lets the lock go for at a time, so that the appenders waiting
+/// for it write first; and how many times at most, while the log keeps growing.
+const GATHER: std::time::Duration = std::time::Duration::from_micros(50);
+const GATHER_MAX: u32 = 8;
+
+/// Lets the appenders waiting for the lock write before the leader syncs: sleeps while the log
+/// `log` (whose end was `end` after this appender's write) keeps growing, [`GATHER_MAX`] times
+/// at most. (A yield alone served 2–3 records per flush at 8 appenders on 2 cores; a sleep lets
+/// the waiters run: 6–7.)
+pub(super) fn gather(sys: &dyn Sys, log: &Fd, end: u64) {
+    let mut last = end;
+    for _ in 0..GATHER_MAX {
+        std::thread::sleep(GATHER);
+        let size = sys.stat(log).map_or(last, |s| s.size);
+        if size == last {
+            break;
+        }
+        last = size;
+    }
+}
+
+/// Whether this appender got the lead of the next sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Lead {
+    /// It leads: others follow it.
+    Got,
+    /// Another process leads (or holds a record lock on the lock file): follow it.
+    Taken,
+    /// No lead here (the lock file is open read-only, or the file system refuses record
+    /// locks): sync without one.
+    None,
+}
+
+/// Takes the lead of the next sync if nobody has it (never waits).
+pub(super) fn take_lead(sys: &dyn Sys, lock: &Fd) -> Lead {
+    match sys.record_lock(lock, LockKind::Exclusive, false) {
+        Ok(()) => Lead::Got,
+        Err(e) if matches!(e.raw_os_error(), Some(EAGAIN | EACCES)) => Lead::Taken,
+        Err(_) => Lead::None,
+    }
+}
+
+/// Drops the lead (or a follower's shared hold of it).
+pub(super) fn drop_lead(sys: &dyn Sys, lock: &Fd) {
+    if let Err(e) = sys.record_lock(lock, LockKind::Unlock, false) {
+        tracing::trace!(target: "untorn", error = %e, "could not drop the group commit's lead");
+    }
+}
+
+/// Waits until the leader of the coming sync has dropped the lead (a signal or an error ends
+/// the wait early: the caller then reads the mark and syncs for itself if it must).
+pub(super) fn follow(sys: &dyn Sys, lock: &Fd) {
+    if sys.record_lock(lock, LockKind::Shared, true).is_ok() {
+        drop_lead(sys, lock);
+    }
 }
 
 /// The lock file's mark, `None` if it has none (or one that is not a mark).
@@ -105,13 +218,26 @@ pub(super) fn covered(before: Option<Mark>, now: Option<Mark>, log: &Stat) -> bo
 }
 
 /// Advances the mark after a successful sync of the log `log`, made under the lock: `prev` is
-/// the mark read under this same hold. A failure only costs later appenders their own sync
-/// (and a file system without user extended attributes is not asked again).
-pub(super) fn advance(ctx: &Ctx, lock: &Fd, lock_st: &Stat, prev: Option<Mark>, log: &Stat) {
+/// the mark read under this same hold; `served_several`: the sync served the records of more
+/// than this appender (it is then dated `busy`). A failure only costs later appenders their own
+/// sync (and a file system without user extended attributes is not asked again).
+pub(super) fn advance(
+    ctx: &Ctx,
+    lock: &Fd,
+    lock_st: &Stat,
+    prev: Option<Mark>,
+    log: &Stat,
+    served_several: bool,
+) {
     let m = Mark {
         dev: log.dev,
         ino: log.ino,
         gen: prev.map_or(1, |p| p.gen.wrapping_add(1)),
+        busy: if served_several {
+            now_ms()
+        } else {
+            prev.map_or(0, |p| p.busy)
+        },
     };
     if let Err(e) = ctx.sys.set_xattr(lock, MARK, m.encode().as_bytes()) {
         if matches!(e.raw_os_error(), Some(EOPNOTSUPP)) {
@@ -145,13 +271,17 @@ mod tests {
             dev: 2049,
             ino: 12,
             gen: u64::MAX,
+            busy: 1_765_000_000_000,
         };
         assert_eq!(Mark::decode(m.encode().as_bytes()), Some(m));
+        let old = Mark::decode(b"dev=1 ino=2 gen=3").expect("a mark of three fields");
+        assert_eq!((old.gen, old.busy), (3, 0));
         for junk in [
             &b""[..],
             b"dev=1 ino=2",
             b"dev=1 ino=2 gen=x",
             b"dev=1 ino=2 gen=3 x",
+            b"dev=1 ino=2 gen=3 busy=4 x",
         ] {
             assert_eq!(Mark::decode(junk), None, "{junk:?}");
         }
@@ -160,7 +290,14 @@ mod tests {
     #[test]
     fn covered_only_by_a_later_sync_of_this_inode() {
         let log = st(1, 7);
-        let m = |ino, gen| Some(Mark { dev: 1, ino, gen });
+        let m = |ino, gen| {
+            Some(Mark {
+                dev: 1,
+                ino,
+                gen,
+                busy: 0,
+            })
+        };
         assert!(!covered(None, None, &log));
         assert!(!covered(m(7, 3), m(7, 3), &log), "no sync since");
         assert!(covered(m(7, 3), m(7, 4), &log));
@@ -178,7 +315,8 @@ mod tests {
             Some(Mark {
                 dev: 2,
                 ino: 7,
-                gen: 4
+                gen: 4,
+                busy: 0,
             }),
             &log
         ));

@@ -458,6 +458,19 @@ impl Sys for Real {
         rfs::flock(f, op).map_err(io::Error::from)
     }
 
+    fn record_lock(&self, fd: &Fd, kind: LockKind, blocking: bool) -> io::Result<()> {
+        let f = fd.os()?;
+        let op = match (kind, blocking) {
+            (LockKind::Shared, true) => FlockOperation::LockShared,
+            (LockKind::Shared, false) => FlockOperation::NonBlockingLockShared,
+            (LockKind::Exclusive, true) => FlockOperation::LockExclusive,
+            (LockKind::Exclusive, false) => FlockOperation::NonBlockingLockExclusive,
+            (LockKind::Unlock, _) => FlockOperation::Unlock,
+        };
+        // rustix's `fcntl_lock` is F_SETLK/F_SETLKW over the whole file (l_len 0).
+        rfs::fcntl_lock(f, op).map_err(io::Error::from)
+    }
+
     fn duplicate(&self, fd: &Fd) -> io::Result<Fd> {
         let f = fd.os()?;
         Ok(Fd::Os(f.try_clone_to_owned()?))

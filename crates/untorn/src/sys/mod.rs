@@ -361,6 +361,11 @@ pub trait Sys: Send + Sync + fmt::Debug {
     /// `flock(fd, op)`, blocking or not (`LOCK_NB`). A blocking call interrupted by a signal
     /// returns `EINTR`.
     fn lock(&self, fd: &Fd, kind: LockKind, blocking: bool) -> io::Result<()>;
+    /// `fcntl(fd, F_SETLK[W])` on the whole file: a POSIX record lock, blocking or not. It
+    /// belongs to the process (any close of the file by the process drops it; its threads share
+    /// it), and on the local file systems it is independent of `flock`. Used only as a hint
+    /// (the group commit's "a sync is coming", see `log::group`), never to exclude.
+    fn record_lock(&self, fd: &Fd, kind: LockKind, blocking: bool) -> io::Result<()>;
     /// `fcntl(fd, F_DUPFD_CLOEXEC)`: a second descriptor of the same open file (and so of the
     /// same flock lock).
     fn duplicate(&self, fd: &Fd) -> io::Result<Fd>;

@@ -42,6 +42,7 @@ pub enum Call {
     OpenInodes,
     Umask,
     Lock,
+    RecordLock,
     Duplicate,
     SetXattr,
     GetXattr,
@@ -468,6 +469,12 @@ impl Sys for Probe {
             format!("{} {kind:?} blocking={blocking}", self.label(fd))
         })?;
         self.inner.lock(fd, kind, blocking)
+    }
+    fn record_lock(&self, fd: &Fd, kind: LockKind, blocking: bool) -> io::Result<()> {
+        self.enter(Call::RecordLock, || {
+            format!("{} {kind:?} blocking={blocking}", self.label(fd))
+        })?;
+        self.inner.record_lock(fd, kind, blocking)
     }
     fn duplicate(&self, fd: &Fd) -> io::Result<Fd> {
         self.enter(Call::Duplicate, || self.label(fd))?;

@@ -102,6 +102,9 @@ impl Sys for Real {
     fn lock(&self, _: &Fd, _: LockKind, _: bool) -> io::Result<()> {
         no()
     }
+    fn record_lock(&self, _: &Fd, _: LockKind, _: bool) -> io::Result<()> {
+        no()
+    }
     fn duplicate(&self, _: &Fd) -> io::Result<Fd> {
         no()
     }
