@@ -178,10 +178,7 @@ fn an_append_follows_the_leader_of_a_sync() {
         "{}",
         probe.transcript()
     );
-    assert_eq!(
-        fs::read_to_string(&p).unwrap(),
-        "old\nfollower\nleader\n"
-    );
+    assert_eq!(fs::read_to_string(&p).unwrap(), "old\nfollower\nleader\n");
 }
 
 /// The leader dropped its lead without a sync of this log (it failed, died, or its record lock

@@ -36,13 +36,14 @@ pub struct Appended {
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GroupCommit {
-    /// An appender that finds the lock taken lets another's sync serve its records (default).
+    /// An appender that finds the lock taken, or a mark saying others appended a moment ago,
+    /// leads a sync for several appenders or follows the one coming (default; see
+    /// [`group`](super::group)).
     #[default]
     Auto,
     /// Every appender syncs for itself, under the lock it wrote under.
     Off,
-    /// Every appender unlocks after its write and syncs (or finds it done) under the lock taken
-    /// again: the group commit's path even without contention (tests, benchmarks).
+    /// Every appender leads or follows a group, even without contention (tests, benchmarks).
     Always,
 }
 
@@ -311,7 +312,9 @@ impl AppendOptions {
         // The sync mark, read under the lock after the write (see `group`). A handle that found
         // none last time does not look again while the lock is free and the log as it left it.
         let first = if usable
-            && (contended || self.group == GroupCommit::Always || !known.is_some_and(|k| k.unmarked))
+            && (contended
+                || self.group == GroupCommit::Always
+                || !known.is_some_and(|k| k.unmarked))
         {
             let m = group::read(sys, held.fd());
             known_after.unmarked = m.is_none();
@@ -409,7 +412,9 @@ impl AppendOptions {
         if lead {
             group::drop_lead(sys, held.fd());
         }
-        let r = synced.map(|()| (appended, known_after)).map_err(not_durable);
+        let r = synced
+            .map(|()| (appended, known_after))
+            .map_err(not_durable);
         (r, held.unlock_keep_open().ok())
     }
 
