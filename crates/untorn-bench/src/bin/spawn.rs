@@ -25,14 +25,17 @@
 //! The contenders are interleaved, every round in a fresh random order, each timed process
 //! preceded by an untimed `syncfs` of `DIR` (nobody pays another's journal work). `--also
 //! LABEL=PATH` adds another `untorn` binary (an experiment: a build without something) as one
-//! more `write` contender. The whole run is repeated (`--repeats`, default 3); the last table
+//! more `write` contender; `--floor-also LABEL=PATH` another `minwrite` (built another way:
+//! `scripts/bench-spawn.sh` measures untorn and the floors as `scripts/install` builds them,
+//! statically linked, and adds the dynamically linked ones beside them). The whole run is repeated (`--repeats`, default 3); the last table
 //! gives each repeat's ratio beside its floor, the range, and PASS only if every repeat meets
 //! the goal: `untorn write / minwrite` ≤ 1.10.
 //!
 //! # Options
 //!
 //! `--quick`, `--rounds N` (default 201), `--repeats N`, `--warmup N`, `--untorn PATH`
-//! (default: `untorn` beside this binary), `--also LABEL=PATH` (repeatable), `--no-settle`,
+//! (default: `untorn` beside this binary), `--also LABEL=PATH` (repeatable), `--floor-also
+//! LABEL=PATH` (repeatable), `--no-settle`,
 //! `--seed N`.
 
 use std::io::Write;
@@ -50,7 +53,7 @@ const SIZE: usize = 1024;
 const RESAMPLES: usize = 2000;
 
 const USAGE: &str = "usage: spawn --dir DIR [--quick] [--rounds N] [--repeats N] [--warmup N] \
-                     [--untorn PATH] [--also LABEL=PATH]... [--no-settle] [--seed N]";
+                     [--untorn PATH] [--also LABEL=PATH]... [--floor-also LABEL=PATH]... [--no-settle] [--seed N]";
 
 struct Opts {
     dir: PathBuf,
@@ -59,6 +62,7 @@ struct Opts {
     warmup: usize,
     untorn: PathBuf,
     also: Vec<(String, PathBuf)>,
+    floor_also: Vec<(String, PathBuf)>,
     settle: bool,
     seed: u64,
 }
@@ -75,6 +79,7 @@ fn parse_args(args: &[String]) -> Res<Opts> {
         warmup: 5,
         untorn: here.join("untorn"),
         also: Vec::new(),
+        floor_also: Vec::new(),
         settle: true,
         seed: clock_seed(),
     };
@@ -97,6 +102,13 @@ fn parse_args(args: &[String]) -> Res<Opts> {
             }
             "--no-settle" => o.settle = false,
             "--seed" => o.seed = c.parse(a)?,
+            "--floor-also" => {
+                let v = c.value(a)?;
+                let (label, path) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("--floor-also LABEL=PATH, not {v:?}\n{USAGE}"))?;
+                o.floor_also.push((label.to_string(), PathBuf::from(path)));
+            }
             "-h" | "--help" => c.help(),
             other => return Err(c.unknown(other)),
         }
@@ -163,6 +175,13 @@ fn contenders(o: &Opts, content: &str) -> Res<Vec<Contender>> {
     for (i, (label, path)) in o.also.iter().enumerate() {
         cs.push(write(label, path.clone(), &format!("also{i}.json")));
     }
+    for (i, (label, path)) in o.floor_also.iter().enumerate() {
+        cs.push(Contender {
+            label: label.clone(),
+            program: path.clone(),
+            args: vec![format!("floor{i}.json"), content.into()],
+        });
+    }
     for c in &cs {
         if !c.program.is_file() {
             return Err(format!(
@@ -185,6 +204,7 @@ fn run(args: &[String]) -> Res<()> {
         .into_iter()
         .map(String::from)
         .chain((0..o.also.len()).map(|i| format!("also{i}.json")))
+        .chain((0..o.floor_also.len()).map(|i| format!("floor{i}.json")))
     {
         std::fs::write(work.join(f), "{}\n")?;
     }
@@ -254,13 +274,31 @@ fn run(args: &[String]) -> Res<()> {
             m[0] / m[1],
             &floor,
         );
-        for (i, c) in cs.iter().enumerate().skip(4) {
+        let first_floor = 4 + o.also.len();
+        for (i, c) in cs.iter().enumerate().take(first_floor).skip(4) {
             table.add(
                 &format!("{} / minwrite", c.label),
                 Goal::None,
                 m[i] / m[1],
                 &floor,
             );
+        }
+        for (i, c) in cs.iter().enumerate().skip(first_floor) {
+            let other = format!("{} {}", c.label, fmt_ns(m[i]));
+            table.add(
+                &format!("`untorn write` / {}", c.label),
+                Goal::None,
+                m[0] / m[i],
+                &other,
+            );
+            for (j, a) in cs.iter().enumerate().take(first_floor).skip(4) {
+                table.add(
+                    &format!("{} / {}", a.label, c.label),
+                    Goal::None,
+                    m[j] / m[i],
+                    &other,
+                );
+            }
         }
         let noop = format!("noop {}", fmt_ns(m[3]));
         table.add("`untorn --version` / noop", Goal::None, m[2] / m[3], &noop);
