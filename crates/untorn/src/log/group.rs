@@ -15,9 +15,11 @@
 //!
 //! # The protocol
 //!
-//! An appender that finds the lock taken (others are appending) does not sync under the lock
-//! it writes under. It writes its records and reads the lock file's **sync mark**, still under
-//! the lock. Then it either **leads** the next sync or **follows** the one already coming:
+//! An appender that finds the lock taken, or finds it free but the lock file's **sync mark**
+//! busy (a sync served several appenders less than 200 ms ago), knows others are appending. It
+//! does not sync under the lock it writes under. It writes its records and reads the mark,
+//! still under the lock. Then it either **leads** the next sync or **follows** the one already
+//! coming:
 //!
 //! - The first appender to write after a sync finds nobody leading: it takes the **lead**, a
 //!   POSIX record lock (`fcntl F_SETLK`, exclusive, never waited for) on the lock file, which
@@ -36,9 +38,11 @@
 //! wrote while the previous one ran. Every sync still runs under the exclusive `flock`, with
 //! no write during it: the hole stays closed. The lead is only a hint: whether an appender
 //! returns early depends on the mark alone, and the mark changes only under the lock, after a
-//! successful `fdatasync` begun under it. An appender that finds the lock free syncs at once
-//! under it, as before (one lock, no waiting for others), and advances the mark only where one
-//! exists (someone grouped here before).
+//! successful `fdatasync` begun under it. An appender that finds the lock free and the mark not
+//! busy (alone, as far as it can tell) syncs at once under it, as before (one lock, no waiting
+//! for others, no record lock), and advances the mark only where one exists (someone grouped
+//! here before). A sync that served others' records dates the mark busy; a lone appender's
+//! does not, so a burst of appenders leaves at most 200 ms of grouping behind it.
 //!
 //! Why a changed mark proves the sync: the appender read `before` under the lock, after its
 //! write; a mark set later was set in a later hold of the lock, after an `fdatasync` begun in
