@@ -516,6 +516,10 @@ fn log_format_json_is_an_audit_trail() {
     assert!(out.stderr.is_empty(), "the trace went to the file");
     let out = run(&["write", "--no-clobber", "s.json", "x"]);
     assert_eq!(out.status.code(), Some(7));
+    // The plainest command line (the one parsed without clap) reads the variables too.
+    let out = run(&["write", "t.json", "{}"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "the trace went to the file");
     let all = fs::read(&log).unwrap();
     each_line_an_object(&all);
     assert!(jq("select(.op == \"lock\") | .wait_us | type", &all).contains("number"));
@@ -524,7 +528,8 @@ fn log_format_json_is_an_audit_trail() {
             "select(.op == \"command\") | [.span.command, .outcome, .exit, .error_kind]",
             &all
         ),
-        "[\"edit\",\"ok\",0,null]\n[\"write\",\"failed\",7,\"already_exists\"]\n"
+        "[\"edit\",\"ok\",0,null]\n[\"write\",\"failed\",7,\"already_exists\"]\n\
+         [\"write\",\"ok\",0,null]\n"
     );
     let pids = jq("select(.op == \"command\") | .span.pid", &all);
     let pids: Vec<&str> = pids.lines().collect();
