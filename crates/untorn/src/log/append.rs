@@ -350,6 +350,8 @@ impl AppendOptions {
         let lead = lead == Lead::Got;
         // Whether the sync serves others' records too (its mark is then dated busy).
         let mut several = contended || follower;
+        // What the others wrote while this leader let the lock go (kept in the mark).
+        let mut grew = None;
         let mark = if grouped {
             // On the error paths below the lock file is closed, which drops the lead with it (a
             // record lock does not outlive the process's close of the file).
@@ -368,7 +370,8 @@ impl AppendOptions {
             } else {
                 // Let the appenders waiting for the lock write first: the more records are
                 // written before the next sync, the more that one sync serves.
-                group::gather(sys, at.fd, known_after.end);
+                let expect = first.map_or(0, |m| m.grew);
+                grew = Some(group::gather(sys, at.fd, known_after.end, expect));
             }
             held = match lockfile::lock_opened(&self.ctx, opened, &how, Instant::now()) {
                 Ok(h) => h,
@@ -406,7 +409,7 @@ impl AppendOptions {
             });
         // Appenders waiting to learn whether their records are durable: they are now.
         if synced.is_ok() && (grouped || mark.is_some()) {
-            group::advance(&self.ctx, held.fd(), &held.st, mark, &at.st, several);
+            group::advance(&self.ctx, held.fd(), &held.st, mark, &at.st, several, grew);
         }
         // The mark is set before the lead is dropped: the followers read it once it is.
         if lead {
