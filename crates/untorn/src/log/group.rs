@@ -24,9 +24,9 @@
 //! - The first appender to write after a sync finds nobody leading: it takes the **lead**, a
 //!   POSIX record lock (`fcntl F_SETLK`, exclusive, never waited for) on the lock file, which
 //!   on the local file systems is independent of the `flock` that excludes writers. It
-//!   releases the `flock`, lets the appenders waiting for it write (it yields the processor
-//!   and takes the lock again: the more records are written before the sync, the more it
-//!   serves), then syncs under the lock, advances the mark, drops the lead, and unlocks.
+//!   releases the `flock`, lets the appenders waiting for it write ([`gather`]: it sleeps while
+//!   the log grows, until the others have written what they wrote for the last leader), takes
+//!   the lock again, syncs under it, advances the mark, drops the lead, and unlocks.
 //! - An appender that writes while someone leads **follows**: it releases the `flock` and
 //!   waits for the lead to be dropped (a shared record lock, waited for), then reads the mark,
 //!   without the `flock`. If the mark has changed and names this log's inode, its records are
@@ -62,8 +62,9 @@
 //! in memory while a batch syncs, and the next batch takes them all.
 //!
 //! The mark is the extended attribute `user.untorn.synced` of the lock file (`dev=D ino=I
-//! gen=G`: the log's device and inode, and a counter every sync advances). It lives in the lock
-//! file's inode, shared by every process, written only after a durable sync; whether it
+//! gen=G busy=MS grew=B`: the log's device and inode, a counter every sync advances, when a
+//! sync last served several appenders, and what the others wrote for the last leader). It
+//! lives in the lock file's inode, shared by every process, written only after a durable sync; whether it
 //! survives a crash does not matter (it is read and compared within one run of appends). It is
 //! used only where the lock file belongs to this user, root or a trusted user and nobody else
 //! may write it (a mark someone else could set would let them make an append skip its sync),
