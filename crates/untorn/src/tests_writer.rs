@@ -514,3 +514,62 @@ fn threads_sharing_a_writer_share_its_syncs() {
     assert_eq!(probe.count(Call::Sync), 2, "{}", probe.transcript());
     assert_eq!(probe.count(Call::Write), 2, "{}", probe.transcript());
 }
+
+/// An append with a timeout (the Python binding's zero timeout and retry, `untorn append
+/// --timeout`) never takes the lock a second time after its write, even when the mark says
+/// others are appending: had another process taken the lock meanwhile, the records would be
+/// written but the call would fail as "lock busy", and a caller that retries on a busy lock
+/// would append them twice (the Python test of 4 processes × 50 records once read 201). It
+/// syncs under the lock it wrote under.
+#[test]
+fn an_append_with_a_timeout_never_locks_again_after_its_write() {
+    use std::os::unix::fs::MetadataExt;
+    let d = dir();
+    let p = d.path().join("a.log");
+    fs::write(&p, "old\n").unwrap();
+    let lock = lock_path_for(&p);
+    fs::write(&lock, "").unwrap();
+    let st = fs::metadata(&p).unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mark = format!(
+        "dev={} ino={} gen=7 busy={}",
+        st.dev(),
+        st.ino(),
+        now_ms - 10
+    );
+    rustix::fs::setxattr(
+        &lock,
+        "user.untorn.synced",
+        mark.as_bytes(),
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let (probe, mut o) = probed(GroupCommit::Auto);
+    o.timeout(std::time::Duration::ZERO);
+    // Another process takes the lock as soon as this append lets it go: before a third call
+    // of `flock` (a second lock after the unlock), if there were one.
+    let other: Arc<std::sync::Mutex<Option<fs::File>>> = Arc::default();
+    let hold = other.clone();
+    let l2 = lock.clone();
+    probe.before_nth(Call::Lock, 3, move || {
+        let f = fs::File::open(&l2).unwrap();
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+        *hold.lock().unwrap() = Some(f);
+    });
+    o.append(&p, "once")
+        .expect("appended, and no error after the write");
+    assert!(
+        other.lock().unwrap().is_none(),
+        "the lock was let go after the write"
+    );
+    assert_eq!(
+        after_write(&probe.events()),
+        ["write", "getxattr", "sync", "setxattr", "unlock"],
+        "{}",
+        probe.transcript()
+    );
+    assert_eq!(fs::read_to_string(&p).unwrap(), "old\nonce\n");
+}

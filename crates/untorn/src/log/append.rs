@@ -326,21 +326,23 @@ impl AppendOptions {
         // Others are appending: the lock was taken, or a sync served several appenders a
         // moment ago.
         let busy = contended || first.is_some_and(|m| m.busy());
+        let how = self.lock.how_exclusive();
+        // A grouped appender takes the lock again after its write, and must not fail to: its
+        // records are written, and an error would make a caller that retries (a timeout, a
+        // cancelled wait) append them twice. So only an appender that may wait for ever (the
+        // default) groups; one with a timeout or a cancel flag syncs under the lock it wrote
+        // under, as every appender did before the group commit.
         let grouped = usable
             && !at.created
+            && how.wait == Wait::Forever
+            && how.cancel.is_none()
             && match self.group {
                 GroupCommit::Off => false,
                 GroupCommit::Auto => busy,
                 GroupCommit::Always => true,
             };
-        let how = self.lock.how_exclusive();
-        // Whether this appender leads the coming sync (see `group`), or follows another's. A
-        // follower waits for the leader without a deadline: only an appender that may wait for
-        // ever (the default) follows; the others sync for themselves.
-        let may_lead = grouped
-            && how.wait == Wait::Forever
-            && how.cancel.is_none()
-            && group::lead_usable(&self.ctx, &held.st, held.fd());
+        // Whether this appender leads the coming sync (see `group`), or follows another's.
+        let may_lead = grouped && group::lead_usable(&self.ctx, &held.st, held.fd());
         let lead = if may_lead {
             group::take_lead(sys, held.fd())
         } else {
