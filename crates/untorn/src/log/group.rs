@@ -56,6 +56,11 @@
 //! trusted, and nobody else: [`usable`]), a follower waits for it only while a leader syncs,
 //! and a leader never waits for it.
 //!
+//! Only an appender that may wait for the lock for ever groups (leads, follows, or locks again
+//! after its write): with a timeout or a cancel flag, that second lock could fail after the
+//! records were written, and a caller that retries would append them twice. Such an appender
+//! syncs under the lock it wrote under.
+//!
 //! What it buys depends on how long a flush takes against how fast the lock passes between
 //! processes (see the append benchmark's part 3 for the records per flush). Threads of one
 //! process sharing a [`LogWriter`](super::LogWriter) batch better still: their records queue
