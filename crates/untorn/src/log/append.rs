@@ -90,7 +90,9 @@ impl AppendOptions {
         self
     }
 
-    /// Waits at most `d` for the lock.
+    /// Waits at most `d` for the lock. Such an append never takes part in a group commit (it
+    /// syncs under the lock it wrote under): a group commit takes the lock again after the
+    /// write, where a timeout could fail an append whose records are already written.
     pub fn timeout(&mut self, d: Duration) -> &mut Self {
         self.lock.timeout(d);
         self

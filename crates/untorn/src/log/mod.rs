@@ -42,12 +42,14 @@
 //! Every `fdatasync` of the log also runs under that lock, with no write during it: released
 //! earlier, another appender's sync could make a record's new size durable before its data,
 //! which on ext4 `data=writeback` exposes stale blocks after a power cut (the power-cut test
-//! bed caught exactly that). An appender that finds the lock free syncs under the lock it
-//! wrote under; one that finds it taken (others are appending) takes part in a **group
-//! commit**: it releases the lock after its write and takes it again, and if a holder in
-//! between synced the log (the lock file's sync mark says so), its records are durable
-//! without a sync of its own. So N appenders at once share their flushes instead of paying N
-//! (see `group.rs` for the protocol and why it keeps the hole closed).
+//! bed caught exactly that). An appender alone syncs under the lock it wrote under. When others
+//! are appending (the lock was taken, or the lock file's sync mark says a sync served several
+//! a moment ago) it takes part in a **group commit**: the first to write after a sync *leads*
+//! the next one (it lets the lock go while the others write, takes it again and syncs once for
+//! all), and the others *follow* it (they release the lock after their write, wait for the
+//! leader, and find their records durable when the mark moved). So N appenders at once share
+//! their flushes instead of paying N. Appenders with a timeout never group (see `group.rs` for
+//! the protocol, why it keeps the hole closed, and why a timeout rules it out).
 //!
 //! A process that appends many records keeps the log and its lock file open with a
 //! [`LogWriter`]: no path to resolve per record, and the log's end judged again only when it
