@@ -50,6 +50,33 @@ fn after_write(events: &[Event]) -> Vec<String> {
         .collect()
 }
 
+/// Milliseconds since the epoch, as the sync mark's `busy` counts them.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Gives the log `p`'s lock file (made if missing) a sync mark naming `p`, dated `busy`: as a
+/// sync that served several appenders at that moment would have left it.
+fn set_mark(p: &std::path::Path, busy: u64) {
+    use std::os::unix::fs::MetadataExt;
+    let lock = lock_path_for(p);
+    if !lock.exists() {
+        fs::write(&lock, "").unwrap();
+    }
+    let st = fs::metadata(p).unwrap();
+    let mark = format!("dev={} ino={} gen=7 busy={busy}", st.dev(), st.ino());
+    rustix::fs::setxattr(
+        &lock,
+        "user.untorn.synced",
+        mark.as_bytes(),
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+}
+
 #[test]
 fn an_uncontended_append_syncs_under_the_lock_it_wrote_under() {
     let d = dir();
@@ -222,23 +249,9 @@ fn a_free_lock_groups_only_while_others_were_appending_a_moment_ago() {
     let d = dir();
     let p = d.path().join("a.log");
     fs::write(&p, "old\n").unwrap();
-    let lock = lock_path_for(&p);
-    fs::write(&lock, "").unwrap();
-    let st = fs::metadata(&p).unwrap();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    use std::os::unix::fs::MetadataExt;
-    for (busy, grouped) in [(now_ms - 20, true), (now_ms - 60_000, false), (0, false)] {
-        let mark = format!("dev={} ino={} gen=7 busy={busy}", st.dev(), st.ino());
-        rustix::fs::setxattr(
-            &lock,
-            "user.untorn.synced",
-            mark.as_bytes(),
-            rustix::fs::XattrFlags::empty(),
-        )
-        .unwrap();
+    let now = now_ms();
+    for (busy, grouped) in [(now - 20, true), (now - 60_000, false), (0, false)] {
+        set_mark(&p, busy);
         let (probe, o) = probed(GroupCommit::Auto);
         o.append(&p, "new").unwrap();
         let calls = after_write(&probe.events());
@@ -523,30 +536,11 @@ fn threads_sharing_a_writer_share_its_syncs() {
 /// syncs under the lock it wrote under.
 #[test]
 fn an_append_with_a_timeout_never_locks_again_after_its_write() {
-    use std::os::unix::fs::MetadataExt;
     let d = dir();
     let p = d.path().join("a.log");
     fs::write(&p, "old\n").unwrap();
+    set_mark(&p, now_ms() - 10);
     let lock = lock_path_for(&p);
-    fs::write(&lock, "").unwrap();
-    let st = fs::metadata(&p).unwrap();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let mark = format!(
-        "dev={} ino={} gen=7 busy={}",
-        st.dev(),
-        st.ino(),
-        now_ms - 10
-    );
-    rustix::fs::setxattr(
-        &lock,
-        "user.untorn.synced",
-        mark.as_bytes(),
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
     let (probe, mut o) = probed(GroupCommit::Auto);
     o.timeout(std::time::Duration::ZERO);
     // Another process takes the lock as soon as this append lets it go: before a third call

@@ -93,22 +93,10 @@ fn parse_args(args: &[String]) -> Res<Opts> {
             "--repeats" => o.repeats = c.parse(a)?,
             "--warmup" => o.warmup = c.parse(a)?,
             "--untorn" => o.untorn = PathBuf::from(c.value(a)?),
-            "--also" => {
-                let v = c.value(a)?;
-                let (label, path) = v
-                    .split_once('=')
-                    .ok_or_else(|| format!("--also LABEL=PATH, not {v:?}\n{USAGE}"))?;
-                o.also.push((label.to_string(), PathBuf::from(path)));
-            }
+            "--also" => o.also.push(label_path(a, &c.value(a)?)?),
             "--no-settle" => o.settle = false,
             "--seed" => o.seed = c.parse(a)?,
-            "--floor-also" => {
-                let v = c.value(a)?;
-                let (label, path) = v
-                    .split_once('=')
-                    .ok_or_else(|| format!("--floor-also LABEL=PATH, not {v:?}\n{USAGE}"))?;
-                o.floor_also.push((label.to_string(), PathBuf::from(path)));
-            }
+            "--floor-also" => o.floor_also.push(label_path(a, &c.value(a)?)?),
             "-h" | "--help" => c.help(),
             other => return Err(c.unknown(other)),
         }
@@ -118,6 +106,14 @@ fn parse_args(args: &[String]) -> Res<Opts> {
         return Err(format!("nothing to measure\n{USAGE}").into());
     }
     Ok(o)
+}
+
+/// The value of `--also` or `--floor-also` (`flag`): `LABEL=PATH`.
+fn label_path(flag: &str, v: &str) -> Res<(String, PathBuf)> {
+    let (label, path) = v
+        .split_once('=')
+        .ok_or_else(|| format!("{flag} LABEL=PATH, not {v:?}\n{USAGE}"))?;
+    Ok((label.to_string(), PathBuf::from(path)))
 }
 
 /// One contender: a program and its arguments, run in the work directory.

@@ -389,8 +389,8 @@ impl AppendOptions {
                 }
                 return (Ok((appended, known_after)), held.unlock_keep_open().ok());
             }
-            // Others wrote since: this sync serves them too.
-            several |= sys.stat(at.fd).is_ok_and(|st| st.size > known_after.end);
+            // Others wrote while this leader let the lock go: this sync serves them too.
+            several |= grew.is_some_and(|g| g > 0);
             now
         } else {
             first

@@ -446,13 +446,7 @@ impl Sys for Real {
 
     fn lock(&self, fd: &Fd, kind: LockKind, blocking: bool) -> io::Result<()> {
         let f = fd.os()?;
-        let op = match (kind, blocking) {
-            (LockKind::Shared, true) => FlockOperation::LockShared,
-            (LockKind::Shared, false) => FlockOperation::NonBlockingLockShared,
-            (LockKind::Exclusive, true) => FlockOperation::LockExclusive,
-            (LockKind::Exclusive, false) => FlockOperation::NonBlockingLockExclusive,
-            (LockKind::Unlock, _) => FlockOperation::Unlock,
-        };
+        let op = lock_operation(kind, blocking);
         // A blocking flock interrupted by a signal returns EINTR; callers that want a timeout
         // rely on that, so it is not retried here.
         rfs::flock(f, op).map_err(io::Error::from)
@@ -460,13 +454,7 @@ impl Sys for Real {
 
     fn record_lock(&self, fd: &Fd, kind: LockKind, blocking: bool) -> io::Result<()> {
         let f = fd.os()?;
-        let op = match (kind, blocking) {
-            (LockKind::Shared, true) => FlockOperation::LockShared,
-            (LockKind::Shared, false) => FlockOperation::NonBlockingLockShared,
-            (LockKind::Exclusive, true) => FlockOperation::LockExclusive,
-            (LockKind::Exclusive, false) => FlockOperation::NonBlockingLockExclusive,
-            (LockKind::Unlock, _) => FlockOperation::Unlock,
-        };
+        let op = lock_operation(kind, blocking);
         // rustix's `fcntl_lock` is F_SETLK/F_SETLKW over the whole file (l_len 0).
         rfs::fcntl_lock(f, op).map_err(io::Error::from)
     }
@@ -485,6 +473,17 @@ impl Sys for Real {
         let f = fd.os()?;
         let p = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd()))?;
         Ok(p)
+    }
+}
+
+/// The rustix operation of a lock request (`flock` and record locks take the same ones).
+fn lock_operation(kind: LockKind, blocking: bool) -> FlockOperation {
+    match (kind, blocking) {
+        (LockKind::Shared, true) => FlockOperation::LockShared,
+        (LockKind::Shared, false) => FlockOperation::NonBlockingLockShared,
+        (LockKind::Exclusive, true) => FlockOperation::LockExclusive,
+        (LockKind::Exclusive, false) => FlockOperation::NonBlockingLockExclusive,
+        (LockKind::Unlock, _) => FlockOperation::Unlock,
     }
 }
 
