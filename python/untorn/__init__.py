@@ -318,7 +318,7 @@ def write_text(
     says otherwise), atomically and durably. No newline is added."""
     if not isinstance(text, str):
         raise TypeError(f"text must be str, not {type(text).__name__} (use write_bytes)")
-    return _untorn.write(
+    return write(
         path,
         text.encode(encoding, errors),
         backups=backups,

@@ -718,17 +718,21 @@ fn cut_cycle(bed: &mut Bed, tmp: &Path, layer: Layer, c: usize, r: &mut CutRepor
     // A lower-layer file: the first write copies it up.
     fs::write(below.join("f"), "0").unwrap();
     let mut mounts = Mounts::default();
+    // The overlay layers' options: `below` as the lower layer, an upper and a work directory.
+    let layers = || {
+        let (u, w) = (base.join("upper"), base.join("work"));
+        fs::create_dir_all(&u).unwrap();
+        fs::create_dir_all(&w).unwrap();
+        format!(
+            "lowerdir={},upperdir={},workdir={}",
+            s(&below),
+            s(&u),
+            s(&w)
+        )
+    };
     match layer {
         Layer::Overlay => {
-            let (u, w) = (base.join("upper"), base.join("work"));
-            fs::create_dir_all(&u).unwrap();
-            fs::create_dir_all(&w).unwrap();
-            let o = format!(
-                "lowerdir={},upperdir={},workdir={}",
-                s(&below),
-                s(&u),
-                s(&w)
-            );
+            let o = layers();
             mounts
                 .mount(
                     "mount",
@@ -738,15 +742,7 @@ fn cut_cycle(bed: &mut Bed, tmp: &Path, layer: Layer, c: usize, r: &mut CutRepor
                 .unwrap();
         }
         Layer::FuseOverlayfs => {
-            let (u, w) = (base.join("upper"), base.join("work"));
-            fs::create_dir_all(&u).unwrap();
-            fs::create_dir_all(&w).unwrap();
-            let o = format!(
-                "lowerdir={},upperdir={},workdir={}",
-                s(&below),
-                s(&u),
-                s(&w)
-            );
+            let o = layers();
             mounts
                 .mount("fuse-overlayfs", &["-o", &o, s(&mnt)], &mnt)
                 .unwrap();
