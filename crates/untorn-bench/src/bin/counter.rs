@@ -47,6 +47,16 @@
 //! (`--repeats N`) of 5 rounds (`--rounds N`) of 100 increments per process, after one
 //! uncounted warm-up run per stack; each configuration uses a fresh file.
 //!
+//! **The goal part.** Two runs back to back on these machines differ by about 10% (the shared
+//! disk's fsync latency wanders: in 40 rounds of untorn against rust by hand at P = 1, where
+//! both make the same two journal commits per increment, the per-round ratios spread from 0.74
+//! to 1.27, interquartile 0.92–1.02), so a median over 5 rounds lands anywhere within ±0.1 of
+//! the truth, too coarse to judge a goal of 0.95. Each repeat therefore ends
+//! with `--goal-rounds N` (default 40; 8 with `--quick`; 0 leaves the part out) more rounds of
+//! only the goal's pair, untorn and rust by hand at 8 processes, back to back in a fresh random
+//! order. The goal row's ratio in each repeat is the median of the per-round ratios of all its
+//! rounds at 8 processes (the main rounds' and these), printed with a 95% bootstrap interval.
+//!
 //! # How to read the results
 //!
 //! Rates are the **medians** over all rounds; `untorn / X` is the ratio of the medians (2.0 =
@@ -66,8 +76,9 @@
 //!
 //! # Options
 //!
-//! `--rounds N` (per repeat, default 5), `--repeats N` (default 3), `--iters N` (increments
-//! per process; default 100, 30 with `--quick`), `--procs 1,2,4,8`, `--python PATH` (default `python3`), `--no-fcntl`,
+//! `--rounds N` (per repeat, default 5), `--goal-rounds N` (per repeat, default 40),
+//! `--repeats N` (default 3), `--iters N` (increments per process; default 100, 30 with
+//! `--quick`), `--procs 1,2,4,8`, `--python PATH` (default `python3`), `--no-fcntl`,
 //! `--no-python`, `--seed N` (of the shuffles).
 
 use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
@@ -79,7 +90,7 @@ use untorn_bench::cmdline::CmdLine;
 use untorn_bench::crowd;
 use untorn_bench::report::{cpus, fs_magic, fs_name, io_pressure, load_average, Goal, Repeats};
 use untorn_bench::run::clock_seed;
-use untorn_bench::stats::{median, Rng};
+use untorn_bench::stats::{median, ratio_ci, Rng};
 use untorn_bench::Res;
 
 /// The counter file's content.
@@ -130,6 +141,7 @@ impl Stack {
 struct Opts {
     dir: PathBuf,
     rounds: usize,
+    goal_rounds: usize,
     repeats: usize,
     iters: u64,
     procs: Vec<usize>,
@@ -140,13 +152,14 @@ struct Opts {
 }
 
 const USAGE: &str =
-    "usage: counter --dir DIR [--quick] [--rounds N] [--repeats N] [--iters N] [--procs 1,2,4,8] \
-                     [--python PATH] [--no-fcntl] [--no-python] [--seed N]";
+    "usage: counter --dir DIR [--quick] [--rounds N] [--goal-rounds N] [--repeats N] [--iters N] \
+                     [--procs 1,2,4,8] [--python PATH] [--no-fcntl] [--no-python] [--seed N]";
 
 fn parse_args(args: &[String]) -> Res<Opts> {
     let mut dir = None;
     let mut quick = false;
     let mut rounds = 5;
+    let mut goal_rounds = None;
     let mut repeats = 3;
     let mut iters = None;
     let mut procs = vec![1, 2, 4, 8];
@@ -160,6 +173,7 @@ fn parse_args(args: &[String]) -> Res<Opts> {
             "--dir" => dir = Some(PathBuf::from(c.value(a)?)),
             "--quick" => quick = true,
             "--rounds" => rounds = c.parse(a)?,
+            "--goal-rounds" => goal_rounds = Some(c.parse(a)?),
             "--repeats" => repeats = c.parse(a)?,
             "--iters" => iters = Some(c.parse(a)?),
             "--procs" => {
@@ -190,6 +204,7 @@ fn parse_args(args: &[String]) -> Res<Opts> {
     Ok(Opts {
         dir,
         rounds,
+        goal_rounds: goal_rounds.unwrap_or(if quick { 8 } else { 40 }),
         repeats,
         iters: iters.unwrap_or(if quick { 30 } else { 100 }),
         procs,
@@ -442,7 +457,8 @@ fn main_inner(args: &[String]) -> Res<bool> {
     println!(
         "dir {} ({}), {} CPUs; {} increments per process, {} repeats of {} rounds, processes \
          {:?}; every configuration once per round, each process count's stacks back to back, \
-         in a fresh random order (seed {})",
+         in a fresh random order (seed {}); then, per repeat, {} goal rounds of untorn and rust \
+         by hand at {GOAL_PROCS} processes",
         o.dir.display(),
         fs_type(&o.dir),
         cpus(),
@@ -450,7 +466,8 @@ fn main_inner(args: &[String]) -> Res<bool> {
         o.repeats,
         o.rounds,
         o.procs,
-        o.seed
+        o.seed,
+        o.goal_rounds,
     );
     for n in &notes {
         println!("{n}");
@@ -502,19 +519,48 @@ fn main_inner(args: &[String]) -> Res<bool> {
     let mut rng = Rng(o.seed);
     let mut ps: Vec<usize> = (0..o.procs.len()).collect();
     let mut ss: Vec<usize> = (0..stacks.len()).collect();
-    let all_rounds = o.rounds * o.repeats;
-    for round in 0..all_rounds {
-        // Each process count's stacks back to back: the ratios compare runs close in time.
-        rng.shuffle(&mut ps);
-        for &pi in &ps {
-            rng.shuffle(&mut ss);
-            for &si in &ss {
-                let (p, s) = (o.procs[pi], stacks[si]);
-                let r = run(&env, s, &o.dir, &format!("p{p}-r{round}"), p, o.iters)?;
-                check(s, p, &r, &format!("round {}", round + 1));
-                results[pi][si].push(r);
+    // goal_runs[repeat] = (untorn, rust by hand) runs at GOAL_PROCS, one pair per goal round
+    let mut goal_runs: Vec<Vec<(Run, Run)>> = Vec::new();
+    for k in 0..o.repeats {
+        for r in 0..o.rounds {
+            let round = k * o.rounds + r;
+            // Each process count's stacks back to back: the ratios compare runs close in time.
+            rng.shuffle(&mut ps);
+            for &pi in &ps {
+                rng.shuffle(&mut ss);
+                for &si in &ss {
+                    let (p, s) = (o.procs[pi], stacks[si]);
+                    let r = run(&env, s, &o.dir, &format!("p{p}-r{round}"), p, o.iters)?;
+                    check(s, p, &r, &format!("round {}", round + 1));
+                    results[pi][si].push(r);
+                }
             }
         }
+        let mut pairs = Vec::new();
+        // Only where the goal's row is printed (the process counts include it).
+        let goal_rounds = if o.procs.contains(&GOAL_PROCS) {
+            o.goal_rounds
+        } else {
+            0
+        };
+        for g in 0..goal_rounds {
+            let p = GOAL_PROCS;
+            let mut pair = [Stack::Untorn, Stack::RustHand];
+            rng.shuffle(&mut pair);
+            let mut got = Vec::new();
+            for s in pair {
+                let r = run(&env, s, &o.dir, &format!("goal{k}-{g}"), p, o.iters)?;
+                check(s, p, &r, &format!("goal {}.{}", k + 1, g + 1));
+                got.push((s, r));
+            }
+            let (a, b) = (got.remove(0), got.remove(0));
+            pairs.push(if a.0 == Stack::Untorn {
+                (a.1, b.1)
+            } else {
+                (b.1, a.1)
+            });
+        }
+        goal_runs.push(pairs);
     }
 
     let idx = |s: Stack| stacks.iter().position(|&x| x == s);
@@ -532,7 +578,10 @@ fn main_inner(args: &[String]) -> Res<bool> {
         Some(median(&v))
     };
     let all_exact = |pi: usize| -> String {
-        let runs: Vec<&Run> = results[pi].iter().flatten().collect();
+        let mut runs: Vec<&Run> = results[pi].iter().flatten().collect();
+        if o.procs[pi] == GOAL_PROCS {
+            runs.extend(goal_runs.iter().flatten().flat_map(|(u, h)| [u, h]));
+        }
         let expected = runs.first().map_or(0, |r| r.expected);
         if runs.iter().all(|r| r.exact()) {
             format!("yes: {n} of {n} runs = {expected}", n = runs.len())
@@ -590,6 +639,7 @@ fn main_inner(args: &[String]) -> Res<bool> {
     // the same round's run of the other stack (run right before or after it: they share the
     // machine's noise), and each stack's scaling within the round.
     let mut table = Repeats::new();
+    let mut goal_lines = Vec::new();
     let one = o.procs.iter().position(|&p| p == 1);
     for k in 0..o.repeats {
         let block = k * o.rounds..(k + 1) * o.rounds;
@@ -606,8 +656,32 @@ fn main_inner(args: &[String]) -> Res<bool> {
                 } else {
                     Goal::None
                 };
-                let ratio = med_of(&|r| results[pi][ui][r].rate() / results[pi][si][r].rate());
-                let floor = med_of(&|r| results[pi][si][r].rate());
+                let mut ratio = med_of(&|r| results[pi][ui][r].rate() / results[pi][si][r].rate());
+                let mut floor = med_of(&|r| results[pi][si][r].rate());
+                if p == GOAL_PROCS && s == Stack::RustHand && !goal_runs[k].is_empty() {
+                    // The goal part's rounds join the main rounds' at this process count.
+                    let main = block
+                        .clone()
+                        .map(|r| (&results[pi][ui][r], &results[pi][si][r]));
+                    let all: Vec<(&Run, &Run)> = main
+                        .chain(goal_runs[k].iter().map(|(u, h)| (u, h)))
+                        .collect();
+                    let ratios: Vec<f64> = all.iter().map(|(u, h)| u.rate() / h.rate()).collect();
+                    ratio = median(&ratios);
+                    floor = median(&all.iter().map(|(_, h)| h.rate()).collect::<Vec<_>>());
+                    let ci = ratio_ci(&ratios, &vec![1.0; ratios.len()], &mut rng, 2000);
+                    goal_lines.push(format!(
+                        "  repeat {}: {} rounds at {p} processes, untorn / rust by hand: median \
+                         {ratio:.3}{}; per-round ratios {:.2}–{:.2}",
+                        k + 1,
+                        ratios.len(),
+                        ci.map_or(String::new(), |(lo, hi)| format!(
+                            " (95% bootstrap interval {lo:.3}–{hi:.3})"
+                        )),
+                        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+                        ratios.iter().copied().fold(0.0, f64::max),
+                    ));
+                }
                 table.add(
                     &format!("untorn / {} inc/s, {p} processes", s.name()),
                     g,
@@ -632,12 +706,25 @@ fn main_inner(args: &[String]) -> Res<bool> {
             }
         }
     }
+    if !goal_lines.is_empty() {
+        println!();
+        println!(
+            "The goal's pair at {GOAL_PROCS} processes, each repeat's {} main and {} goal rounds:",
+            o.rounds, o.goal_rounds
+        );
+        for l in &goal_lines {
+            println!("{l}");
+        }
+    }
     println!();
     table.print(
         &format!(
-            "Every repeat (the median of its {} rounds): ratio (the other side's rate), range, \
-             goal ({} repeats)",
-            o.rounds, o.repeats
+            "Every repeat (the median of its {} rounds; at {GOAL_PROCS} processes, untorn / rust \
+             by hand: of its {} rounds with the goal part's): ratio (the other side's rate), \
+             range, goal ({} repeats)",
+            o.rounds,
+            o.rounds + o.goal_rounds,
+            o.repeats
         ),
         2,
     );
