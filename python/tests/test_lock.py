@@ -123,15 +123,24 @@ def test_cli_is_excluded_by_python_lock(tmp_path: Path, untorn_bin: str) -> None
     assert r.returncode == 0
 
 
-def test_ctrl_c_interrupts_a_wait_without_timeout(tmp_path: Path) -> None:
-    """A wait with no timeout still answers Ctrl-C (the GIL-free wait runs on a helper thread)."""
+@pytest.mark.parametrize(
+    "call",
+    [
+        "untorn.lock(sys.argv[1])",
+        # untorn itself waits (a group commit may lock again after the write), running the
+        # signal handlers on this thread every 20 ms.
+        "untorn.append(sys.argv[1], 'never')",
+    ],
+)
+def test_ctrl_c_interrupts_a_wait_without_timeout(tmp_path: Path, call: str) -> None:
+    """A wait with no timeout still answers Ctrl-C (the GIL is released while it waits)."""
     p = tmp_path / "busy"
     with Holder(p):
         code = (
             "import sys, untorn\n"
             "print('waiting', flush=True)\n"
             "try:\n"
-            "    untorn.lock(sys.argv[1])\n"
+            f"    {call}\n"
             "except KeyboardInterrupt:\n"
             "    print('interrupted', flush=True)\n"
             "    sys.exit(42)\n"
@@ -151,6 +160,7 @@ def test_ctrl_c_interrupts_a_wait_without_timeout(tmp_path: Path) -> None:
         # will once it lets go.
         with pytest.raises(BlockingIOError):
             untorn.lock(p, blocking=False)
+        assert not p.exists(), "an append interrupted in its wait appended nothing"
     with untorn.lock(p, timeout=5):
         pass
 

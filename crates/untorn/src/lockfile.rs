@@ -105,8 +105,19 @@ impl LockOptions {
 
     /// Stops waiting, with [`ErrorKind::Interrupted`], once `flag` is set (e.g. by a signal
     /// handler: `signal_hook::flag::register`). Checked at least every 20 ms while waiting.
+    /// Replaces a [`cancel_if`](Self::cancel_if).
     pub fn cancel_when(&mut self, flag: Arc<AtomicBool>) -> &mut Self {
-        self.how.cancel = Some(flag);
+        self.how.cancel = Some(Cancel::Flag(flag));
+        self
+    }
+
+    /// Stops waiting, with [`ErrorKind::Interrupted`], once `check` returns `true`. It is
+    /// called on the waiting thread (at least every 20 ms while the lock is taken; never if it
+    /// is free), so it may do what only that thread can: the Python bindings run the Python
+    /// signal handlers in it, so that Ctrl-C interrupts a wait. Replaces a
+    /// [`cancel_when`](Self::cancel_when).
+    pub fn cancel_if(&mut self, check: impl Fn() -> bool + Send + Sync + 'static) -> &mut Self {
+        self.how.cancel = Some(Cancel::Check(Arc::new(check)));
         self
     }
 
@@ -144,8 +155,35 @@ pub(crate) struct How {
     pub(crate) shared: bool,
     pub(crate) wait: Wait,
     pub(crate) allow_shared_fs: bool,
-    /// Stop waiting (with [`ErrorKind::Interrupted`]) once this is set.
-    pub(crate) cancel: Option<Arc<AtomicBool>>,
+    /// Stop waiting (with [`ErrorKind::Interrupted`]) once this says so.
+    pub(crate) cancel: Option<Cancel>,
+}
+
+/// What stops a wait early: a flag (set by a signal handler), or a check run on the waiting
+/// thread.
+#[derive(Clone)]
+pub(crate) enum Cancel {
+    Flag(Arc<AtomicBool>),
+    Check(Arc<dyn Fn() -> bool + Send + Sync>),
+}
+
+impl Cancel {
+    /// Whether the wait must stop now.
+    pub(crate) fn is_set(&self) -> bool {
+        match self {
+            Cancel::Flag(f) => f.load(Ordering::SeqCst),
+            Cancel::Check(c) => c(),
+        }
+    }
+}
+
+impl fmt::Debug for Cancel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Cancel::Flag(_) => "Cancel::Flag",
+            Cancel::Check(_) => "Cancel::Check",
+        })
+    }
 }
 
 impl fmt::Debug for How {
@@ -391,13 +429,7 @@ pub(crate) fn lock_opened(ctx: &Arc<Ctx>, o: Opened, how: &How, started: Instant
                 "another process holds the lock".into(),
             ));
         }
-        match wait(
-            ctx,
-            &o.fd,
-            kind,
-            how.deadline(started),
-            how.cancel.as_deref(),
-        ) {
+        match wait(ctx, &o.fd, kind, how.deadline(started), how.cancel.as_ref()) {
             Ok(Waited::Acquired) => {}
             Ok(Waited::TimedOut) => {
                 return Err(Error::new(
@@ -471,7 +503,7 @@ fn wait(
     fd: &Fd,
     kind: LockKind,
     deadline: Option<Instant>,
-    cancel: Option<&AtomicBool>,
+    cancel: Option<&Cancel>,
 ) -> std::io::Result<Waited> {
     if deadline.is_none() && cancel.is_none() {
         loop {
@@ -520,7 +552,7 @@ fn wait(
             *st = WaitState::Abandoned;
             return Ok(Waited::TimedOut);
         }
-        if cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
+        if cancel.is_some_and(Cancel::is_set) {
             *st = WaitState::Abandoned;
             return Ok(Waited::Cancelled);
         }

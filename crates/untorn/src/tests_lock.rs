@@ -97,6 +97,64 @@ fn a_timed_out_waiter_never_keeps_the_lock() {
 }
 
 #[test]
+fn a_cancelled_wait_stops_with_interrupted_and_never_keeps_the_lock() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let d = dir();
+    let p = d.path().join("f");
+    let held = lock(&p).unwrap();
+    // A flag set while the wait goes on (as a signal handler would).
+    let flag = Arc::new(AtomicBool::new(false));
+    let f2 = flag.clone();
+    let setter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(60));
+        f2.store(true, Ordering::SeqCst);
+    });
+    let t = Instant::now();
+    let e = LockOptions::new().cancel_when(flag).lock(&p).unwrap_err();
+    setter.join().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Interrupted, "{e}");
+    assert!(t.elapsed() >= Duration::from_millis(60));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // A check, run on the waiting thread until it says stop.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let waiter = std::thread::current().id();
+    let e = LockOptions::new()
+        .cancel_if(move || {
+            assert_eq!(
+                std::thread::current().id(),
+                waiter,
+                "the check runs on the waiter"
+            );
+            c2.fetch_add(1, Ordering::SeqCst) + 1 >= 3
+        })
+        .lock(&p)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Interrupted, "{e}");
+    assert!(e.to_string().contains("f.lock"), "{e}");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // A check that never says stop: the lock is taken once it is free.
+    let h = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        drop(held);
+    });
+    let l = LockOptions::new().cancel_if(|| false).lock(&p).unwrap();
+    h.join().unwrap();
+    drop(l);
+    // The abandoned waiters let go of the lock at once when they get it.
+    let t = Instant::now();
+    loop {
+        match nb().lock(&p) {
+            Ok(_) => break,
+            Err(_) if t.elapsed() < Duration::from_secs(2) => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("the lock stayed held by an abandoned waiter: {e}"),
+        }
+    }
+}
+
+#[test]
 fn timeout_succeeds_when_the_holder_lets_go_in_time() {
     let d = dir();
     let p = d.path().join("f");

@@ -535,6 +535,51 @@ fn threads_sharing_a_writer_share_its_syncs() {
 /// would append them twice (the Python test of 4 processes × 50 records once read 201). It
 /// syncs under the lock it wrote under.
 #[test]
+fn an_append_interrupted_after_its_write_says_it_appended() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let d = dir();
+    let p = d.path().join("a.log");
+    fs::write(&p, "old\n").unwrap();
+    set_mark(&p, now_ms() - 10);
+    let lock = lock_path_for(&p);
+    let (probe, mut o) = probed(GroupCommit::Auto);
+    let cancel = Arc::new(AtomicBool::new(false));
+    o.cancel_when(cancel.clone());
+    // A cancel flag does not keep the append out of the group commit: it lets the lock go
+    // after its write. Another process takes the lock then, and Ctrl-C comes while the
+    // append waits to take it again.
+    let other: Arc<std::sync::Mutex<Option<fs::File>>> = Arc::default();
+    let hold = other.clone();
+    let l2 = lock.clone();
+    probe.before_nth(Call::Lock, 3, move || {
+        let f = fs::File::open(&l2).unwrap();
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+        *hold.lock().unwrap() = Some(f);
+        cancel.store(true, Ordering::SeqCst);
+    });
+    let e = o.append(&p, "once").unwrap_err();
+    assert!(
+        other.lock().unwrap().is_some(),
+        "the lock was let go after the write"
+    );
+    assert_eq!(e.kind(), ErrorKind::Interrupted, "{e}");
+    assert!(
+        e.to_string().contains("appended but may not be durable"),
+        "the error says the record was written: {e}"
+    );
+    assert!(
+        !probe.events().iter().any(|ev| ev.call == Call::Sync),
+        "no sync without the lock: {}",
+        probe.transcript()
+    );
+    assert_eq!(fs::read_to_string(&p).unwrap(), "old\nonce\n");
+    // Once the other lets go, the next append syncs both records; the first is there once.
+    drop(other.lock().unwrap().take());
+    AppendOptions::new().append(&p, "next").unwrap();
+    assert_eq!(fs::read_to_string(&p).unwrap(), "old\nonce\nnext\n");
+}
+
+#[test]
 fn an_append_with_a_timeout_never_locks_again_after_its_write() {
     let d = dir();
     let p = d.path().join("a.log");

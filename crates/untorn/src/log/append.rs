@@ -13,6 +13,7 @@ use crate::paths::{locate, lock_name};
 use crate::sys::{errnos::*, Fd, FileType, OpenHow, Stat, SyncKind, Sys};
 use std::ffi::OsStr;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,6 +96,24 @@ impl AppendOptions {
     /// write, where a timeout could fail an append whose records are already written.
     pub fn timeout(&mut self, d: Duration) -> &mut Self {
         self.lock.timeout(d);
+        self
+    }
+
+    /// Stops waiting for the lock, with [`ErrorKind::Interrupted`](crate::ErrorKind), once
+    /// `flag` is set (e.g. by a signal handler); see [`LockOptions::cancel_when`]. Such an append
+    /// still takes part in a group commit. Interrupted before its write, it appended nothing;
+    /// interrupted while it takes the lock again after its write (to sync, see the
+    /// [module docs](crate::log#concurrency)), the error's note says the records were appended
+    /// but may not be durable: appending them again would write them twice.
+    pub fn cancel_when(&mut self, flag: Arc<AtomicBool>) -> &mut Self {
+        self.lock.cancel_when(flag);
+        self
+    }
+
+    /// [`cancel_when`](Self::cancel_when) with a check run on the waiting thread instead of a
+    /// flag (see [`LockOptions::cancel_if`]).
+    pub fn cancel_if(&mut self, check: impl Fn() -> bool + Send + Sync + 'static) -> &mut Self {
+        self.lock.cancel_if(check);
         self
     }
 
@@ -329,15 +348,15 @@ impl AppendOptions {
         // moment ago.
         let busy = contended || first.is_some_and(|m| m.busy());
         let how = self.lock.how_exclusive();
-        // A grouped appender takes the lock again after its write, and must not fail to: its
-        // records are written, and an error would make a caller that retries (a timeout, a
-        // cancelled wait) append them twice. So only an appender that may wait for ever (the
-        // default) groups; one with a timeout or a cancel flag syncs under the lock it wrote
-        // under, as every appender did before the group commit.
+        // A grouped appender takes the lock again after its write, where a timeout could fail
+        // it: its records are written, and a caller that retries after a timeout (the ordinary
+        // thing to do) would append them twice. So an appender with a timeout syncs under the
+        // lock it wrote under, as every appender did before the group commit. A cancelled
+        // second lock (Ctrl-C) ends the call with an error that says the records were
+        // appended: an interrupt is not retried as a busy lock is.
         let grouped = usable
             && !at.created
             && how.wait == Wait::Forever
-            && how.cancel.is_none()
             && match self.group {
                 GroupCommit::Off => false,
                 GroupCommit::Auto => busy,

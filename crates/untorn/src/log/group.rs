@@ -57,9 +57,12 @@
 //! and a leader never waits for it.
 //!
 //! Only an appender that may wait for the lock for ever groups (leads, follows, or locks again
-//! after its write): with a timeout or a cancel flag, that second lock could fail after the
-//! records were written, and a caller that retries would append them twice. Such an appender
-//! syncs under the lock it wrote under.
+//! after its write): with a timeout, that second lock could time out after the records were
+//! written, and a caller that retries after a timeout would append them twice. Such an
+//! appender syncs under the lock it wrote under. A cancel flag or check (Ctrl-C in the CLI
+//! and the Python bindings) does not rule grouping out: a second lock it cancels ends the call
+//! with [`ErrorKind::Interrupted`](crate::ErrorKind) and the note that the records were
+//! appended but may not be durable, an outcome no caller mistakes for a busy lock.
 //!
 //! What it buys depends on how long a flush takes against how fast the lock passes between
 //! processes (see the append benchmark's part 3 for the records per flush). Threads of one
