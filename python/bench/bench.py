@@ -6,6 +6,13 @@
 2. A contended counter: N processes each add 1 to a JSON counter M times, with
    ``untorn.update_json`` against ``filelock.FileLock`` + ``json`` + ``atomicwrites`` (the
    usual Python recipe). Both must end at exactly N*M.
+3. Appenders at once: 1 and ``--appenders`` processes (default 8) each append ``--records``
+   200-byte lines to one log, with ``untorn.append`` against the same by hand
+   (``fcntl.flock``, an ``O_APPEND`` write, ``os.fdatasync`` under the lock, as ext4
+   ``data=writeback`` needs). Printed: records/s, and each method's rate at P processes over its
+   rate at one in the same round (untorn's group commit lets one flush serve several
+   processes' records; by hand, P processes pay P flushes). Every log must hold exactly the
+   records appended.
 
 Prints the per-operation times and the ratios (> 1: untorn is faster). The counter runs
 ``--repeats`` times (default 3), untorn and filelock in a fresh random order each time; the
@@ -15,6 +22,7 @@ time per update), the range over the repeats, and PASS only if every repeat reac
 
     pip install ./python atomicwrites filelock
     python python/bench/bench.py [--dir DIR] [--writes 300] [--procs 4] [--updates 100] [--repeats 3]
+                                 [--appenders 8] [--records 100]
     sudo scripts/bench-python.sh              # the same on a fresh ext4 loop mount (direct I/O)
 
 The numbers depend on the disk's fsync latency far more than on either library: run both on the
@@ -24,6 +32,7 @@ same file system (``--dir``), on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import multiprocessing
 import os
@@ -135,6 +144,62 @@ def run_counter(fn: Callable[[str, int], None], path: str, procs: int, n: int) -
     return elapsed
 
 
+# -- appenders at once (functions run in child processes) -------------------------------------
+
+LINE = b"x" * 199 + b"\n"
+
+
+def append_untorn(path: str, n: int) -> None:
+    for _ in range(n):
+        untorn.append(path, LINE)
+
+
+def append_hand(path: str, n: int) -> None:
+    for _ in range(n):
+        lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, LINE)
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(lock)
+
+
+def _appender(fn: Callable[[str, int], None], path: str, n: int, go) -> None:
+    go.wait()
+    fn(path, n)
+
+
+def run_appenders(fn: Callable[[str, int], None], path: str, procs: int, n: int) -> float:
+    """Records/s of `procs` processes appending `n` lines each to a fresh log, timed from a
+    start signal given once all have started (Python's start-up is not counted)."""
+    with open(path, "wb") as f:
+        f.write(LINE)
+        os.fsync(f.fileno())
+    ctx = multiprocessing.get_context("fork")
+    go = ctx.Event()
+    workers = [ctx.Process(target=_appender, args=(fn, path, n, go)) for _ in range(procs)]
+    for w in workers:
+        w.start()
+    time.sleep(0.1)
+    t = time.perf_counter()
+    go.set()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - t
+    if any(w.exitcode != 0 for w in workers):
+        sys.exit(f"{fn.__name__}: a worker failed")
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    if lines[-1] != b"" or len(lines) - 1 != procs * n + 1 or any(x != LINE[:-1] for x in lines[:-1]):
+        sys.exit(f"{fn.__name__}: the log does not hold exactly {procs * n + 1} whole lines")
+    return procs * n / elapsed
+
+
 def fmt_ms(s: float) -> str:
     return f"{s * 1e3:8.3f} ms"
 
@@ -146,6 +211,8 @@ def main() -> None:
     ap.add_argument("--procs", type=int, default=4, help="processes in the counter")
     ap.add_argument("--updates", type=int, default=100, help="increments per process")
     ap.add_argument("--repeats", type=int, default=3, help="runs of the counter (each in a random order)")
+    ap.add_argument("--appenders", type=int, default=8, help="processes appending at once")
+    ap.add_argument("--records", type=int, default=100, help="lines each appender appends")
     args = ap.parse_args()
 
     parent = args.dir or os.getcwd()
@@ -206,6 +273,38 @@ def main() -> None:
         print("| the bound: filelock per update / the two flushes alone | "
               + " | ".join(f"{b:.2f}" for _, _, b in ratios)
               + f" | {blo:.2f}-{bhi:.2f} | | {'forbids the goal' if bhi < goal else 'allows it'} |")
+
+        # 3. Appenders at once: each repeat, 5 rounds of every (method, P) in a random order;
+        # scaling is a method's rate at P over its rate at 1 in the same round, the median.
+        big = args.appenders
+        print()
+        print(f"appenders at once: 1 and {big} processes x {args.records} lines of 200 bytes "
+              f"(exact content checked), {args.repeats} repeats of 5 rounds; records/s, medians")
+        methods = [("untorn.append", append_untorn), ("flock + write + fdatasync", append_hand)]
+        scal: dict = {name: [] for name, _ in methods}
+        for k in range(args.repeats):
+            rates: dict = {}
+            for r in range(5):
+                runs = [(m, p) for m in methods for p in (1, big)]
+                random.shuffle(runs)
+                for (name, fn), p in runs:
+                    path = os.path.join(d, f"log-{k}-{r}-{fn.__name__}-{p}.txt")
+                    rates.setdefault((name, p), []).append(run_appenders(fn, path, p, args.records))
+            line = []
+            for name, _ in methods:
+                sc = statistics.median(a / b for a, b in zip(rates[(name, big)], rates[(name, 1)]))
+                scal[name].append(sc)
+                line.append(f"{name} {statistics.median(rates[(name, 1)]):6.0f} -> "
+                            f"{statistics.median(rates[(name, big)]):6.0f}/s ({sc:.2f}x)")
+            print(f"  repeat {k + 1}: " + "; ".join(line))
+        print()
+        print(f"| records/s of {big} appenders / 1 | "
+              + " | ".join(f"repeat {k + 1}" for k in range(args.repeats)) + " | range |")
+        print("|---|" + "---|" * args.repeats + "---|")
+        for name, _ in methods:
+            v = scal[name]
+            print(f"| {name} | " + " | ".join(f"{x:.2f}" for x in v)
+                  + f" | {min(v):.2f}-{max(v):.2f} |")
 
 if __name__ == "__main__":
     main()
