@@ -641,7 +641,7 @@ fn main_inner(args: &[String]) -> Res<bool> {
     let mut table = Repeats::new();
     let mut goal_lines = Vec::new();
     let one = o.procs.iter().position(|&p| p == 1);
-    for k in 0..o.repeats {
+    for (k, goal_k) in goal_runs.iter().enumerate() {
         let block = k * o.rounds..(k + 1) * o.rounds;
         let med_of = |f: &dyn Fn(usize) -> f64| median(&block.clone().map(f).collect::<Vec<_>>());
         for (pi, &p) in o.procs.iter().enumerate() {
@@ -658,7 +658,7 @@ fn main_inner(args: &[String]) -> Res<bool> {
                 };
                 let mut ratio = med_of(&|r| results[pi][ui][r].rate() / results[pi][si][r].rate());
                 let mut floor = med_of(&|r| results[pi][si][r].rate());
-                if p == GOAL_PROCS && s == Stack::RustHand && !goal_runs[k].is_empty() {
+                if p == GOAL_PROCS && s == Stack::RustHand && !goal_k.is_empty() {
                     // The goal part's rounds join the main rounds' at this process count.
                     let main = block
                         .clone()

@@ -59,8 +59,8 @@
 //! Only an appender that may wait for the lock for ever groups (leads, follows, or locks again
 //! after its write): with a timeout, that second lock could time out after the records were
 //! written, and a caller that retries after a timeout would append them twice. Such an
-//! appender syncs under the lock it wrote under. A cancel flag or check (Ctrl-C in the CLI
-//! and the Python bindings) does not rule grouping out: a second lock it cancels ends the call
+//! appender syncs under the lock it wrote under. A cancel flag or check (how the Python
+//! bindings let Ctrl-C in) does not rule grouping out: a second lock it cancels ends the call
 //! with [`ErrorKind::Interrupted`](crate::ErrorKind) and the note that the records were
 //! appended but may not be durable, an outcome no caller mistakes for a busy lock.
 //!
