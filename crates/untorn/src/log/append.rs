@@ -70,7 +70,11 @@ impl AppendOptions {
         AppendOptions {
             durability: Durability::Full,
             format: LogFormat::Lines,
-            lock: LockOptions::new(),
+            lock: {
+                let mut l = LockOptions::new();
+                l.announce_waits();
+                l
+            },
             group: GroupCommit::Auto,
             ctx: Ctx::real(),
         }
@@ -330,10 +334,14 @@ impl AppendOptions {
         let not_durable = |e: Error| e.with_note("the record was appended but may not be durable");
         let usable = group::usable(&self.ctx, &held.st);
         let contended = held.contended;
+        // Others announced they wait for the lock, which this appender found free: it took the
+        // lock again before they ran (see `lockfile::announce_wait`).
+        let waiting = usable && lockfile::waited_within(&held.st, group::WAITING);
         // The sync mark, read under the lock after the write (see `group`). A handle that found
         // none last time does not look again while the lock is free and the log as it left it.
         let first = if usable
             && (contended
+                || waiting
                 || self.group == GroupCommit::Always
                 || !known.is_some_and(|k| k.unmarked))
         {
@@ -346,7 +354,7 @@ impl AppendOptions {
         };
         // Others are appending: the lock was taken, or a sync served several appenders a
         // moment ago.
-        let busy = contended || first.is_some_and(|m| m.busy());
+        let busy = contended || waiting || first.is_some_and(|m| m.busy());
         let how = self.lock.how_exclusive();
         // A grouped appender takes the lock again after its write, where a timeout could fail
         // it: its records are written, and a caller that retries after a timeout (the ordinary

@@ -167,6 +167,10 @@ pub(super) fn lead_usable(ctx: &Ctx, lock: &Stat, fd: &Fd) -> bool {
     )
 }
 
+/// How long after an appender announced it waits for the lock (see
+/// `lockfile::announce_wait`) an appender that finds the lock free still groups.
+pub(super) const WAITING: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// How long the leader of a sync lets the lock go for at a time, so that the appenders waiting
 /// for it write first; and how many times at most, while the log keeps growing.
 const GATHER: std::time::Duration = std::time::Duration::from_micros(50);

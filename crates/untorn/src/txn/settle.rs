@@ -54,6 +54,7 @@ impl Settings {
             },
             allow_shared_fs: self.allow_shared_fs,
             cancel: self.cancel.clone(),
+            announce: false,
         }
     }
 }
