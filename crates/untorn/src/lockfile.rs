@@ -439,7 +439,8 @@ pub(crate) fn lock_opened(ctx: &Arc<Ctx>, o: Opened, how: &How, started: Instant
                 "another process holds the lock".into(),
             ));
         }
-        if how.announce {
+        // Only in one's own lock file: root touches no other user's file here.
+        if how.announce && o.st.uid == sys.euid() {
             announce_wait(sys, &o.fd);
         }
         match wait(ctx, &o.fd, kind, how.deadline(started), how.cancel.as_ref()) {
@@ -508,8 +509,9 @@ fn now_ns() -> i128 {
 /// own sync, before the others made any). Reading this, it takes part in a group commit, which
 /// lets the lock go while it gathers the others' records.
 ///
-/// Setting a time (not "now") needs the file's owner (or root): only where the lock file is
-/// the appender's own, which is also the only place the group commit trusts it (its mark).
+/// Made only in the appender's own lock file (setting a time, not "now", needs the owner, and
+/// root must not touch another user's file); read only where the group commit trusts the lock
+/// file's mark (its owner is this user, root or a trusted user, and nobody else may write it).
 /// Errors are ignored: an announcement is only a hint.
 fn announce_wait(sys: &dyn Sys, fd: &Fd) {
     let now_ms = now_ns() / 1_000_000;

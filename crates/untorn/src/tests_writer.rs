@@ -379,6 +379,37 @@ fn an_append_that_waits_for_the_lock_announces_it() {
     assert_eq!(fs::read_to_string(&p).unwrap(), "old\nnew\n");
 }
 
+/// Root waiting for the lock of a log whose lock file another user owns announces nothing: it
+/// touches no other user's file (nor may anyone but the owner set its time).
+#[test]
+fn no_announcement_in_another_users_lock_file() {
+    use std::time::{Duration, UNIX_EPOCH};
+    if rustix::process::geteuid().as_raw() != 0 {
+        crate::tests::skip("needs root (chown)");
+        return;
+    }
+    let d = dir();
+    let p = d.path().join("a.log");
+    fs::write(&p, "old\n").unwrap();
+    let lock = lock_path_for(&p);
+    fs::write(&lock, "").unwrap();
+    std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).unwrap();
+    let before = fs::metadata(&lock).unwrap().modified().unwrap();
+    let held = crate::lock(&p).unwrap();
+    let p2 = p.clone();
+    let appender = std::thread::spawn(move || AppendOptions::new().append(&p2, "new").unwrap());
+    // Long enough for the append to try the lock and wait (an announcement comes before the
+    // wait); a slow machine only makes the check weaker, never wrong.
+    std::thread::sleep(Duration::from_millis(200));
+    drop(held);
+    appender.join().unwrap();
+    let after = fs::metadata(&lock).unwrap().modified().unwrap();
+    assert_eq!(before, after, "the other user's lock file was not touched");
+    let ns = after.duration_since(UNIX_EPOCH).unwrap().as_nanos() % 1_000_000;
+    assert_ne!(ns, 424_242);
+    assert_eq!(fs::read_to_string(&p).unwrap(), "old\nnew\n");
+}
+
 /// A mark that moved but names another inode (the log was replaced, rotated) does not count.
 #[test]
 fn a_sync_of_another_inode_does_not_serve() {

@@ -43,8 +43,8 @@
 //! earlier, another appender's sync could make a record's new size durable before its data,
 //! which on ext4 `data=writeback` exposes stale blocks after a power cut (the power-cut test
 //! bed caught exactly that). An appender alone syncs under the lock it wrote under. When others
-//! are appending (the lock was taken, or the lock file's sync mark says a sync served several
-//! a moment ago) it takes part in a **group commit**: the first to write after a sync *leads*
+//! are appending (the lock was taken, another appender announced it waits for it, or the lock
+//! file's sync mark says a sync served several a moment ago) it takes part in a **group commit**: the first to write after a sync *leads*
 //! the next one (it lets the lock go while the others write, takes it again and syncs once for
 //! all), and the others *follow* it (they release the lock after their write, wait for the
 //! leader, and find their records durable when the mark moved). So N appenders at once share
