@@ -3,14 +3,14 @@
 
 use crate::atomic::{bytes, durability_from};
 use crate::error::{to_py, Failure};
-use crate::wait::{retrying, until_free, wait_for, Signals};
+use crate::wait::{retrying, until_free, wait_for};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::Duration;
-use untorn::{AppendOptions, LockOptions, LogFormat, Torn, Wait};
+use untorn::{AppendOptions, LockOptions, LogFormat, Torn};
 
 fn format(jsonl: bool) -> LogFormat {
     if jsonl {
@@ -55,23 +55,13 @@ pub(crate) fn append(
         recs.push(b.into_owned());
     }
     let mut opts = AppendOptions::new();
+    // No wait inside untorn (`retrying` waits, interruptibly): a zero timeout.
     opts.durability(durability_from(durability)?)
-        .format(format(jsonl));
-    let done = if wait == Wait::Forever {
-        // untorn waits, in the kernel, while this thread runs the signal handlers: such an
-        // append takes part in a group commit, sharing its sync with other processes'.
-        let signals = Signals::default();
-        opts.cancel_if(signals.check());
-        let r = py.detach(|| opts.append_all(&path, &recs));
-        signals.outcome(py, r)?
-    } else {
-        // No wait inside untorn (`retrying` waits, interruptibly, within the timeout): a zero
-        // timeout, which keeps the append out of a group commit (see `AppendOptions::timeout`).
-        opts.timeout(Duration::ZERO);
-        retrying(py, &path, &LockOptions::new(), wait, || {
-            opts.append_all(&path, &recs).map_err(Failure::from)
-        })?
-    };
+        .format(format(jsonl))
+        .timeout(Duration::ZERO);
+    let done = retrying(py, &path, &LockOptions::new(), wait, || {
+        opts.append_all(&path, &recs).map_err(Failure::from)
+    })?;
     Ok((done.bytes, done.repaired.map(torn)))
 }
 

@@ -10,18 +10,14 @@
 //!   every 50 ms. If a signal handler raises (`KeyboardInterrupt`), the wait is abandoned: the
 //!   helper releases the lock the moment it gets it.
 //! - [`retrying`] runs an operation that takes the lock itself ([`untorn::update`], a read, an
-//!   append with a timeout) with a lock option that does not wait; when the lock is busy it
-//!   waits with [`acquire`] until it is free, releases it, and tries again.
-//! - [`Signals`] lets untorn itself wait (in the kernel, on its own helper thread) while the
-//!   calling thread runs the Python signal handlers every 20 ms: an append without a timeout
-//!   waits this way, since a group commit takes the lock a second time after the write, a wait
-//!   that [`retrying`] cannot stand in for.
+//!   append) with a lock option that does not wait; when the lock is busy it waits with
+//!   [`acquire`] until it is free, releases it, and tries again.
 
 use crate::error::{is_lock_busy, to_py, Failure};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use std::path::Path;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use untorn::{Lock, LockOptions, Wait};
 
@@ -40,42 +36,6 @@ pub(crate) fn wait_for(timeout: Option<f64>, blocking: bool) -> PyResult<Wait> {
             "timeout must be a number of seconds >= 0 or None, not {t}"
         ))),
         (Some(t), true) => Ok(Duration::try_from_secs_f64(t).map_or(Wait::Forever, Wait::Timeout)),
-    }
-}
-
-/// The Python signal handlers, run from untorn's lock waits ([`untorn::LockOptions::cancel_if`]):
-/// the first exception one raises (`KeyboardInterrupt`) stops the wait and is kept, to be raised
-/// once the call returns.
-#[derive(Clone, Default)]
-pub(crate) struct Signals(Arc<Mutex<Option<PyErr>>>);
-
-impl Signals {
-    /// The check to give untorn: runs the handlers (the GIL taken for it) until one raises.
-    pub(crate) fn check(&self) -> impl Fn() -> bool + Send + Sync + 'static {
-        let slot = self.0.clone();
-        move || {
-            let mut raised = slot.lock().unwrap_or_else(|e| e.into_inner());
-            if raised.is_some() {
-                return true;
-            }
-            *raised = Python::attach(|py| py.check_signals().err());
-            raised.is_some()
-        }
-    }
-
-    /// The result of a call made with [`check`](Self::check): the exception a signal handler
-    /// raised, if one did (with untorn's error, if the call failed, as its cause: an append
-    /// interrupted after its write says so there), else the call's own result.
-    pub(crate) fn outcome<T>(&self, py: Python<'_>, r: Result<T, untorn::Error>) -> PyResult<T> {
-        let raised = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match (raised, r) {
-            (Some(exc), Ok(_)) => Err(exc),
-            (Some(exc), Err(e)) => {
-                exc.set_cause(py, Some(to_py(e)));
-                Err(exc)
-            }
-            (None, r) => r.map_err(to_py),
-        }
     }
 }
 

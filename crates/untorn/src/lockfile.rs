@@ -113,9 +113,9 @@ impl LockOptions {
 
     /// Stops waiting, with [`ErrorKind::Interrupted`], once `check` returns `true`. It is
     /// called on the waiting thread (at least every 20 ms while the lock is taken; never if it
-    /// is free), so it may do what only that thread can: the Python bindings run the Python
-    /// signal handlers in it, so that Ctrl-C interrupts a wait. Replaces a
-    /// [`cancel_when`](Self::cancel_when).
+    /// is free), so it may do what only that thread can (run an interpreter's signal
+    /// handlers, say). It must return quickly and take no untorn lock: the lock may be granted
+    /// while it runs, and is held meanwhile. Replaces a [`cancel_when`](Self::cancel_when).
     pub fn cancel_if(&mut self, check: impl Fn() -> bool + Send + Sync + 'static) -> &mut Self {
         self.how.cancel = Some(Cancel::Check(Arc::new(check)));
         self
@@ -439,8 +439,9 @@ pub(crate) fn lock_opened(ctx: &Arc<Ctx>, o: Opened, how: &How, started: Instant
                 "another process holds the lock".into(),
             ));
         }
-        // Only in one's own lock file: root touches no other user's file here.
-        if how.announce && o.st.uid == sys.euid() {
+        // Only in one's own lock file, and only under its one name: root touches no other
+        // user's file here, nor one of its own that someone linked in as a lock file.
+        if how.announce && o.st.uid == sys.euid() && o.st.nlink == 1 {
             announce_wait(sys, &o.fd);
         }
         match wait(ctx, &o.fd, kind, how.deadline(started), how.cancel.as_ref()) {
@@ -509,15 +510,21 @@ fn now_ns() -> i128 {
 /// own sync, before the others made any). Reading this, it takes part in a group commit, which
 /// lets the lock go while it gathers the others' records.
 ///
-/// Made only in the appender's own lock file (setting a time, not "now", needs the owner, and
-/// root must not touch another user's file); read only where the group commit trusts the lock
+/// Made only in the appender's own lock file with a single link (setting a time, not "now",
+/// needs the owner; root must not touch another user's file, nor a file of its own that
+/// someone linked in under a lock file's name); a file system that keeps whole seconds never
+/// shows an announcement (each wait then sets the time again, and nothing groups by it). Read
+/// only where the group commit trusts the lock
 /// file's mark (its owner is this user, root or a trusted user, and nobody else may write it).
 /// Errors are ignored: an announcement is only a hint.
 fn announce_wait(sys: &dyn Sys, fd: &Fd) {
     let now_ms = now_ns() / 1_000_000;
     if let Ok(st) = sys.stat_times(fd) {
+        // A recent announcement stands (one dated ahead, after the clock stepped back, does
+        // not: it would be ignored by the readers).
+        let age_ms = now_ms - st.mtime_ns.div_euclid(1_000_000);
         if st.mtime_ns.rem_euclid(1_000_000) == WAITING_NS
-            && now_ms - st.mtime_ns / 1_000_000 < ANNOUNCE_EVERY_MS
+            && (0..ANNOUNCE_EVERY_MS).contains(&age_ms)
         {
             return;
         }

@@ -104,11 +104,10 @@ impl AppendOptions {
     }
 
     /// Stops waiting for the lock, with [`ErrorKind::Interrupted`](crate::ErrorKind), once
-    /// `flag` is set (e.g. by a signal handler); see [`LockOptions::cancel_when`]. Such an append
-    /// still takes part in a group commit. Interrupted before its write, it appended nothing;
-    /// interrupted while it takes the lock again after its write (to sync, see the
-    /// [module docs](crate::log#concurrency)), the error's note says the records were appended
-    /// but may not be durable: appending them again would write them twice.
+    /// `flag` is set (e.g. by a signal handler); see [`LockOptions::cancel_when`]. An interrupted
+    /// append appended nothing. Such an append never takes part in a group commit (it syncs
+    /// under the lock it wrote under), for the reason [`timeout`](Self::timeout) gives, and
+    /// because a follower's wait for the leader's sync cannot be cancelled.
     pub fn cancel_when(&mut self, flag: Arc<AtomicBool>) -> &mut Self {
         self.lock.cancel_when(flag);
         self
@@ -356,15 +355,16 @@ impl AppendOptions {
         // moment ago.
         let busy = contended || waiting || first.is_some_and(|m| m.busy());
         let how = self.lock.how_exclusive();
-        // A grouped appender takes the lock again after its write, where a timeout could fail
-        // it: its records are written, and a caller that retries after a timeout (the ordinary
-        // thing to do) would append them twice. So an appender with a timeout syncs under the
-        // lock it wrote under, as every appender did before the group commit. A cancelled
-        // second lock (Ctrl-C) ends the call with an error that says the records were
-        // appended: an interrupt is not retried as a busy lock is.
+        // A grouped appender takes the lock again after its write, and must not fail to: its
+        // records are written, and an error would make a caller that retries (a timeout, a
+        // cancelled wait: a Python signal handler may raise anything) append them twice; and a
+        // follower's wait for the leader cannot be cancelled. So only an appender that may wait
+        // for ever (the default) groups; one with a timeout or a cancel flag syncs under the
+        // lock it wrote under, as every appender did before the group commit.
         let grouped = usable
             && !at.created
             && how.wait == Wait::Forever
+            && how.cancel.is_none()
             && match self.group {
                 GroupCommit::Off => false,
                 GroupCommit::Auto => busy,

@@ -52,8 +52,8 @@
 //! processes made its 100 appends, 99 of them alone under the lock, before the others made
 //! any). So an appender whose first try for the lock fails *announces* its wait in the lock
 //! file's modification time before it waits (`lockfile::announce_wait`: the time with 424 242 ns past
-//! the millisecond, renewed at most every 10 ms; setting a time needs the file's owner, as the
-//! mark does), and one that finds the lock free groups while a wait was announced in the last
+//! the millisecond, renewed at most every 10 ms, only in one's own lock file with a single
+//! link), and one that finds the lock free groups while a wait was announced in the last
 //! [`WAITING`] (reading the mark first, as every grouped appender does).
 //!
 //! Why a changed mark proves the sync: the appender read `before` under the lock, after its
@@ -69,12 +69,10 @@
 //! and a leader never waits for it.
 //!
 //! Only an appender that may wait for the lock for ever groups (leads, follows, or locks again
-//! after its write): with a timeout, that second lock could time out after the records were
-//! written, and a caller that retries after a timeout would append them twice. Such an
-//! appender syncs under the lock it wrote under. A cancel flag or check (how the Python
-//! bindings let Ctrl-C in) does not rule grouping out: a second lock it cancels ends the call
-//! with [`ErrorKind::Interrupted`](crate::ErrorKind) and the note that the records were
-//! appended but may not be durable, an outcome no caller mistakes for a busy lock.
+//! after its write): with a timeout or a cancel flag, that second lock could fail after the
+//! records were written, and a caller that retries would append them twice (a Python signal
+//! handler may raise a timeout of its own); and a follower's wait for the lead is not
+//! cancellable. Such an appender syncs under the lock it wrote under.
 //!
 //! What it buys depends on how long a flush takes against how fast the lock passes between
 //! processes (see the append benchmark's part 3 for the records per flush). Threads of one
@@ -165,7 +163,10 @@ impl Mark {
 /// lock file would let them set a mark that makes an append skip its sync).
 pub(super) fn usable(ctx: &Ctx, lock: &Stat) -> bool {
     // Root's lock files are trusted by everyone: no need to ask who we are.
+    // One link: a file of the user's own (or root's) that someone else linked in under the
+    // lock file's name is not one (its attribute would be set through a planted name).
     ctx.has(lock.dev, Feature::Xattr) != Some(false)
+        && lock.nlink == 1
         && lock.mode & 0o022 == 0
         && (lock.uid == 0 || trusts(ctx.sys.euid(), lock.uid))
 }

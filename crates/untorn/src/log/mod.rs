@@ -49,10 +49,8 @@
 //! all), and the others *follow* it (they release the lock after their write, wait for the
 //! leader, and find their records durable when the mark moved). So N appenders at once share
 //! their flushes instead of paying N. Appenders with a timeout never group (see `group.rs` for
-//! the protocol, why it keeps the hole closed, and why a timeout rules it out). An appender
-//! interrupted (a cancel flag, Ctrl-C) while it takes the lock again after its write returns
-//! an error of kind [`Interrupted`](crate::ErrorKind::Interrupted) whose note says its records
-//! were appended but may not be durable.
+//! the protocol, why it keeps the hole closed, and why a timeout rules it out); nor do appenders
+//! with a cancel flag.
 //!
 //! A process that appends many records keeps the log and its lock file open with a
 //! [`LogWriter`]: no path to resolve per record, and the log's end judged again only when it
