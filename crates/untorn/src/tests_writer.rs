@@ -379,6 +379,27 @@ fn an_append_that_waits_for_the_lock_announces_it() {
     assert_eq!(fs::read_to_string(&p).unwrap(), "old\nnew\n");
 }
 
+/// An appender that cannot read the mark before it would group syncs for itself: a mark that
+/// was there unread would look new when read later, and a follower would return unsynced.
+#[test]
+fn an_unreadable_mark_rules_out_the_group_commit() {
+    let d = dir();
+    let p = d.path().join("a.log");
+    fs::write(&p, "old\n").unwrap();
+    set_mark(&p, now_ms() - 10);
+    let (probe, o) = probed(GroupCommit::Always);
+    probe.fail_nth(Some(Call::GetXattr), 1, crate::sys::errnos::EIO);
+    o.append(&p, "new").unwrap();
+    let calls = after_write(&probe.events());
+    assert_eq!(
+        calls,
+        ["write", "getxattr", "sync", "unlock"],
+        "{}",
+        probe.transcript()
+    );
+    assert_eq!(fs::read_to_string(&p).unwrap(), "old\nnew\n");
+}
+
 /// A lock file with a second link (a file of one's own that someone linked in under a lock
 /// file's name) is neither announced in nor has its mark used.
 #[test]

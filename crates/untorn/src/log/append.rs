@@ -338,13 +338,18 @@ impl AppendOptions {
         let waiting = usable && lockfile::waited_within(&held.st, group::WAITING);
         // The sync mark, read under the lock after the write (see `group`). A handle that found
         // none last time does not look again while the lock is free and the log as it left it.
+        // An appender that could not read it syncs for itself (`unreadable`).
+        let mut unreadable = false;
         let first = if usable
             && (contended
                 || waiting
                 || self.group == GroupCommit::Always
                 || !known.is_some_and(|k| k.unmarked))
         {
-            let m = group::read(sys, held.fd());
+            let m = group::read_before(sys, held.fd()).unwrap_or_else(|()| {
+                unreadable = true;
+                None
+            });
             known_after.unmarked = m.is_none();
             m
         } else {
@@ -362,6 +367,7 @@ impl AppendOptions {
         // for ever (the default) groups; one with a timeout or a cancel flag syncs under the
         // lock it wrote under, as every appender did before the group commit.
         let grouped = usable
+            && !unreadable
             && !at.created
             && how.wait == Wait::Forever
             && how.cancel.is_none()

@@ -249,9 +249,19 @@ pub(super) fn follow(sys: &dyn Sys, lock: &Fd) {
 
 /// The lock file's mark, `None` if it has none (or one that is not a mark).
 pub(super) fn read(sys: &dyn Sys, lock: &Fd) -> Option<Mark> {
-    sys.get_xattr(lock, MARK)
-        .ok()
-        .and_then(|v| Mark::decode(&v))
+    read_before(sys, lock).ok().flatten()
+}
+
+/// The mark as an appender reads it before it may group, which [`covered`] compares later
+/// marks with: `Err` if it could not be read (not "no mark": a mark that was there unread
+/// would look like a new one later, and make a follower return unsynced), `Ok(None)` if the
+/// lock file has none (or one that is not a mark).
+pub(super) fn read_before(sys: &dyn Sys, lock: &Fd) -> Result<Option<Mark>, ()> {
+    match sys.get_xattr(lock, MARK) {
+        Ok(v) => Ok(Mark::decode(&v)),
+        Err(e) if e.raw_os_error() == Some(ENODATA) => Ok(None),
+        Err(_) => Err(()),
+    }
 }
 
 /// Whether the records written before `before` was read (under the lock, after the write) are
