@@ -149,6 +149,15 @@ def test_ctrl_c_interrupts_a_wait_without_timeout(tmp_path: Path, call: str) -> 
             [sys.executable, "-c", code, str(p)], stdout=subprocess.PIPE, text=True
         )
         assert child.stdout is not None and child.stdout.readline() == "waiting\n"
+        if "append" in call:
+            # An append that finds the lock taken announces its wait in the lock file (its
+            # time gets 424242 ns past the millisecond) before it waits: Ctrl-C then comes
+            # during the wait, not before it.
+            lock = Path(str(p) + ".lock")
+            deadline = time.monotonic() + 10
+            while lock.stat().st_mtime_ns % 1_000_000 != 424_242:
+                assert time.monotonic() < deadline, "the append never waited"
+                time.sleep(0.005)
         time.sleep(0.3)
         t0 = time.monotonic()
         child.send_signal(signal.SIGINT)

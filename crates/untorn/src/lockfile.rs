@@ -105,19 +105,8 @@ impl LockOptions {
 
     /// Stops waiting, with [`ErrorKind::Interrupted`], once `flag` is set (e.g. by a signal
     /// handler: `signal_hook::flag::register`). Checked at least every 20 ms while waiting.
-    /// Replaces a [`cancel_if`](Self::cancel_if).
     pub fn cancel_when(&mut self, flag: Arc<AtomicBool>) -> &mut Self {
-        self.how.cancel = Some(Cancel::Flag(flag));
-        self
-    }
-
-    /// Stops waiting, with [`ErrorKind::Interrupted`], once `check` returns `true`. It is
-    /// called on the waiting thread (at least every 20 ms while the lock is taken; never if it
-    /// is free), so it may do what only that thread can (run an interpreter's signal
-    /// handlers, say). It must return quickly and take no untorn lock: the lock may be granted
-    /// while it runs, and is held meanwhile. Replaces a [`cancel_when`](Self::cancel_when).
-    pub fn cancel_if(&mut self, check: impl Fn() -> bool + Send + Sync + 'static) -> &mut Self {
-        self.how.cancel = Some(Cancel::Check(Arc::new(check)));
+        self.how.cancel = Some(flag);
         self
     }
 
@@ -161,38 +150,11 @@ pub(crate) struct How {
     pub(crate) shared: bool,
     pub(crate) wait: Wait,
     pub(crate) allow_shared_fs: bool,
-    /// Stop waiting (with [`ErrorKind::Interrupted`]) once this says so.
-    pub(crate) cancel: Option<Cancel>,
+    /// Stop waiting (with [`ErrorKind::Interrupted`]) once this is set.
+    pub(crate) cancel: Option<Arc<AtomicBool>>,
     /// Announce a wait for the lock in the lock file (appenders: see [`announce_wait`]), and
     /// read the lock file's modification time under the lock.
     pub(crate) announce: bool,
-}
-
-/// What stops a wait early: a flag (set by a signal handler), or a check run on the waiting
-/// thread.
-#[derive(Clone)]
-pub(crate) enum Cancel {
-    Flag(Arc<AtomicBool>),
-    Check(Arc<dyn Fn() -> bool + Send + Sync>),
-}
-
-impl Cancel {
-    /// Whether the wait must stop now.
-    pub(crate) fn is_set(&self) -> bool {
-        match self {
-            Cancel::Flag(f) => f.load(Ordering::SeqCst),
-            Cancel::Check(c) => c(),
-        }
-    }
-}
-
-impl fmt::Debug for Cancel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Cancel::Flag(_) => "Cancel::Flag",
-            Cancel::Check(_) => "Cancel::Check",
-        })
-    }
 }
 
 impl fmt::Debug for How {
@@ -444,7 +406,13 @@ pub(crate) fn lock_opened(ctx: &Arc<Ctx>, o: Opened, how: &How, started: Instant
         if how.announce && o.st.uid == sys.euid() && o.st.nlink == 1 {
             announce_wait(sys, &o.fd);
         }
-        match wait(ctx, &o.fd, kind, how.deadline(started), how.cancel.as_ref()) {
+        match wait(
+            ctx,
+            &o.fd,
+            kind,
+            how.deadline(started),
+            how.cancel.as_deref(),
+        ) {
             Ok(Waited::Acquired) => {}
             Ok(Waited::TimedOut) => {
                 return Err(Error::new(
@@ -493,7 +461,7 @@ pub(crate) fn lock_opened(ctx: &Arc<Ctx>, o: Opened, how: &How, started: Instant
 /// finds the lock free groups its sync for a moment for nothing, which costs it one short sleep.
 const WAITING_NS: i128 = 424_242;
 /// An announcement is renewed at most this often (each costs an inode update).
-const ANNOUNCE_EVERY_MS: i128 = 10;
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(10);
 
 fn now_ns() -> i128 {
     std::time::SystemTime::now()
@@ -514,21 +482,19 @@ fn now_ns() -> i128 {
 /// needs the owner; root must not touch another user's file, nor a file of its own that
 /// someone linked in under a lock file's name); a file system that keeps whole seconds never
 /// shows an announcement (each wait then sets the time again, and nothing groups by it). Read
-/// only where the group commit trusts the lock
-/// file's mark (its owner is this user, root or a trusted user, and nobody else may write it).
+/// only where the group commit trusts the lock file's mark (its owner is this user, root or a
+/// trusted user, and nobody else may write it).
 /// Errors are ignored: an announcement is only a hint.
 fn announce_wait(sys: &dyn Sys, fd: &Fd) {
-    let now_ms = now_ns() / 1_000_000;
-    if let Ok(st) = sys.stat_times(fd) {
-        // A recent announcement stands (one dated ahead, after the clock stepped back, does
-        // not: it would be ignored by the readers).
-        let age_ms = now_ms - st.mtime_ns.div_euclid(1_000_000);
-        if st.mtime_ns.rem_euclid(1_000_000) == WAITING_NS
-            && (0..ANNOUNCE_EVERY_MS).contains(&age_ms)
-        {
-            return;
-        }
+    // A recent announcement stands (one dated ahead, after the clock stepped back, does not:
+    // the readers would ignore it).
+    if sys
+        .stat_times(fd)
+        .is_ok_and(|st| waited_within(&st, ANNOUNCE_EVERY))
+    {
+        return;
     }
+    let now_ms = now_ns() / 1_000_000;
     let _ = sys.set_mtime(fd, now_ms * 1_000_000 + WAITING_NS);
 }
 
@@ -577,7 +543,7 @@ fn wait(
     fd: &Fd,
     kind: LockKind,
     deadline: Option<Instant>,
-    cancel: Option<&Cancel>,
+    cancel: Option<&AtomicBool>,
 ) -> std::io::Result<Waited> {
     if deadline.is_none() && cancel.is_none() {
         loop {
@@ -626,7 +592,7 @@ fn wait(
             *st = WaitState::Abandoned;
             return Ok(Waited::TimedOut);
         }
-        if cancel.is_some_and(Cancel::is_set) {
+        if cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
             *st = WaitState::Abandoned;
             return Ok(Waited::Cancelled);
         }

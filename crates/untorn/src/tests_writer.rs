@@ -50,6 +50,33 @@ fn after_write(events: &[Event]) -> Vec<String> {
         .collect()
 }
 
+/// The calls after the write of an appender that leads a group's sync: it takes the lead,
+/// lets the lock go while the others write, takes it again, syncs, advances the mark and drops
+/// the lead.
+const LED: [&str; 10] = [
+    "write",
+    "getxattr",
+    "lead",
+    "unlock",
+    "lock",
+    "getxattr",
+    "sync",
+    "setxattr",
+    "drop-lead",
+    "unlock",
+];
+
+/// The calls after the write of an appender that syncs alone under the lock it wrote under,
+/// and advances the mark there (someone grouped here before).
+const ALONE: [&str; 5] = ["write", "getxattr", "sync", "setxattr", "unlock"];
+
+/// Whether the lock file `lock` carries an announcement of a wait for the lock (its
+/// modification time has 424 242 ns past the millisecond: see `lockfile::announce_wait`).
+fn announced(lock: &std::path::Path) -> bool {
+    let t = fs::metadata(lock).unwrap().modified().unwrap();
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000 == 424_242
+}
+
 /// Milliseconds since the epoch, as the sync mark's `busy` counts them.
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -101,23 +128,7 @@ fn a_grouped_append_syncs_under_the_lock_taken_again_and_advances_the_mark() {
     fs::write(&p, "old\n").unwrap();
     let (probe, o) = probed(GroupCommit::Always);
     o.append(&p, "new").unwrap();
-    assert_eq!(
-        after_write(&probe.events()),
-        [
-            "write",
-            "getxattr",
-            "lead",
-            "unlock",
-            "lock",
-            "getxattr",
-            "sync",
-            "setxattr",
-            "drop-lead",
-            "unlock"
-        ],
-        "{}",
-        probe.transcript()
-    );
+    assert_eq!(after_write(&probe.events()), LED, "{}", probe.transcript());
     // Now that there is a mark, an uncontended append advances it too (grouped appenders may be
     // waiting for it).
     probe.clear();
@@ -125,7 +136,7 @@ fn a_grouped_append_syncs_under_the_lock_taken_again_and_advances_the_mark() {
     o2.append(&p, "newer").unwrap();
     assert_eq!(
         after_write(&probe2.events()),
-        ["write", "getxattr", "sync", "setxattr", "unlock"],
+        ALONE,
         "{}",
         probe2.transcript()
     );
@@ -255,22 +266,7 @@ fn a_free_lock_groups_only_while_others_were_appending_a_moment_ago() {
         let (probe, o) = probed(GroupCommit::Auto);
         o.append(&p, "new").unwrap();
         let calls = after_write(&probe.events());
-        let want: &[&str] = if grouped {
-            &[
-                "write",
-                "getxattr",
-                "lead",
-                "unlock",
-                "lock",
-                "getxattr",
-                "sync",
-                "setxattr",
-                "drop-lead",
-                "unlock",
-            ]
-        } else {
-            &["write", "getxattr", "sync", "setxattr", "unlock"]
-        };
+        let want: &[&str] = if grouped { &LED } else { &ALONE };
         assert_eq!(calls, want, "busy={busy}\n{}", probe.transcript());
     }
 }
@@ -317,22 +313,7 @@ fn a_free_lock_groups_while_others_announce_they_wait() {
             );
             continue;
         }
-        let want: &[&str] = if grouped {
-            &[
-                "write",
-                "getxattr",
-                "lead",
-                "unlock",
-                "lock",
-                "getxattr",
-                "sync",
-                "setxattr",
-                "drop-lead",
-                "unlock",
-            ]
-        } else {
-            &["write", "getxattr", "sync", "setxattr", "unlock"]
-        };
+        let want: &[&str] = if grouped { &LED } else { &ALONE };
         assert_eq!(
             after_write(&probe.events()),
             want,
@@ -352,28 +333,20 @@ fn an_append_that_waits_for_the_lock_announces_it() {
     fs::write(&p, "old\n").unwrap();
     let held = crate::lock(&p).unwrap();
     let lock = lock_path_for(&p);
-    let nanos = |l: &std::path::Path| {
-        fs::metadata(l)
-            .unwrap()
-            .modified()
-            .unwrap()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    };
-    assert_ne!(nanos(&lock) % 1_000_000, 424_242);
+    assert!(!announced(&lock));
     let p2 = p.clone();
     let appender = std::thread::spawn(move || AppendOptions::new().append(&p2, "new").unwrap());
     let t = Instant::now();
-    while nanos(&lock) % 1_000_000 != 424_242 {
+    while !announced(&lock) {
         assert!(
             t.elapsed() < Duration::from_secs(10),
             "no announcement while it waits"
         );
         std::thread::sleep(Duration::from_millis(2));
     }
-    let announced = nanos(&lock) / 1_000_000;
-    assert!(now_ms() as u128 - announced < 10_000, "dated now");
+    let at = fs::metadata(&lock).unwrap().modified().unwrap();
+    let at_ms = at.duration_since(UNIX_EPOCH).unwrap().as_millis();
+    assert!(now_ms() as u128 - at_ms < 10_000, "dated now");
     drop(held);
     appender.join().unwrap();
     assert_eq!(fs::read_to_string(&p).unwrap(), "old\nnew\n");
@@ -404,7 +377,7 @@ fn an_unreadable_mark_rules_out_the_group_commit() {
 /// file's name) is neither announced in nor has its mark used.
 #[test]
 fn a_lock_file_with_two_links_is_left_alone() {
-    use std::time::{Duration, UNIX_EPOCH};
+    use std::time::Duration;
     let d = dir();
     let p = d.path().join("a.log");
     fs::write(&p, "old\n").unwrap();
@@ -428,8 +401,7 @@ fn a_lock_file_with_two_links_is_left_alone() {
     );
     let after = fs::metadata(&lock).unwrap().modified().unwrap();
     assert_eq!(before, after, "the linked file's time was not touched");
-    let ns = after.duration_since(UNIX_EPOCH).unwrap().as_nanos() % 1_000_000;
-    assert_ne!(ns, 424_242);
+    assert!(!announced(&lock));
     assert_eq!(fs::read_to_string(&p).unwrap(), "old\nnew\n");
 }
 
@@ -437,7 +409,7 @@ fn a_lock_file_with_two_links_is_left_alone() {
 /// touches no other user's file (nor may anyone but the owner set its time).
 #[test]
 fn no_announcement_in_another_users_lock_file() {
-    use std::time::{Duration, UNIX_EPOCH};
+    use std::time::Duration;
     if rustix::process::geteuid().as_raw() != 0 {
         crate::tests::skip("needs root (chown)");
         return;
@@ -459,8 +431,7 @@ fn no_announcement_in_another_users_lock_file() {
     appender.join().unwrap();
     let after = fs::metadata(&lock).unwrap().modified().unwrap();
     assert_eq!(before, after, "the other user's lock file was not touched");
-    let ns = after.duration_since(UNIX_EPOCH).unwrap().as_nanos() % 1_000_000;
-    assert_ne!(ns, 424_242);
+    assert!(!announced(&lock));
     assert_eq!(fs::read_to_string(&p).unwrap(), "old\nnew\n");
 }
 
@@ -758,7 +729,7 @@ fn an_append_with_a_timeout_or_a_cancel_flag_never_locks_again_after_its_write()
         );
         assert_eq!(
             after_write(&probe.events()),
-            ["write", "getxattr", "sync", "setxattr", "unlock"],
+            ALONE,
             "cancellable: {cancellable}\n{}",
             probe.transcript()
         );

@@ -113,13 +113,6 @@ impl AppendOptions {
         self
     }
 
-    /// [`cancel_when`](Self::cancel_when) with a check run on the waiting thread instead of a
-    /// flag (see [`LockOptions::cancel_if`]).
-    pub fn cancel_if(&mut self, check: impl Fn() -> bool + Send + Sync + 'static) -> &mut Self {
-        self.lock.cancel_if(check);
-        self
-    }
-
     /// Appends even on a file system untorn cannot vouch for: locks on NFS, CIFS and FUSE, and
     /// durability on a FUSE mount whose daemon it does not know (see
     /// [`OpenOptions::allow_shared_fs`](crate::OpenOptions::allow_shared_fs)).

@@ -47,14 +47,14 @@
 //! "Alone, as far as it can tell" needs one more signal: `flock` does not hand the lock to a
 //! waiter, it wakes the waiters and lets them race, and a process appending in a loop through a
 //! [`LogWriter`](super::LogWriter) takes the lock again before they run. It finds the lock free
-//! every time, and before any group has dated a mark busy it would sync alone under the lock
-//! again and again while the others wait (measured in the append benchmark: one of 8 such
-//! processes made its 100 appends, 99 of them alone under the lock, before the others made
-//! any). So an appender whose first try for the lock fails *announces* its wait in the lock
-//! file's modification time before it waits (`lockfile::announce_wait`: the time with 424 242 ns past
-//! the millisecond, renewed at most every 10 ms, only in one's own lock file with a single
-//! link), and one that finds the lock free groups while a wait was announced in the last
-//! [`WAITING`] (reading the mark first, as every grouped appender does).
+//! every time, and before any group has dated a mark busy it would sync alone under the lock again
+//! and again while the others wait (measured in the append benchmark: one of 8 such processes made
+//! its 100 appends, 99 of them alone under the lock, before the others made any). So an appender
+//! whose first try for the lock fails *announces* its wait in the lock file's modification time
+//! before it waits (`lockfile::announce_wait`: the time with 424 242 ns past the millisecond,
+//! renewed at most every 10 ms, only in one's own lock file with a single link), and one that finds
+//! the lock free groups while a wait was announced in the last [`WAITING`] (reading the mark first,
+//! as every grouped appender does).
 //!
 //! Why a changed mark proves the sync: the appender read `before` under the lock, after its
 //! write; a mark set later was set in a later hold of the lock, after an `fdatasync` begun in
@@ -79,15 +79,14 @@
 //! process sharing a [`LogWriter`](super::LogWriter) batch better still: their records queue
 //! in memory while a batch syncs, and the next batch takes them all.
 //!
-//! The mark is the extended attribute `user.untorn.synced` of the lock file (`dev=D ino=I
-//! gen=G busy=MS grew=B`: the log's device and inode, a counter every sync advances, when a
-//! sync last served several appenders, and what the others wrote for the last leader). It
-//! lives in the lock file's inode, shared by every process, written only after a durable sync; whether it
-//! survives a crash does not matter (it is read and compared within one run of appends). It is
-//! used only where the lock file belongs to this user, root or a trusted user and nobody else
-//! may write it (a mark someone else could set would let them make an append skip its sync),
-//! and where the file system has user extended attributes; elsewhere every appender syncs for
-//! itself.
+//! The mark is the extended attribute `user.untorn.synced` of the lock file (`dev=D ino=I gen=G
+//! busy=MS grew=B`: the log's device and inode, a counter every sync advances, when a sync last
+//! served several appenders, and what the others wrote for the last leader). It lives in the lock
+//! file's inode, shared by every process, written only after a durable sync; whether it survives a
+//! crash does not matter (it is read and compared within one run of appends). It is used only where
+//! the lock file belongs to this user, root or a trusted user and nobody else may write it (a mark
+//! someone else could set would let them make an append skip its sync), and where the file system
+//! has user extended attributes; elsewhere every appender syncs for itself.
 
 use crate::ctx::{Ctx, Feature};
 use crate::sys::{errnos::*, Fd, FsKind, LockKind, Stat, Sys};
@@ -162,12 +161,12 @@ impl Mark {
 /// (a `user.*` attribute can be set by whoever may write the file: a group- or world-writable
 /// lock file would let them set a mark that makes an append skip its sync).
 pub(super) fn usable(ctx: &Ctx, lock: &Stat) -> bool {
-    // Root's lock files are trusted by everyone: no need to ask who we are.
-    // One link: a file of the user's own (or root's) that someone else linked in under the
-    // lock file's name is not one (its attribute would be set through a planted name).
     ctx.has(lock.dev, Feature::Xattr) != Some(false)
+        // One link: a file of the user's own (or root's) that someone else linked in under
+        // the lock file's name is not one (its attribute would be set through a planted name).
         && lock.nlink == 1
         && lock.mode & 0o022 == 0
+        // Root's lock files are trusted by everyone: no need to ask who we are.
         && (lock.uid == 0 || trusts(ctx.sys.euid(), lock.uid))
 }
 

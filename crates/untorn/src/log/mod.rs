@@ -37,20 +37,20 @@
 //!
 //! # Concurrency
 //!
-//! Appenders take the exclusive lock of the log (`FILE.lock`) for the tail check and the
-//! write, so records of different processes never interleave even when a write is short.
-//! Every `fdatasync` of the log also runs under that lock, with no write during it: released
-//! earlier, another appender's sync could make a record's new size durable before its data,
-//! which on ext4 `data=writeback` exposes stale blocks after a power cut (the power-cut test
-//! bed caught exactly that). An appender alone syncs under the lock it wrote under. When others
-//! are appending (the lock was taken, another appender announced it waits for it, or the lock
-//! file's sync mark says a sync served several a moment ago) it takes part in a **group commit**: the first to write after a sync *leads*
-//! the next one (it lets the lock go while the others write, takes it again and syncs once for
-//! all), and the others *follow* it (they release the lock after their write, wait for the
-//! leader, and find their records durable when the mark moved). So N appenders at once share
-//! their flushes instead of paying N. Appenders with a timeout never group (see `group.rs` for
-//! the protocol, why it keeps the hole closed, and why a timeout rules it out); nor do appenders
-//! with a cancel flag.
+//! Appenders take the exclusive lock of the log (`FILE.lock`) for the tail check and the write, so
+//! records of different processes never interleave even when a write is short. Every `fdatasync` of
+//! the log also runs under that lock, with no write during it: released earlier, another appender's
+//! sync could make a record's new size durable before its data, which on ext4 `data=writeback`
+//! exposes stale blocks after a power cut (the power-cut test bed caught exactly that). An appender
+//! alone syncs under the lock it wrote under. When others are appending (the lock was taken,
+//! another appender announced it waits for it, or the lock file's sync mark says a sync served
+//! several a moment ago) it takes part in a **group commit**: the first to write after a sync
+//! *leads* the next one (it lets the lock go while the others write, takes it again and syncs once
+//! for all), and the others *follow* it (they release the lock after their write, wait for the
+//! leader, and find their records durable when the mark moved). So N appenders at once share their
+//! flushes instead of paying N. Appenders with a timeout never group (see `group.rs` for the
+//! protocol, why it keeps the hole closed, and why a timeout rules it out); nor do appenders with a
+//! cancel flag.
 //!
 //! A process that appends many records keeps the log and its lock file open with a
 //! [`LogWriter`]: no path to resolve per record, and the log's end judged again only when it

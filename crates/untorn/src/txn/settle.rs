@@ -7,13 +7,14 @@ use super::{flag_of, journal_name, lock_name, look, tag_of_size, Found};
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::lockfile::Wait;
-use crate::lockfile::{self, Cancel, How};
+use crate::lockfile::{self, How};
 use crate::paths::join;
 use crate::sys::{errnos::*, Fd, FileType};
 use crate::trust::{could_replace, trusts, user_name};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use std::time::Duration;
 pub(crate) struct Settings {
     /// How long to wait for the transaction's locks, which another user may hold.
     pub(crate) wait: Wait,
-    pub(crate) cancel: Option<Cancel>,
+    pub(crate) cancel: Option<Arc<AtomicBool>>,
     pub(crate) allow_shared_fs: bool,
     /// Give up the changes that cannot be applied (`untorn recover --abandon`).
     pub(crate) abandon: bool,
